@@ -1,0 +1,145 @@
+"""Calibration sets: real images, preprocessed exactly as the deployed model will see them."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from segedge.data.images import list_images, read_image
+from segedge.data.oxford_pet import OxfordPet, is_pet_root
+from segedge.data.transforms import PreprocessConfig, preprocess
+from segedge.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CalibrationSet:
+    """Preprocessed calibration images.
+
+    Attributes:
+        images: ``(N, 3, H, W)`` float32 model inputs.
+        source: where they came from (for reports and the quantized model's metadata).
+        names: file names (or ``frame NNNNN``) of the images used.
+    """
+
+    images: np.ndarray
+    source: str
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(self, batch_size: int = 8) -> Iterator[np.ndarray]:
+        """Yield ``(<= batch_size, 3, H, W)`` float32 slices."""
+        for start in range(0, len(self.images), batch_size):
+            yield self.images[start : start + batch_size]
+
+    def summary(self) -> str:
+        """One line: count, source, resolution and per-channel mean/std of the inputs."""
+        mean = self.images.mean((0, 2, 3))
+        std = self.images.std((0, 2, 3))
+        h, w = self.images.shape[2:]
+        stats = ", ".join(f"{m:.3f}/{s:.3f}" for m, s in zip(mean, std))
+        return f"{len(self)} images from {self.source} at {w}x{h}, per-channel mean/std {stats}"
+
+
+def _video_frames(path: Path, every: int) -> tuple[list[np.ndarray], list[str]]:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DataError(f"cannot open video {path}")
+    frames, names, index = [], [], 0
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index % every == 0:
+                frames.append(frame)
+                names.append(f"frame {index:05d}")
+            index += 1
+    finally:
+        capture.release()
+    return frames, names
+
+
+def load_calibration_set(
+    source: str | os.PathLike[str],
+    config: PreprocessConfig,
+    num_images: int = 64,
+    seed: int = 0,
+    every: int = 5,
+) -> CalibrationSet:
+    """Build a calibration set from an Oxford-IIIT Pet root (its ``trainval`` split), a
+    folder of images or a video file (every ``every``-th frame).
+
+    Images are drawn at random (``seed``) when there are more than ``num_images``;
+    unreadable files are skipped with a warning.
+
+    Args:
+        source: Pet root, image directory or video file.
+        config: the model's preprocessing (from its artifact).
+        num_images: at most this many images.
+        seed: random draw of the subset.
+        every: frame stride for videos.
+
+    Raises:
+        DataError: the source does not exist, holds nothing readable, or ``num_images < 1``.
+    """
+    path = Path(source)
+    if num_images < 1:
+        raise DataError(f"the calibration set needs at least 1 image, asked for {num_images}")
+    rng = np.random.default_rng(seed)
+    images: list[np.ndarray] = []
+    names: list[str] = []
+    if path.is_file():
+        frames, frame_names = _video_frames(path, every)
+        chosen = sorted(rng.permutation(len(frames))[:num_images]) if len(frames) > num_images else range(len(frames))
+        images = [frames[i] for i in chosen]
+        names = [frame_names[i] for i in chosen]
+        description = f"video {path.name} (every {every}th frame)"
+    elif path.is_dir():
+        if is_pet_root(path):
+            files = [s.image_path for s in OxfordPet(path, "trainval").samples]
+            description = f"Oxford-IIIT Pet trainval split in {path}"
+        else:
+            files = list_images(path)
+            description = f"image folder {path}"
+        order = rng.permutation(len(files))
+        skipped: list[str] = []
+        for i in order:
+            if len(images) == num_images:
+                break
+            try:
+                images.append(read_image(files[i]))
+                names.append(files[i].name)
+            except DataError:
+                skipped.append(files[i].name)
+        if skipped and images:
+            log.warning("calibration: skipped %d unreadable images: %s", len(skipped), ", ".join(skipped[:5]))
+        if skipped and not images:
+            raise DataError(
+                f"calibration source {path} yielded no readable image ({len(skipped)} unreadable: {', '.join(skipped[:3])})"
+            )
+    else:
+        raise DataError(f"calibration source {path} does not exist (expected a Pet root, an image folder or a video)")
+    if not images:
+        raise DataError(f"calibration source {path} yielded no readable image")
+    return CalibrationSet(preprocess(images, config), description, names)
+
+
+def calibration_set_from_arrays(images: Sequence[np.ndarray], config: PreprocessConfig, source: str) -> CalibrationSet:
+    """Calibration set from BGR uint8 images already in memory (e.g. demo frames).
+
+    Raises:
+        DataError: no image given.
+    """
+    if not images:
+        raise DataError(f"calibration source {source} yielded no image")
+    return CalibrationSet(preprocess(list(images), config), source, [f"image {i}" for i in range(len(images))])

@@ -1,0 +1,93 @@
+"""Shared CLI plumbing: console, logging, and the mapping of errors to one line + exit code."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from segedge.errors import SegEdgeError
+
+# Wide enough for the report tables when output goes to a file or CI log (rich assumes 80).
+_width = None if sys.stdout.isatty() else 160
+console = Console(stderr=False, highlight=False, soft_wrap=True, markup=False, width=_width)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, width=_width)
+F = TypeVar("F", bound=Callable[..., object])
+INTERNAL_ERROR = 70  # EX_SOFTWARE
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time (test runners swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging() -> None:
+    """Warnings (skipped files, fallbacks) go to stderr, one line each."""
+    root = logging.getLogger("segedge")
+    if not root.handlers:
+        handler = _StderrHandler()  # one line per record, never wrapped
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG if os.environ.get("SEGEDGE_DEBUG") == "1" else logging.WARNING)
+        root.propagate = False
+
+
+def fail(message: str, code: int) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Run a command; a :class:`SegEdgeError` becomes one red line and its exit code, Ctrl-C
+    exit 130, anything unexpected one line with a hint (traceback with SEGEDGE_DEBUG=1)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        setup_logging()
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except SegEdgeError as exc:
+            if os.environ.get("SEGEDGE_DEBUG") == "1":
+                raise
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130)
+        except Exception as exc:  # a bug: still one line, never a traceback unless asked
+            if os.environ.get("SEGEDGE_DEBUG") == "1":
+                raise
+            fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SEGEDGE_DEBUG=1 for the traceback)", INTERNAL_ERROR)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress display; yields ``update(stage, done, total)``, one bar per stage."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err_console, transient=False, disable=not sys.stderr.isatty() and os.environ.get("SEGEDGE_PROGRESS") != "1") as progress:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield update

@@ -1,0 +1,54 @@
+"""The ``segedge`` command line: one small module per command; each parses its options,
+calls one library function and maps errors to one line and an exit code."""
+
+from __future__ import annotations
+
+import typer
+
+from segedge import __version__
+from segedge.cli.data import download_command
+from segedge.cli.demo import demo_command
+from segedge.cli.engine import build_engine_command
+from segedge.cli.export import export_command
+from segedge.cli.report import report_command
+from segedge.cli.run import run_command
+from segedge.cli.train import train_command
+
+app = typer.Typer(
+    name="segedge",
+    help="Take a SegNet segmentation network from PyTorch to an edge device (ONNX, INT8 Q/DQ, "
+    "TensorRT) and prove nothing was lost on the way. Exit codes: 0 ok, 1 failure, 2 bad input, "
+    "3 export failure, 4 backend unavailable, 5 source failure.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("demo")(demo_command)
+app.command("train")(train_command)
+app.command("export")(export_command)
+app.command("build-engine")(build_engine_command)
+app.command("run")(run_command)
+app.command("report")(report_command)
+app.command("download-data")(download_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"segedge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    pass
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

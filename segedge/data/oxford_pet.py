@@ -1,0 +1,183 @@
+"""Reader of the official Oxford-IIIT Pet layout.
+
+Dataset: Parkhi, Vedaldi, Zisserman, Jawahar, "Cats and Dogs", CVPR 2012.
+Layout (as distributed in ``images.tar.gz`` and ``annotations.tar.gz``)::
+
+    ROOT/images/<name>.jpg
+    ROOT/annotations/trimaps/<name>.png   values 1 pet, 2 background, 3 border ("not classified")
+    ROOT/annotations/trainval.txt          "<name> <class-id> <species> <breed-id>" per line
+    ROOT/annotations/test.txt
+
+The real dataset has quirks a reader must survive: files named ``.jpg`` that are GIF or
+RGBA PNG (decoded by content, see :func:`segedge.data.images.read_image`), names listed in
+no split, and listed names whose files are missing or unreadable (skipped with a warning
+that names the file).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segedge.data.images import read_image, read_label_map
+from segedge.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES = ("pet", "background", "border")  # class index = trimap value - 1
+SPLITS = ("trainval", "test")
+
+
+@dataclass(frozen=True)
+class PetSample:
+    """One listed image of the data set."""
+
+    name: str  # e.g. "Abyssinian_100"
+    image_path: Path
+    trimap_path: Path
+
+
+def trimap_to_classes(trimap: np.ndarray, source: str | os.PathLike[str] = "trimap") -> np.ndarray:
+    """Map trimap values 1/2/3 to class indices 0/1/2 (pet, background, border).
+
+    Args:
+        trimap: ``(H, W)`` uint8 array of trimap values.
+        source: name used in the error message.
+
+    Returns:
+        ``(H, W)`` uint8 class indices.
+
+    Raises:
+        DataError: a value outside {1, 2, 3}.
+    """
+    bad = (trimap < 1) | (trimap > 3)
+    if bad.any():
+        values = np.unique(trimap[bad])[:5].tolist()
+        raise DataError(f"{source}: trimap values must be 1, 2 or 3; found {values}")
+    return (trimap - 1).astype(np.uint8)
+
+
+def is_pet_root(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` looks like an Oxford-IIIT Pet root (images/ and annotations/trimaps/)."""
+    path = Path(path)
+    return (path / "images").is_dir() and (path / "annotations" / "trimaps").is_dir()
+
+
+class OxfordPet:
+    """Lists and reads the samples of one split of an Oxford-IIIT Pet root.
+
+    Args:
+        root: directory holding ``images/`` and ``annotations/``.
+        split: ``"trainval"`` or ``"test"`` (the official split files).
+
+    Raises:
+        DataError: not a Pet root, an unknown split, a missing split file, or a split
+            with no usable sample.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "trainval"):
+        self.root = Path(root)
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        if not is_pet_root(self.root):
+            raise DataError(
+                f"{self.root} is not an Oxford-IIIT Pet root: expected images/ and annotations/trimaps/ "
+                "(get it with `segedge download-data DIR`)"
+            )
+        split_file = self.root / "annotations" / f"{split}.txt"
+        if not split_file.is_file():
+            raise DataError(f"{self.root}: split file annotations/{split}.txt is missing")
+        self.split = split
+        self.samples: list[PetSample] = []
+        for line_no, line in enumerate(split_file.read_text().splitlines(), start=1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            name = line.split()[0]
+            image_path = self.root / "images" / f"{name}.jpg"
+            trimap_path = self.root / "annotations" / "trimaps" / f"{name}.png"
+            if not image_path.is_file() or not trimap_path.is_file():
+                missing = image_path if not image_path.is_file() else trimap_path
+                log.warning("skipping %s (listed in %s line %d): %s is missing", name, split_file.name, line_no, missing)
+                continue
+            self.samples.append(PetSample(name, image_path, trimap_path))
+        if not self.samples:
+            raise DataError(f"{split_file} lists no sample whose image and trimap exist")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read sample ``index``.
+
+        Returns:
+            image ``(H, W, 3)`` uint8 BGR and classes ``(H, W)`` uint8 in {0, 1, 2}.
+
+        Raises:
+            DataError: unreadable image or trimap, or image and trimap sizes differ.
+        """
+        sample = self.samples[index]
+        image = read_image(sample.image_path)
+        classes = trimap_to_classes(read_label_map(sample.trimap_path), sample.trimap_path)
+        if image.shape[:2] != classes.shape:
+            raise DataError(
+                f"{sample.name}: image is {image.shape[1]}x{image.shape[0]} but trimap is "
+                f"{classes.shape[1]}x{classes.shape[0]}"
+            )
+        return image, classes
+
+    def iter_readable(self, limit: int | None = None):
+        """Yield ``(sample, image, classes)`` for readable samples, warning about and skipping
+        the unreadable ones; at most ``limit`` samples are read."""
+        for index, sample in enumerate(self.samples[:limit] if limit else self.samples):
+            try:
+                image, classes = self.read(index)
+            except DataError as exc:
+                log.warning("skipping %s: %s", sample.name, exc)
+                continue
+            yield sample, image, classes
+
+
+def load_split_arrays(
+    root: str | os.PathLike[str],
+    split: str,
+    preprocess_config,
+    limit: int | None = None,
+    progress=None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read and preprocess a whole split into memory (Oxford-IIIT Pet is small at 128x128).
+
+    Args:
+        root: Oxford-IIIT Pet root.
+        split: ``"trainval"`` or ``"test"``.
+        preprocess_config: :class:`~segedge.data.transforms.PreprocessConfig`.
+        limit: read at most this many listed samples.
+        progress: optional callable ``progress(done, total)`` called after each sample.
+
+    Returns:
+        images ``(N, 3, H, W)`` float32 (the model input), labels ``(N, H, W)`` uint8 class
+        indices resized with nearest neighbour, and the sample names.
+
+    Raises:
+        DataError: no readable sample.
+    """
+    from segedge.data.transforms import preprocess, resize_labels
+
+    dataset = OxfordPet(root, split)
+    h, w = preprocess_config.size
+    total = min(len(dataset), limit) if limit else len(dataset)
+    images = np.empty((total, 3, h, w), dtype=np.float32)
+    labels = np.empty((total, h, w), dtype=np.uint8)
+    names: list[str] = []
+    for sample, image, classes in dataset.iter_readable(limit):
+        preprocess(image, preprocess_config, out=images[len(names) : len(names) + 1])
+        labels[len(names)] = resize_labels(classes, h, w)
+        names.append(sample.name)
+        if progress is not None:
+            progress(len(names), total)
+    if not names:
+        raise DataError(f"{root}: no readable sample in split {split!r}")
+    return images[: len(names)], labels[: len(names)], names

@@ -1,0 +1,50 @@
+"""FP16 ONNX: the form a strongly typed TensorRT network builds as FP16.
+
+Weights and activations become float16; the graph input and output stay float32 (a Cast
+at each edge), so callers feed and read float32 as with the FP32 model. Conversion by
+ONNX Runtime's ``float16.convert_float_to_float16`` (a maintained converter, not ours).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+
+from segedge._io import atomic_path
+from segedge.errors import ExportError
+from segedge.export.onnx import load_onnx, read_metadata, set_metadata
+
+
+def _toposorted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The converter appends the edge Casts at the end of the node list; ONNX requires
+    topological order, which onnx-ir restores."""
+    import onnx_ir as ir
+
+    graph_model = ir.from_proto(model)
+    graph_model.graph.sort()
+    return ir.to_proto(graph_model)
+
+
+def convert_fp16(onnx_path: str | os.PathLike[str], output: str | os.PathLike[str]) -> Path:
+    """Write an FP16 copy of an FP32 ONNX with float32 input/output.
+
+    Raises:
+        ModelFormatError: unreadable input.
+        ExportError: the converter or the checker failed.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = load_onnx(onnx_path)
+    metadata = read_metadata(model)
+    try:
+        converted = _toposorted(convert_float_to_float16(model, keep_io_types=True))
+        metadata["precision"] = "fp16"
+        set_metadata(converted, {f"segedge.{k}": v for k, v in metadata.items()})
+        onnx.checker.check_model(converted)
+    except Exception as exc:
+        raise ExportError(f"FP16 conversion failed: {str(exc).splitlines()[0][:300]}") from None
+    with atomic_path(output) as tmp:
+        onnx.save(converted, str(tmp))
+    return Path(output)

@@ -1,0 +1,60 @@
+"""Model registry: ``create_model(name)`` and ``list_models()`` (the timm pattern)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from segedge.errors import InputError
+from segedge.models.segnet import SegNet, SegNetConfig
+
+_REGISTRY: dict[str, Callable[[], nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+    """Decorator registering a zero-argument model factory under ``name``."""
+
+    def wrap(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str) -> nn.Module:
+    """Build a freshly initialised model by registry name.
+
+    Args:
+        name: one of :func:`list_models` (``segnet``, ``segnet-dsc``).
+
+    Returns:
+        The model in training mode, on the CPU, float32.
+
+    Raises:
+        InputError: unknown name; the message lists the valid ones.
+    """
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise InputError(f"unknown model {name!r}; valid models: {', '.join(list_models())}") from None
+    return factory()
+
+
+@register_model("segnet")
+def segnet() -> nn.Module:
+    """SegNet of Matani & Singh, Part 2: 15,274,892 parameters."""
+    return SegNet(SegNetConfig())
+
+
+@register_model("segnet-dsc")
+def segnet_dsc() -> nn.Module:
+    """SegNet with depthwise-separable convolutions, Part 3: 1,749,671 parameters."""
+    return SegNet(SegNetConfig(separable=True))

@@ -1,0 +1,92 @@
+"""One interface for every backend (the Polygraphy pattern): :class:`Runner` validates
+inputs, owns the preprocessing contract and the life cycle; a backend implements
+``_infer`` only."""
+
+from __future__ import annotations
+
+import abc
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from segedge.data.oxford_pet import CLASS_NAMES
+from segedge.data.transforms import PreprocessConfig, preprocess
+from segedge.errors import InputError
+
+
+class Runner(abc.ABC):
+    """A loaded model that maps preprocessed batches to logits.
+
+    Subclasses set the attributes below in ``__init__`` and implement :meth:`_infer`.
+
+    Attributes:
+        backend: ``torch``, ``onnxruntime`` or ``tensorrt``.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        preprocess_config: the preprocessing the artifact was trained with.
+        classes: class names in logit order.
+        artifact: path of the loaded file (``None`` for an in-memory model).
+        max_batch: largest batch the artifact accepts (``None``: unbounded).
+    """
+
+    backend: str = "?"
+    precision: str = "fp32"
+    preprocess_config: PreprocessConfig = PreprocessConfig()
+    classes: tuple[str, ...] = CLASS_NAMES
+    artifact: Path | None = None
+    max_batch: int | None = None
+
+    @property
+    def name(self) -> str:
+        """Short label for tables: ``<artifact stem> (<backend> <precision>)``."""
+        stem = self.artifact.name if self.artifact else "model"
+        return f"{stem} ({self.backend} {self.precision})"
+
+    @property
+    def size_mb(self) -> float | None:
+        """Artifact size on disk in MB (10^6 bytes)."""
+        return os.path.getsize(self.artifact) / 1e6 if self.artifact and self.artifact.is_file() else None
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run the model.
+
+        Args:
+            batch: ``(N, 3, H, W)`` float32 preprocessed input (see :meth:`preprocess`),
+                ``(H, W)`` = ``preprocess_config.size``.
+
+        Returns:
+            ``(N, num_classes, H, W)`` float32 logits.
+
+        Raises:
+            InputError: wrong rank, shape, dtype, or a batch above ``max_batch``.
+        """
+        h, w = self.preprocess_config.size
+        if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
+            raise InputError(f"expected a float32 numpy batch, got {getattr(batch, 'dtype', type(batch).__name__)}")
+        if batch.ndim != 4 or batch.shape[1:] != (3, h, w):
+            raise InputError(f"expected a batch of shape (N, 3, {h}, {w}), got {batch.shape}")
+        if self.max_batch is not None and batch.shape[0] > self.max_batch:
+            raise InputError(f"batch {batch.shape[0]} exceeds this artifact's maximum batch {self.max_batch}")
+        return self._infer(np.ascontiguousarray(batch))
+
+    @abc.abstractmethod
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """Backend inference on a validated, C-contiguous ``(N, 3, H, W)`` float32 batch."""
+
+    def preprocess(self, images: np.ndarray | Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+        """The artifact's own preprocessing of BGR uint8 images into a batch."""
+        return preprocess(images, self.preprocess_config, out)
+
+    def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Segment BGR uint8 images: ``(N, H, W)`` uint8 class maps at the model resolution."""
+        return self.infer(self.preprocess(images)).argmax(1).astype(np.uint8)
+
+    def close(self) -> None:
+        """Release backend resources (sessions, device memory)."""
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

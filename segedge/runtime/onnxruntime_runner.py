@@ -1,0 +1,96 @@
+"""ONNX Runtime runner: FP32, FP16 and Q/DQ INT8 ONNX models on the CPU (or CUDA / TensorRT
+execution providers with onnxruntime-gpu)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from segedge.data.oxford_pet import CLASS_NAMES
+from segedge.data.transforms import PreprocessConfig
+from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
+from segedge.runtime.base import Runner
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+class OnnxRuntimeRunner(Runner):
+    """Runs an ONNX file with ONNX Runtime.
+
+    The preprocessing, class names and precision come from the model's segedge metadata
+    (written by ``segedge export``); an ONNX file without it gets the default
+    preprocessing at its input's spatial size, with a warning.
+
+    Args:
+        path: ``.onnx`` file with one ``(N, 3, H, W)`` float input and one logits output.
+        provider: ``cpu``, ``cuda`` or ``tensorrt`` (the last two need onnxruntime-gpu).
+        threads: intra-op threads (0: one per physical core, ONNX Runtime's default).
+
+    Raises:
+        ModelFormatError: missing, truncated or invalid ONNX, or not a single-input model.
+        BackendUnavailableError: the provider is not available in this onnxruntime.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int = 0):
+        import onnxruntime as ort
+
+        self.artifact = Path(path)
+        if not self.artifact.is_file():
+            raise ModelFormatError(f"ONNX file {self.artifact} does not exist")
+        if provider not in PROVIDERS:
+            raise InputError(f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
+        if PROVIDERS[provider] not in ort.get_available_providers():
+            raise BackendUnavailableError(
+                f"ONNX Runtime has no {PROVIDERS[provider]} here (available: {', '.join(ort.get_available_providers())}); "
+                "install the 'gpu' extra on a CUDA machine: pip install 'segedge[gpu]'"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.artifact), options, providers=[PROVIDERS[provider]])
+        except Exception as exc:  # InvalidProtobuf, Fail, InvalidGraph, ...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFormatError(f"ONNX Runtime cannot load {self.artifact}: {first[:300]}") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelFormatError(f"{self.artifact}: expected one (N, 3, H, W) input, found {[i.shape for i in inputs]}")
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.input_is_fp16 = inputs[0].type == "tensor(float16)"
+        self.provider = provider
+        meta = self.session.get_modelmeta().custom_metadata_map
+        batch_dim = inputs[0].shape[0]
+        self.max_batch = batch_dim if isinstance(batch_dim, int) else None
+        try:
+            if "segedge.preprocess" in meta:
+                self.preprocess_config = PreprocessConfig.from_json(meta["segedge.preprocess"])
+            else:
+                h, w = inputs[0].shape[2:]
+                if not (isinstance(h, int) and isinstance(w, int)):
+                    raise ModelFormatError(f"{self.artifact} has no segedge metadata and a dynamic input size")
+                log.warning("%s has no segedge metadata; assuming the default preprocessing at %dx%d", path, h, w)
+                self.preprocess_config = PreprocessConfig(height=h, width=w)
+            self.classes = tuple(json.loads(meta.get("segedge.classes", json.dumps(CLASS_NAMES))))
+        except (InputError, json.JSONDecodeError) as exc:
+            raise ModelFormatError(f"{self.artifact}: bad segedge metadata: {exc}") from None
+        self.precision = meta.get("segedge.precision", "fp16" if self.input_is_fp16 else "fp32")
+        self.metadata = dict(meta)
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        if self.input_is_fp16:
+            batch = batch.astype(np.float16)
+        logits = self.session.run([self.output_name], {self.input_name: batch})[0]
+        return logits if logits.dtype == np.float32 else logits.astype(np.float32)

@@ -1,0 +1,215 @@
+"""Training loop reproducing the recipe of Matani & Singh, "Efficient Image Segmentation
+Using PyTorch", Part 2: 128x128 inputs, random horizontal flip and contrast jitter 0.3
+(torchvision ``ColorJitter(contrast=0.3)``), Adam lr 1e-3, StepLR(step 7, gamma 0.7),
+cross-entropy, batch 64, 20 epochs, train on ``trainval`` and validate on ``test``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from segedge._io import atomic_write_text
+from segedge.data.oxford_pet import CLASS_NAMES, load_split_arrays
+from segedge.data.transforms import PreprocessConfig
+from segedge.errors import CheckpointError, InputError
+from segedge.models.checkpoint import load_checkpoint, save_checkpoint
+from segedge.models.registry import create_model
+from segedge.report.metrics import ConfusionMatrix
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters; defaults are the article's recipe."""
+
+    model: str = "segnet"  # registry name: segnet | segnet-dsc
+    epochs: int = 20  # passes over the training split
+    batch_size: int = 64  # images per optimiser step
+    lr: float = 1e-3  # Adam learning rate
+    step_size: int = 7  # StepLR: epochs between learning-rate decays
+    gamma: float = 0.7  # StepLR: decay factor
+    contrast: float = 0.3  # contrast jitter: factor drawn from [1 - c, 1 + c]
+    hflip: float = 0.5  # probability of a horizontal flip
+    seed: int = 0  # seeds weights init, shuffling and augmentation
+    train_split: str = "trainval"
+    val_split: str = "test"
+    limit: int | None = None  # use at most this many images per split (quick runs, tests)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "step_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and 0 < self.gamma <= 1 and 0 <= self.contrast < 1 and 0 <= self.hflip <= 1):
+            raise InputError("lr > 0, 0 < gamma <= 1, 0 <= contrast < 1 and 0 <= hflip <= 1 are required")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["preprocess"] = self.preprocess.to_dict()
+        return data
+
+
+def augment(images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, generator: torch.Generator):
+    """Random horizontal flip (image and labels) and contrast jitter (image only).
+
+    Contrast follows torchvision's ``adjust_contrast``: blend each image with the mean of
+    its grayscale version (ITU-R 601-2 luma: 0.299 R + 0.587 G + 0.114 B) by a factor drawn
+    uniformly from ``[1 - contrast, 1 + contrast]``, then clamp to [0, 1].
+
+    Args:
+        images: ``(N, 3, H, W)`` float32 RGB in [0, 1].
+        labels: ``(N, H, W)`` int64.
+
+    Returns:
+        New ``(images, labels)`` tensors of the same shapes.
+    """
+    n = images.shape[0]
+    flip = torch.rand(n, generator=generator) < config.hflip
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    labels = torch.where(flip[:, None, None], labels.flip(-1), labels)
+    if config.contrast > 0:
+        factor = 1 + (torch.rand(n, generator=generator) * 2 - 1) * config.contrast
+        luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        mean = (images * luma).sum(1).mean((1, 2)).view(n, 1, 1, 1)
+        f = factor.view(n, 1, 1, 1)
+        images = (f * images + (1 - f) * mean).clamp_(0, 1)
+    return images, labels
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 32) -> ConfusionMatrix:
+    """Confusion matrix of ``model`` (eval mode) on preprocessed ``images`` ``(N, 3, H, W)``
+    against ``labels`` ``(N, H, W)``."""
+    model.eval()
+    matrix = ConfusionMatrix(model.config.num_classes)
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(images[start : start + batch_size]).contiguous(memory_format=torch.channels_last)
+        prediction = model(x).argmax(1).numpy()
+        matrix.update(prediction, labels[start : start + batch_size])
+    return matrix
+
+
+def train(
+    data_root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Train a SegNet-family model and write checkpoints into ``out_dir``.
+
+    Every epoch writes ``out_dir/checkpoint.pt`` (weights plus optimiser and scheduler
+    state, for ``resume``) and ``out_dir/history.json`` atomically; the end writes
+    ``out_dir/model.pt`` (weights and deployment contract only, for export).
+
+    Args:
+        data_root: Oxford-IIIT Pet root (official layout).
+        out_dir: output directory (created).
+        config: recipe; see :class:`TrainConfig`.
+        resume: continue from ``out_dir/checkpoint.pt`` (same model required).
+        on_progress: optional ``callback(stage, done, total)``; stage is ``"load"``,
+            ``"epoch N/M"`` or ``"validate"``.
+
+    Returns:
+        The history: a dict with the config and one record per epoch (loss, validation
+        pixel accuracy, mIoU, IoU per class, seconds).
+
+    Raises:
+        DataError: unreadable data set.
+        CheckpointError: ``resume`` without a matching ``checkpoint.pt``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    report = on_progress or (lambda stage, done, total: None)
+
+    train_x, train_y, _ = load_split_arrays(
+        data_root, config.train_split, config.preprocess, config.limit, lambda d, t: report("load train", d, t)
+    )
+    val_x, val_y, _ = load_split_arrays(
+        data_root, config.val_split, config.preprocess, config.limit, lambda d, t: report("load val", d, t)
+    )
+    train_labels = torch.from_numpy(train_y.astype(np.int64))
+    model = create_model(config.model).to(memory_format=torch.channels_last)  # channels_last: ~2x on CPU
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    history: dict[str, Any] = {"config": config.to_dict(), "epochs": []}
+    start_epoch = 0
+    if resume:
+        state_path = out / "checkpoint.pt"
+        ckpt = load_checkpoint(state_path)
+        if ckpt.model_name != config.model:
+            raise CheckpointError(f"{state_path} is a {ckpt.model_name} checkpoint; cannot resume {config.model}")
+        if "optimizer" not in ckpt.raw:
+            raise CheckpointError(f"{state_path} holds no optimizer state; it cannot be resumed")
+        model.load_state_dict(ckpt.model.state_dict())
+        optimizer.load_state_dict(ckpt.raw["optimizer"])
+        scheduler.load_state_dict(ckpt.raw["scheduler"])
+        start_epoch = int(ckpt.raw["epoch"])
+        history = ckpt.meta.get("history", history)
+        generator.manual_seed(config.seed + start_epoch)
+
+    loss_fn = nn.CrossEntropyLoss()
+    steps = math.ceil(len(train_x) / config.batch_size)
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train_x), generator=generator)
+        total_loss = 0.0
+        for step in range(steps):
+            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x, y = augment(torch.from_numpy(train_x[index.numpy()]), train_labels[index], config, generator)
+            x = x.contiguous(memory_format=torch.channels_last)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(index)
+            report(f"epoch {epoch + 1}/{config.epochs}", step + 1, steps)
+        scheduler.step()
+        matrix = evaluate(model, val_x, val_y)
+        record = {
+            "epoch": epoch + 1,
+            "loss": total_loss / len(train_x),
+            "lr": optimizer.param_groups[0]["lr"],
+            "val_pixel_accuracy": matrix.pixel_accuracy(),
+            "val_miou": matrix.miou(),
+            "val_iou_per_class": dict(zip(CLASS_NAMES, matrix.iou_per_class().tolist())),
+            "seconds": time.perf_counter() - started,
+        }
+        history["epochs"].append(record)
+        log.info(
+            "epoch %d/%d loss %.4f val pixel accuracy %.2f%% mIoU %.2f%%",
+            epoch + 1, config.epochs, record["loss"], 100 * record["val_pixel_accuracy"], 100 * record["val_miou"],
+        )
+        meta = {"history": history, "train_images": len(train_x), "val_images": len(val_x)}
+        save_checkpoint(
+            out / "checkpoint.pt", model, config.model, config.preprocess, meta=meta,
+            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), epoch=epoch + 1,
+        )
+        atomic_write_text(out / "history.json", json.dumps(history, indent=2))
+    final = history["epochs"][-1] if history["epochs"] else {}
+    meta = {
+        "recipe": config.to_dict(),
+        "epochs_trained": len(history["epochs"]),
+        "train_images": len(train_x),
+        "val_images": len(val_x),
+        "val_pixel_accuracy": final.get("val_pixel_accuracy"),
+        "val_miou": final.get("val_miou"),
+        "history": history,
+    }
+    save_checkpoint(out / "model.pt", model, config.model, config.preprocess, meta=meta)
+    return history

@@ -1,0 +1,74 @@
+"""The command line: bad input gives one line and a non-zero exit, destroys nothing."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from segedge.cli.main import app
+
+cli = CliRunner()
+
+
+def test_help_lists_every_command():
+    result = cli.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo", "train", "export", "build-engine", "run", "report", "download-data"):
+        assert command in result.stdout
+
+
+def test_corrupt_image_as_source_is_one_line(tmp_path, one_line_error):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    result = cli.invoke(app, ["build-engine", "x.onnx", "-o", str(tmp_path / "y.onnx")])
+    one_line_error(result)  # missing model: one line
+    line = one_line_error(cli.invoke(app, ["report", "--candidates", str(tmp_path / "nope.onnx"), "--data", str(folder)]))
+    assert "nope.onnx" in line
+
+
+@pytest.mark.slow
+def test_corrupt_calibration_image_is_one_line(tmp_path, exported_onnx, one_line_error):
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    result = cli.invoke(
+        app, ["build-engine", str(exported_onnx), "--precision", "int8", "--calib-data", str(folder), "-o", str(tmp_path / "m.engine")]
+    )
+    assert "no readable image" in one_line_error(result)
+    assert result.exit_code == 2
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.slow
+def test_truncated_onnx_is_one_line_and_leaves_the_output_alone(tmp_path, exported_onnx, libby_video, one_line_error):
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(exported_onnx.read_bytes()[:100_000])
+    out = tmp_path / "existing.mp4"
+    out.write_bytes(b"previous result")
+    result = cli.invoke(app, ["run", "--engine", str(cut), "--source", str(libby_video), "-o", str(out)])
+    assert "cut.onnx" in one_line_error(result) and result.exit_code == 2
+    assert out.read_bytes() == b"previous result"
+    result = cli.invoke(app, ["build-engine", str(cut), "--precision", "fp16", "-o", str(tmp_path / "h.onnx")])
+    one_line_error(result)
+
+
+def test_wrong_checkpoint_is_one_line(tmp_path, one_line_error):
+    bad = tmp_path / "weights.pt"
+    torch.save({"conv.weight": torch.zeros(3, 3)}, bad)
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"keep me")
+    result = cli.invoke(app, ["export", str(bad), "-o", str(out)])
+    assert "matches none of the models" in one_line_error(result) and result.exit_code == 2
+    assert out.read_bytes() == b"keep me"
+    (tmp_path / "garbage.pt").write_bytes(b"\x80\x04 garbage")
+    one_line_error(cli.invoke(app, ["export", str(tmp_path / "garbage.pt"), "-o", str(out)]))
+
+
+def test_missing_source_is_one_line(one_line_error):
+    result = cli.invoke(app, ["run", "--source", "/no/such/clip.mp4"])
+    assert result.exit_code == 5 and "clip.mp4" in one_line_error(result)
+
+
+def test_bad_option_values_are_rejected_by_the_parser():
+    result = cli.invoke(app, ["build-engine", "m.onnx", "-o", "x.engine", "--precision", "int4"])
+    assert result.exit_code == 2 and "int4" in (result.stderr + result.stdout)
