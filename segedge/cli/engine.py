@@ -30,7 +30,8 @@ def build_engine_command(
     precision: Annotated[Precision, typer.Option(help="fp32, fp16 (FP16 ONNX, float32 I/O) or int8 (Q/DQ ONNX from calibration).")] = Precision.fp32,
     calib_data: Annotated[Optional[Path], typer.Option(help="INT8 calibration images: an Oxford-IIIT Pet root (trainval split), an image folder or a video.")] = None,
     num_images: Annotated[int, typer.Option(min=1, help="Calibration images drawn (seeded).")] = 64,
-    method: Annotated[Method, typer.Option(help="INT8 range calibration.")] = Method.minmax,
+    method: Annotated[Method, typer.Option(help="INT8 range calibration.")] = Method.percentile,
+    percentile: Annotated[float, typer.Option(min=50.0, max=100.0, help="Percentile of |activation| kept in range (--method percentile).")] = 99.9,
     seed: Annotated[int, typer.Option(help="Seed of the calibration draw.")] = 0,
 ) -> None:
     """Build an FP32, FP16 or INT8 (calibrated Q/DQ) artifact, and a TensorRT engine where TensorRT is installed.
@@ -55,5 +56,5 @@ def build_engine_command(
         config = OnnxRuntimeRunner(model).preprocess_config
         calibration = load_calibration_set(calib_data, config, num_images=num_images, seed=seed)
         console.print(f"calibration: {calibration.summary()}")
-    result = build_artifact(model, output, precision.value, calibration, method.value)
+    result = build_artifact(model, output, precision.value, calibration, method.value, percentile)
     console.print(result.note)

@@ -32,7 +32,8 @@ def build_artifact(
     output: str | os.PathLike[str],
     precision: str = "fp32",
     calibration: CalibrationSet | None = None,
-    method: str = "minmax",
+    method: str = "percentile",
+    percentile: float = 99.9,
 ) -> BuildResult:
     """Build the deployable artifact of ``precision`` from an FP32 ONNX.
 
@@ -43,6 +44,7 @@ def build_artifact(
         precision: ``fp32``, ``fp16`` or ``int8``.
         calibration: required for ``int8``.
         method: INT8 calibration method (see :mod:`segedge.calibration.quantize`).
+        percentile: for ``method="percentile"``.
 
     Raises:
         InputError: unknown precision or output suffix.
@@ -64,7 +66,7 @@ def build_artifact(
             raise DataError("INT8 needs a calibration set: pass --calib-data DIR (a Pet root or an image folder)")
         from segedge.calibration.quantize import quantize_int8
 
-        quantize_int8(onnx_path, onnx_out, calibration, method=method)
+        quantize_int8(onnx_path, onnx_out, calibration, method=method, percentile=percentile)
     elif precision == "fp16":
         from segedge.export.fp16 import convert_fp16
 

@@ -57,13 +57,16 @@ def load_eval_data(source: str | os.PathLike[str], split: str = "test", limit: i
     from segedge.data.sources import open_source
     from segedge.errors import SourceError
 
+    images = []
     try:
         with open_source(str(path)) as frames:
-            images = [f for i, f in enumerate(frames) if i % every == 0]
+            for i, frame in enumerate(frames):
+                if limit and len(images) == limit:
+                    break
+                if i % every == 0:
+                    images.append(frame)
     except SourceError as exc:
         raise DataError(str(exc)) from None
-    if limit:
-        images = images[:limit]
     if not images:
         raise DataError(f"{path} yielded no readable image")
     return EvalData(images, None, f"{path} (unlabelled)", [f"frame {i * every:05d}" for i in range(len(images))])
