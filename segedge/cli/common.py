@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
@@ -59,8 +60,12 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         setup_logging()
+        debug = os.environ.get("SEGEDGE_DEBUG") == "1"
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                if not debug:  # library warnings are for developers; users get segedge's own lines
+                    warnings.simplefilter("ignore")
+                return func(*args, **kwargs)
         except typer.Exit:
             raise
         except SegEdgeError as exc:

@@ -3,16 +3,24 @@ calls one library function and maps errors to one line and an exit code."""
 
 from __future__ import annotations
 
-import typer
+import os
 
-from segedge import __version__
-from segedge.cli.data import download_command
-from segedge.cli.demo import demo_command
-from segedge.cli.engine import build_engine_command
-from segedge.cli.export import export_command
-from segedge.cli.report import report_command
-from segedge.cli.run import run_command
-from segedge.cli.train import train_command
+# OpenCV prints its own warnings (a missing camera, a codec probe) to stderr; segedge reports
+# failures itself in one line. Set before anything imports cv2; SEGEDGE_DEBUG=1 keeps them.
+if os.environ.get("SEGEDGE_DEBUG") != "1":
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+import typer  # noqa: E402
+
+from segedge import __version__  # noqa: E402
+from segedge.cli.data import download_command  # noqa: E402
+from segedge.cli.demo import demo_command  # noqa: E402
+from segedge.cli.engine import build_engine_command  # noqa: E402
+from segedge.cli.export import export_command  # noqa: E402
+from segedge.cli.report import report_command  # noqa: E402
+from segedge.cli.run import run_command  # noqa: E402
+from segedge.cli.train import train_command  # noqa: E402
 
 app = typer.Typer(
     name="segedge",

@@ -57,7 +57,8 @@ class CaptureSource(FrameSource):
         else:
             self.capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
         if not self.capture.isOpened():
-            raise SourceError(f"cannot open {description}")
+            hint = " (no such video device, or it is in use)" if isinstance(target, int) else ""
+            raise SourceError(f"cannot open {description}{hint}")
         if live:
             self.capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # never queue stale frames
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)

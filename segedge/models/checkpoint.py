@@ -18,6 +18,7 @@ matching key names and shapes against the registry.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,10 +126,14 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. pickle-protocol notes on foreign files
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason[:160]})") from None
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: corrupt, truncated, "
+            "or not written by torch.save with tensors and plain values only)"
+        ) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict")
 

@@ -64,6 +64,8 @@ class OnnxRuntimeRunner(Runner):
             self.session = ort.InferenceSession(str(self.artifact), options, providers=[PROVIDERS[provider]])
         except Exception as exc:  # InvalidProtobuf, Fail, InvalidGraph, ...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "INVALID_PROTOBUF" in first:
+                first = "not a valid ONNX file (truncated or corrupt?)"
             raise ModelFormatError(f"ONNX Runtime cannot load {self.artifact}: {first[:300]}") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
