@@ -35,7 +35,7 @@ import onnx
 from segedge._io import atomic_path
 from segedge.calibration.dataset import CalibrationSet
 from segedge.errors import DataError, ExportError, InputError
-from segedge.export.onnx import load_onnx, quiet_exporter, read_metadata, set_metadata
+from segedge.export.metadata import load_onnx, quiet_exporter, read_metadata, set_metadata
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -154,7 +154,7 @@ def quantize_int8(
                         {"method": method, "images": len(calibration), "source": calibration.source}
                     ),
                 )
-                set_metadata(quantized, {f"segedge.{k}": v for k, v in metadata.items()})
+                set_metadata(quantized, metadata)
                 onnx.save(quantized, str(tmp))
         except (DataError, InputError):
             raise

@@ -35,10 +35,17 @@ def demo_command(
     from segedge.runtime.torch_runner import TorchRunner
     from segedge.runtime.video import run_live
 
+    from segedge.engine.tensorrt_api import tensorrt_available
+
     output.mkdir(parents=True, exist_ok=True)
     console.rule("1/5 export")
-    exported = export_onnx(None, output / "segnet-dsc-fp32.onnx")  # also the FP32 artifact
-    console.print(f"wrote {exported.path}: {exported.nodes} nodes, parity vs PyTorch: {exported.parity.summary()}")
+    # With TensorRT, the standard-op form it parses; without, MaxUnpool, about 2x faster in ONNX Runtime.
+    target = "tensorrt" if tensorrt_available() else "onnxruntime"
+    exported = export_onnx(None, output / "segnet-dsc-fp32.onnx", target=target, force=True)  # also the FP32 artifact
+    console.print(
+        f"wrote {exported.path} ({target} form: {'TensorRT is installed' if target == 'tensorrt' else 'no TensorRT here, so the form ONNX Runtime runs fastest'}), "
+        f"{exported.nodes} nodes, parity vs PyTorch: {exported.parity.summary()}"
+    )
 
     if source is None:
         clip = make_demo_clip(output / "chelsea-clip.mp4")

@@ -18,6 +18,7 @@ from segedge.cli.data import download_command  # noqa: E402
 from segedge.cli.demo import demo_command  # noqa: E402
 from segedge.cli.engine import build_engine_command  # noqa: E402
 from segedge.cli.export import export_command  # noqa: E402
+from segedge.cli.inspect import inspect_command  # noqa: E402
 from segedge.cli.report import report_command  # noqa: E402
 from segedge.cli.run import run_command  # noqa: E402
 from segedge.cli.train import train_command  # noqa: E402
@@ -36,6 +37,7 @@ app.command("demo")(demo_command)
 app.command("train")(train_command)
 app.command("export")(export_command)
 app.command("build-engine")(build_engine_command)
+app.command("inspect")(inspect_command)
 app.command("run")(run_command)
 app.command("report")(report_command)
 app.command("download-data")(download_command)

@@ -29,6 +29,8 @@ from segedge.errors import DataError
 log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("pet", "background", "border")  # class index = trimap value - 1
+# BGR overlay colour per class (None: not drawn): pet orange, background clear, border yellow.
+CLASS_PALETTE: tuple[tuple[int, int, int] | None, ...] = ((0, 140, 255), None, (0, 255, 255))
 SPLITS = ("trainval", "test")
 
 

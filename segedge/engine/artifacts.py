@@ -52,14 +52,14 @@ def build_artifact(
         ModelFormatError, ExportError: from conversion, quantization or the TensorRT build.
     """
     from segedge.engine.tensorrt_api import tensorrt_available
-    from segedge.export.onnx import load_onnx
+    from segedge.export.metadata import load_onnx, read_metadata
 
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     output = Path(output)
     if output.suffix not in (".engine", ".plan", ".onnx"):
         raise InputError(f"output {output} must end in .engine, .plan or .onnx")
-    load_onnx(onnx_path)  # fail early, with one line, on a corrupt input
+    target = read_metadata(load_onnx(onnx_path)).get("target")  # fails early, in one line, on a corrupt input
     onnx_out = output.with_suffix(".onnx")
     if precision == "int8":
         if calibration is None:
@@ -76,6 +76,12 @@ def build_artifact(
             shutil.copyfile(onnx_path, tmp)
     if output.suffix == ".onnx":
         return BuildResult(onnx_out, None, precision, f"wrote the {precision} ONNX {onnx_out}")
+    if target == "onnxruntime":
+        return BuildResult(
+            onnx_out, None, precision,
+            f"wrote the {precision} ONNX {onnx_out}; it uses MaxUnpool (exported with --target onnxruntime), which "
+            "TensorRT cannot parse, so no engine was built (export with --target tensorrt for an engine)",
+        )
     if not tensorrt_available():
         return BuildResult(
             onnx_out, None, precision,

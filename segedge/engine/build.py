@@ -41,7 +41,7 @@ class EngineInfo:
     input_name: str
     profile: dict[str, list[int]]  # min / opt / max input shapes
     onnx_sha256: str
-    metadata: dict[str, str] = field(default_factory=dict)  # segedge.* ONNX metadata (preprocess, classes, ...)
+    metadata: dict[str, str] = field(default_factory=dict)  # the ONNX segedge.* metadata, unprefixed (preprocess, classes, ...)
     built_at: str = ""
     segedge_version: str = ""
 
@@ -104,14 +104,14 @@ def build_engine(
         ExportError: the parser rejects the ONNX (node names listed) or the build fails.
     """
     import segedge
-    from segedge.export.onnx import file_sha256, load_onnx, read_metadata
+    from segedge.export.metadata import file_sha256, load_onnx, read_metadata
 
     trt = import_tensorrt()
     gpu, capability = current_gpu()
     if not 1 <= opt_batch <= max_batch:
         raise InputError(f"need 1 <= opt batch ({opt_batch}) <= max batch ({max_batch})")
     model = load_onnx(onnx_path)
-    metadata = {f"segedge.{k}": v for k, v in read_metadata(model).items()}
+    metadata = read_metadata(model)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
@@ -144,7 +144,7 @@ def build_engine(
         tensorrt_version=trt.__version__,
         gpu=gpu,
         compute_capability=capability,
-        precision=metadata.get("segedge.precision", "fp32"),
+        precision=metadata.get("precision", "fp32"),
         input_name=tensor.name,
         profile=shapes,
         onnx_sha256=file_sha256(onnx_path),

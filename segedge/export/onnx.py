@@ -1,26 +1,33 @@
-"""Export a SegNet-family checkpoint to ONNX and prove it matches PyTorch.
+"""Export a SegNet-family checkpoint (or rewrite a foreign ONNX) for TensorRT or ONNX Runtime,
+and prove nothing changed.
 
-Steps: swap pool-with-indices + unpool for the exact standard-op form
-(:mod:`segedge.export.unpool`), check that swap bit-identical on a tie-heavy probe,
-export with ``torch.onnx.export(dynamo=True)`` (dynamic batch), embed the deployment
-contract in the ONNX metadata, run ``onnx.checker`` (full check, with shape inference),
-compare ONNX Runtime against the original PyTorch model, and rename into place.
+From a checkpoint (default exporter ``torch.onnx.export(dynamo=True)``):
+
+1. export the model as it is; PyTorch's exporter writes MaxPool with ``Indices`` and turns
+   ``max_unpool2d`` into index arithmetic and a ``ScatterND``, which TensorRT rejects;
+2. rewrite every pool/unpool pair at graph level (:mod:`segedge.export.onnx_rewrite`):
+   the ``standard`` form for ``--target tensorrt`` (default) or ONNX's ``MaxUnpool`` for
+   ``--target onnxruntime``, and check the rewritten graph bit-identical to the exported one
+   in ONNX Runtime;
+3. embed the deployment contract (:mod:`segedge.export.metadata`), convert to FP16 if asked,
+   run ``onnx.checker`` (full check) and the TensorRT lint (:mod:`segedge.export.lint`);
+4. compare ONNX Runtime against the original PyTorch model (max |diff|, argmax agreement);
+5. rename into place (nothing is written on failure).
+
+The legacy TorchScript exporter (``exporter="legacy"``) cannot emit ``max_unpool2d`` at
+all; it exports the module-swapped model (:mod:`segedge.export.unpool`) instead.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
+import copy
 import json
-import logging
 import os
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -29,13 +36,20 @@ import torch
 import segedge
 from segedge._io import atomic_path
 from segedge.data.transforms import PreprocessConfig, preprocess
-from segedge.errors import ExportError, InputError, ModelFormatError
+from segedge.errors import ExportError, InputError
+from segedge.export.lint import LintReport, lint_tensorrt
+from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter, read_metadata, set_metadata
+from segedge.export.onnx_rewrite import outputs_identical, rewrite_unpool
 from segedge.export.unpool import make_exportable, tie_heavy_probe
 from segedge.models.checkpoint import Checkpoint, load_checkpoint
+from segedge.data.oxford_pet import CLASS_PALETTE
 
 DEFAULT_OPSET = 17  # the newest opset TensorRT 8.6 to 11 all parse
-META_PREFIX = "segedge."
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
+TARGETS = {"tensorrt": "standard", "onnxruntime": "native"}  # target -> unpool form
+EXPORTERS = ("dynamo", "legacy")
+PRECISIONS = ("fp32", "fp16")
+MIN_AGREEMENT = {"fp32": 0.999, "fp16": 0.99}  # argmax agreement with PyTorch below which export fails
 
 
 @dataclass
@@ -58,8 +72,13 @@ class Parity:
 class ExportResult:
     path: Path
     opset: int
-    op_counts: dict[str, int]
-    parity: Parity
+    target: str  # tensorrt | onnxruntime
+    precision: str  # fp32 | fp16
+    op_counts: dict[str, int]  # final graph
+    nodes_exported: int  # as the exporter wrote them, before simplification and the rewrite
+    unpool_sites: int  # pool/unpool pairs rewritten
+    parity: Parity | None  # against PyTorch (None when the input was an ONNX file)
+    lint: LintReport | None
     seconds: float
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -68,80 +87,11 @@ class ExportResult:
         return sum(self.op_counts.values())
 
 
-@contextlib.contextmanager
-def quiet_exporter() -> Iterator[io.StringIO]:
-    """Capture the exporter's chatter (prints, warnings, log records) unless SEGEDGE_DEBUG=1;
-    yields the buffer so a failure can show it."""
-    buffer = io.StringIO()
-    if os.environ.get("SEGEDGE_DEBUG") == "1":
-        yield buffer
-        return
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-            warnings.simplefilter("ignore")
-            yield buffer
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def contract_metadata(ckpt: Checkpoint, precision: str = "fp32") -> dict[str, str]:
-    """The deployment contract written into ONNX ``metadata_props`` (and engine sidecars):
-    preprocessing, class names, model name, precision, segedge version, source checkpoint."""
-    meta = {
-        "preprocess": ckpt.preprocess.to_json(),
-        "classes": json.dumps(list(ckpt.classes)),
-        "model": ckpt.model_name,
-        "precision": precision,
-        "segedge_version": segedge.__version__,
-    }
-    if ckpt.path is not None:
-        meta["checkpoint_sha256"] = file_sha256(ckpt.path)
-    return {META_PREFIX + k: v for k, v in meta.items()}
-
-
-def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    """segedge entries of ``model.metadata_props``, without the ``segedge.`` prefix."""
-    return {p.key[len(META_PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
-
-
-def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
-    """Replace segedge entries of ``model.metadata_props`` by ``metadata`` (prefixed keys)."""
-    keep = [p for p in model.metadata_props if p.key not in metadata]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in metadata.items():
-        model.metadata_props.add(key=key, value=value)
-
-
-def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
-    """Load an ONNX file.
-
-    Raises:
-        ModelFormatError: missing, truncated or not an ONNX model.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFormatError(f"ONNX file {path} does not exist")
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # protobuf DecodeError, OSError, ...
-        raise ModelFormatError(f"{path} is not a readable ONNX model (truncated or corrupt?): {exc}") from None
-    if not model.graph.node:
-        raise ModelFormatError(f"{path} is not a readable ONNX model: its graph has no nodes")
-    return model
+def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> Parity:
+    """Compare two ``(N, C, H, W)`` logit arrays (argmax over C)."""
+    diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
+    agree = float((reference.argmax(1) == candidate.argmax(1)).mean())
+    return Parity(len(reference), float(diff.max()), float(diff.mean()), agree)
 
 
 def parity_inputs(config: PreprocessConfig, images: Sequence[np.ndarray] | None = None) -> np.ndarray:
@@ -163,11 +113,100 @@ def parity_inputs(config: PreprocessConfig, images: Sequence[np.ndarray] | None 
     return np.concatenate([batch, noise, probe])
 
 
-def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> Parity:
-    """Compare two ``(N, C, H, W)`` logit arrays (argmax over C)."""
-    diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
-    agree = float((reference.argmax(1) == candidate.argmax(1)).mean())
-    return Parity(len(reference), float(diff.max()), float(diff.mean()), agree)
+def onnxruntime_logits(path: str | os.PathLike[str], batch: np.ndarray) -> np.ndarray:
+    """Logits of an ONNX file in ONNX Runtime (CPU, full graph optimisation) for a float32 batch."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: batch})[0].astype(np.float32)
+
+
+def check_output_path(output: str | os.PathLike[str], force: bool, source: str | os.PathLike[str] | None = None) -> Path:
+    """Refuse an output in a missing directory, an existing output without ``force``, or an
+    output that is the input.
+
+    Raises:
+        InputError: one of the above.
+    """
+    output = Path(output)
+    if not output.parent.is_dir():
+        raise InputError(f"output directory {output.parent} does not exist")
+    if source is not None and output.resolve() == Path(source).resolve():
+        raise InputError(f"output {output} is the input; write elsewhere")
+    if output.exists() and not force:
+        raise InputError(f"{output} exists; pass --force to overwrite it")
+    return output
+
+
+def contract_metadata(ckpt: Checkpoint, target: str, dynamic: list[str]) -> dict[str, str]:
+    """The deployment contract of a checkpoint's export (see :mod:`segedge.export.metadata`)."""
+    meta = {
+        "model": ckpt.model_name,
+        "classes": json.dumps(list(ckpt.classes)),
+        "palette": json.dumps([list(c) if c else None for c in CLASS_PALETTE[: len(ckpt.classes)]]),
+        "preprocess": ckpt.preprocess.to_json(),
+        "input_size": json.dumps(list(ckpt.preprocess.size)),
+        "size_multiple": str(2 ** ckpt.model.config.stages),
+        "dynamic": json.dumps(dynamic),
+        "precision": "fp32",
+        "target": target,
+        "training_data": str(ckpt.meta.get("data") or ckpt.meta.get("recipe", {}).get("train_split", "unknown")),
+        "segedge_version": segedge.__version__,
+    }
+    if ckpt.path is not None:
+        meta["checkpoint_sha256"] = file_sha256(ckpt.path)
+    return meta
+
+
+def _export_graph(model: torch.nn.Module, example: torch.Tensor, opset: int, exporter: str, dynamic: list[str], multiple: int):
+    """Run a PyTorch exporter; returns the ONNX proto and its node count before simplification."""
+    if exporter == "legacy":
+        import io
+
+        buffer = io.BytesIO()
+        axes = {0: "batch"} if "batch" in dynamic else {}
+        axes.update({2: "height", 3: "width"} if "height" in dynamic else {})
+        torch.onnx.export(
+            make_exportable(model), (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if axes else None,
+            do_constant_folding=True,
+        )
+        proto = onnx.load_from_string(buffer.getvalue())
+        from onnxscript import optimizer
+
+        return optimizer.optimize(proto), len(proto.graph.node)  # constant folding and dead-code elimination
+    shapes: dict[int, object] = {}
+    if "batch" in dynamic:
+        shapes[0] = torch.export.Dim("batch", min=1, max=4096)
+    if "height" in dynamic:
+        shapes[2] = multiple * torch.export.Dim("height_blocks", min=1, max=4096 // multiple)
+        shapes[3] = multiple * torch.export.Dim("width_blocks", min=1, max=4096 // multiple)
+    program = torch.onnx.export(
+        model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        dynamic_shapes=(shapes,) if shapes else None, optimize=False, verbose=False,
+    )
+    exported = len(program.model_proto.graph.node)
+    program.optimize()  # constant folding, common-subexpression and dead-code elimination
+    return program.model_proto, exported
+
+
+def _finish(model: onnx.ModelProto, precision: str, lint: bool, target: str) -> tuple[onnx.ModelProto, LintReport | None]:
+    """FP16 conversion, checker and lint on an in-memory model; returns what is to be saved."""
+    if precision == "fp16":
+        from segedge.export.fp16 import to_fp16
+
+        model = to_fp16(model)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"onnx.checker rejected the export: {str(exc).splitlines()[0][:300]}") from None
+    report = lint_tensorrt(model) if target == "tensorrt" else None
+    if lint and report is not None and not report.ok:
+        listed = "; ".join(str(issue) for issue in report.errors[:4])
+        raise ExportError(f"the graph would not parse in TensorRT ({len(report.errors)} errors): {listed} (--no-lint to write it anyway)")
+    return model, report
 
 
 def export_onnx(
@@ -175,76 +214,127 @@ def export_onnx(
     output: str | os.PathLike[str],
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
+    dynamic_hw: bool = False,
+    target: str = "tensorrt",
+    precision: str = "fp32",
+    exporter: str = "dynamo",
     parity_images: Sequence[np.ndarray] | None = None,
-    min_agreement: float = 0.999,
+    lint: bool = True,
+    force: bool = False,
 ) -> ExportResult:
-    """Export a checkpoint to ONNX with the exact max-unpool rewrite and a parity check.
+    """Export a checkpoint to ONNX with an exact unpool form and a parity check.
 
     Args:
         checkpoint: loaded :class:`Checkpoint`, a path, or ``None`` for the embedded model.
-        output: destination ``.onnx`` path (written atomically; untouched on failure).
-        opset: ONNX opset (default 17).
-        dynamic_batch: make the batch dimension symbolic (``batch``); H and W stay fixed at
-            the checkpoint's input size.
-        parity_images: BGR uint8 images for the parity check (default: see
-            :func:`parity_inputs`).
-        min_agreement: fail if the ONNX Runtime argmax agrees with PyTorch on fewer pixels.
-
-    Returns:
-        :class:`ExportResult` with node counts and the parity figures.
+        output: destination ``.onnx`` (written atomically; untouched on failure).
+        opset: ONNX opset (default 17; the range TensorRT 8.6 to 11 all parse).
+        dynamic_batch: symbolic batch dimension.
+        dynamic_hw: symbolic height and width, constrained to multiples of ``2 ** stages``.
+        target: ``tensorrt`` (standard ops, TensorRT-parseable) or ``onnxruntime``
+            (MaxPool Indices + MaxUnpool, about 2x faster in ONNX Runtime on a CPU).
+        precision: ``fp32``, or ``fp16`` (FP16 weights and activations, float32 input and output).
+        exporter: ``dynamo`` (default) or ``legacy`` (TorchScript; ``tensorrt`` target only).
+        parity_images: BGR uint8 images for the parity check (default: :func:`parity_inputs`).
+        lint: fail on a graph TensorRT's parser would reject (``tensorrt`` target).
+        force: overwrite an existing ``output``.
 
     Raises:
+        InputError: bad option, missing output directory, existing output without ``force``.
         CheckpointError: unreadable checkpoint.
-        ExportError: a layer the rewrite cannot express, a rewrite that is not
-            bit-identical, an exporter or checker failure, or parity below ``min_agreement``.
+        ExportError: exporter, rewrite, checker or lint failure, or parity below
+            :data:`MIN_AGREEMENT`.
     """
     started = time.perf_counter()
+    if target not in TARGETS or exporter not in EXPORTERS or precision not in PRECISIONS:
+        raise InputError(f"target must be one of {list(TARGETS)}, exporter one of {EXPORTERS}, precision one of {PRECISIONS}")
+    if not 9 <= opset <= 20:
+        raise InputError(f"opset {opset} is outside 9..20; TensorRT 8.6 parses up to 17, TensorRT 10.x up to 20")
+    if exporter == "legacy" and target != "tensorrt":
+        raise InputError("the legacy exporter cannot write MaxUnpool; use --exporter dynamo for --target onnxruntime")
+    output = check_output_path(output, force)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    if not 7 <= opset <= 23:
-        raise InputError(f"opset {opset} is outside the supported range 7..23 (TensorRT wants 17)")
+    multiple = 2 ** ckpt.model.config.stages
+    h, w = ckpt.preprocess.size
+    if h % multiple or w % multiple:
+        raise InputError(f"input size {h}x{w} must be a multiple of {multiple} (2 ** {ckpt.model.config.stages} pooling stages)")
+    dynamic = (["batch"] if dynamic_batch else []) + (["height", "width"] if dynamic_hw else [])
+    # contiguous weights: a channels_last model makes torch.export specialise the batch size
     reference = ckpt.model.eval()
-    # contiguous weights: a channels_last model (as runners keep it) makes torch.export
-    # specialise the batch dimension through stride guards
-    exportable = make_exportable(reference).to(memory_format=torch.contiguous_format).eval()
-
-    # The rewrite must be bit-identical before anything is exported.
-    probe = tie_heavy_probe((2, 3, *ckpt.preprocess.size), seed=0)
-    with torch.no_grad():
-        if not torch.equal(reference(probe), exportable(probe)):
-            raise ExportError(
-                "the rewritten model is not bit-identical to the original on a tie-heavy probe: "
-                "a MaxUnpool2d does not take the indices of its matching MaxPool2d"
-            )
-
+    model = make_exportable(reference) if exporter == "legacy" else reference
+    model = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
     example = torch.from_numpy(parity_inputs(ckpt.preprocess, parity_images))
-    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-    metadata = contract_metadata(ckpt)
-    with atomic_path(output) as tmp, quiet_exporter() as log_buffer:
-        try:
-            program = torch.onnx.export(
-                exportable, (example[:2],), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes, optimize=True, verbose=False,
-            )
-            model = program.model_proto
-        except Exception as exc:
-            raise ExportError(f"torch.onnx.export failed: {str(exc).splitlines()[0][:300]}") from None
-        if any(op.domain in ("", "ai.onnx") and op.version != opset for op in model.opset_import):
-            found = [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")]
-            raise ExportError(f"the exporter produced opset {found}, not the requested {opset}")
-        model.doc_string = f"{ckpt.model_name} exported by segedge {segedge.__version__} (exact max-unpool rewrite)"
-        set_metadata(model, metadata)
-        onnx.save(model, str(tmp))
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except Exception as exc:
-            raise ExportError(f"onnx.checker rejected the export: {str(exc).splitlines()[0][:300]}") from None
-        from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
+    with quiet_exporter():
+        try:
+            exported, nodes_exported = _export_graph(model, example[:2], opset, exporter, dynamic, multiple)
+        except Exception as exc:
+            raise ExportError(f"torch.onnx.export failed: {str(exc).strip().splitlines()[0][:300]}") from None
+        sites = 0
+        final = exported
+        if exporter == "dynamo":
+            final, sites = rewrite_unpool(exported, TARGETS[target])
+            if not outputs_identical(exported, final):
+                raise ExportError("the rewritten graph is not bit-identical to the exported one in ONNX Runtime")
+    final.doc_string = f"{ckpt.model_name} exported by segedge {segedge.__version__} for {target}"
+    set_metadata(final, contract_metadata(ckpt, target, dynamic))
+    final, report = _finish(final, precision, lint, target)
+
+    with atomic_path(output) as tmp:
+        onnx.save(final, str(tmp))
         with torch.no_grad():
             expected = reference(example).numpy()
-        parity = compare_logits(expected, OnnxRuntimeRunner(tmp).infer(example.numpy()))
-        if parity.argmax_agreement < min_agreement:
+        parity = compare_logits(expected, onnxruntime_logits(tmp, example.numpy()))
+        if parity.argmax_agreement < MIN_AGREEMENT[precision]:
             raise ExportError(f"ONNX Runtime disagrees with PyTorch: {parity.summary()}")
-        del log_buffer
-    op_counts = dict(Counter(node.op_type for node in model.graph.node).most_common())
-    return ExportResult(Path(output), opset, op_counts, parity, time.perf_counter() - started, metadata)
+    opset_used = next(o.version for o in final.opset_import if o.domain in ("", "ai.onnx"))
+    counts = dict(Counter(node.op_type for node in final.graph.node).most_common())
+    return ExportResult(
+        output, opset_used, target, precision, counts, nodes_exported, sites, parity, report,
+        time.perf_counter() - started, read_metadata(final),
+    )
+
+
+def rewrite_onnx(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    target: str = "tensorrt",
+    precision: str = "fp32",
+    lint: bool = True,
+    force: bool = False,
+) -> ExportResult:
+    """ONNX in, ONNX out: rewrite the MaxPool-Indices + MaxUnpool (or dynamo ScatterND)
+    pairs of an existing model for ``target``, proven bit-identical in ONNX Runtime.
+
+    Raises:
+        InputError: bad option or output path.
+        ModelFormatError: unreadable ONNX.
+        ExportError: a pair the rewrite cannot express exactly, a rewritten graph that is
+            not bit-identical, checker or lint failure.
+    """
+    started = time.perf_counter()
+    if target not in TARGETS or precision not in PRECISIONS:
+        raise InputError(f"target must be one of {list(TARGETS)}, precision one of {PRECISIONS}")
+    output = check_output_path(output, force, source)
+    original = load_onnx(source)
+    with quiet_exporter():
+        rewritten, sites = rewrite_unpool(original, TARGETS[target])
+        if sites and not outputs_identical(original, rewritten):
+            raise ExportError(f"the rewritten graph is not bit-identical to {source} in ONNX Runtime")
+    form = "onnxruntime" if any(n.op_type == "MaxUnpool" for n in rewritten.graph.node) else "tensorrt"
+    if target == "onnxruntime" and form != target:
+        raise InputError(
+            f"{source} has no MaxPool-Indices unpool to turn into MaxUnpool (a standard-form graph stays as it is); "
+            "export the checkpoint with --target onnxruntime instead"
+        )
+    meta = read_metadata(rewritten)
+    meta.update(target=form, precision=meta.get("precision", "fp32"))
+    set_metadata(rewritten, meta)
+    rewritten, report = _finish(rewritten, precision, lint, target)
+    with atomic_path(output) as tmp:
+        onnx.save(rewritten, str(tmp))
+    opset_used = next(o.version for o in rewritten.opset_import if o.domain in ("", "ai.onnx"))
+    counts = dict(Counter(node.op_type for node in rewritten.graph.node).most_common())
+    return ExportResult(
+        output, opset_used, form, precision, counts, len(original.graph.node), sites, None, report,
+        time.perf_counter() - started, read_metadata(rewritten),
+    )

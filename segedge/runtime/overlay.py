@@ -5,8 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# BGR colour per class (pet, background, border); None = not drawn.
-DEFAULT_PALETTE: tuple[tuple[int, int, int] | None, ...] = ((0, 140, 255), None, (0, 255, 255))
+from segedge.data.oxford_pet import CLASS_PALETTE as DEFAULT_PALETTE
 
 
 class Overlay:

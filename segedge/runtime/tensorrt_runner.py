@@ -70,8 +70,8 @@ class TensorRTRunner(Runner):
             raise ModelFormatError(f"TensorRT cannot deserialise {self.artifact} (corrupt or truncated?); {rebuild}")
         self.context = self.engine.create_execution_context()
         meta = info.metadata
-        self.preprocess_config = PreprocessConfig.from_json(meta["segedge.preprocess"]) if "segedge.preprocess" in meta else PreprocessConfig()
-        self.classes = tuple(json.loads(meta.get("segedge.classes", json.dumps(CLASS_NAMES))))
+        self.preprocess_config = PreprocessConfig.from_json(meta["preprocess"]) if "preprocess" in meta else PreprocessConfig()
+        self.classes = tuple(json.loads(meta.get("classes", json.dumps(CLASS_NAMES))))
         self.precision = info.precision
         self.max_batch = info.profile["max"][0]
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]

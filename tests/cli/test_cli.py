@@ -57,11 +57,12 @@ def test_wrong_checkpoint_is_one_line(tmp_path, one_line_error):
     torch.save({"conv.weight": torch.zeros(3, 3)}, bad)
     out = tmp_path / "model.onnx"
     out.write_bytes(b"keep me")
-    result = cli.invoke(app, ["export", str(bad), "-o", str(out)])
+    result = cli.invoke(app, ["export", str(bad), "-o", str(out), "--force"])
     assert "matches none of the models" in one_line_error(result) and result.exit_code == 2
     assert out.read_bytes() == b"keep me"
     (tmp_path / "garbage.pt").write_bytes(b"\x80\x04 garbage")
-    one_line_error(cli.invoke(app, ["export", str(tmp_path / "garbage.pt"), "-o", str(out)]))
+    one_line_error(cli.invoke(app, ["export", str(tmp_path / "garbage.pt"), "-o", str(out), "--force"]))
+    assert out.read_bytes() == b"keep me"
 
 
 def test_missing_source_is_one_line(one_line_error):

@@ -8,29 +8,48 @@ import onnx
 import pytest
 import torch
 
-from segedge.errors import ExportError, ModelFormatError
-from segedge.export.onnx import export_onnx, load_onnx, read_metadata
+from segedge.data.transforms import PreprocessConfig
+from segedge.errors import InputError, ModelFormatError
+from segedge.export.lint import lint_tensorrt
+from segedge.export.metadata import load_onnx, read_metadata
+from segedge.export.onnx import export_onnx
+from segedge.models.checkpoint import Checkpoint
+from segedge.models.registry import create_model
 from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
 pytestmark = pytest.mark.slow
 
 
-def test_graph_holds_no_op_tensorrt_cannot_parse(exported_onnx):
-    model = onnx.load(str(exported_onnx))
+def assert_tensorrt_parseable(model: onnx.ModelProto) -> None:
     ops = Counter(node.op_type for node in model.graph.node)
     assert "MaxUnpool" not in ops and "ScatterND" not in ops and "ScatterElements" not in ops
     pools = [node for node in model.graph.node if node.op_type == "MaxPool"]
-    assert len(pools) == 4
-    assert all(len([o for o in node.output if o]) == 1 for node in pools)  # no Indices output
+    assert pools and all(len([o for o in node.output if o]) == 1 for node in pools)  # no Indices output
+    assert lint_tensorrt(model).ok
+
+
+def test_default_export_is_tensorrt_parseable_and_checked(exported_onnx):
+    model = onnx.load(str(exported_onnx))
+    assert_tensorrt_parseable(model)
     assert {op.version for op in model.opset_import if op.domain in ("", "ai.onnx")} == {17}
     onnx.checker.check_model(model, full_check=True)
+
+
+def test_segnet_export_is_tensorrt_parseable_too(tmp_path):
+    torch.manual_seed(0)
+    ckpt = Checkpoint(create_model("segnet").eval(), "segnet", PreprocessConfig())
+    result = export_onnx(ckpt, tmp_path / "segnet.onnx")
+    assert_tensorrt_parseable(onnx.load(str(result.path)))
+    assert result.unpool_sites == 4 and result.parity.argmax_agreement >= 0.999
 
 
 def test_metadata_carries_the_deployment_contract(exported_onnx, embedded):
     meta = read_metadata(onnx.load(str(exported_onnx)))
     assert json.loads(meta["preprocess"]) == embedded.preprocess.to_dict()
     assert json.loads(meta["classes"]) == ["pet", "background", "border"]
-    assert meta["model"] == "segnet-dsc" and meta["precision"] == "fp32"
+    assert json.loads(meta["input_size"]) == [128, 128] and json.loads(meta["dynamic"]) == ["batch"]
+    assert meta["model"] == "segnet-dsc" and meta["precision"] == "fp32" and meta["target"] == "tensorrt"
+    assert len(meta["checkpoint_sha256"]) == 64 and "palette" in meta
 
 
 def test_onnx_runtime_matches_pytorch_on_real_images_at_any_batch(exported_onnx, embedded, pet_root):
@@ -49,24 +68,53 @@ def test_onnx_runtime_matches_pytorch_on_real_images_at_any_batch(exported_onnx,
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.999
 
 
-def test_export_refuses_a_model_whose_unpool_is_not_paired(tmp_path, embedded, monkeypatch):
-    # A decoder fed the wrong stage's indices cannot be rewritten exactly: the bit-identity
-    # check before export must catch it (here: stages 1 and 2 swap their unpool kernels).
-    import copy
+def test_onnxruntime_target_uses_maxunpool_and_agrees(tmp_path, embedded, exported_onnx):
+    result = export_onnx(embedded, tmp_path / "ort.onnx", target="onnxruntime")
+    ops = Counter(n.op_type for n in onnx.load(str(result.path)).graph.node)
+    assert ops["MaxUnpool"] == 4 and "Where" not in ops
+    batch = np.random.default_rng(0).random((2, 3, 128, 128), dtype=np.float32)
+    a, b = OnnxRuntimeRunner(result.path).infer(batch), OnnxRuntimeRunner(exported_onnx).infer(batch)
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.999
 
-    from segedge.models.checkpoint import Checkpoint
-    from segedge.export import unpool
 
-    broken = copy.deepcopy(embedded.model)
-    original = unpool.ExactMaxUnpool2d.forward
+def test_dynamic_hw_runs_other_sizes(tmp_path, embedded):
+    result = export_onnx(embedded, tmp_path / "hw.onnx", dynamic_hw=True)
+    import onnxruntime as ort
 
-    def shifted(self, x, indices, output_size=None):
-        return original(self, x, indices.roll(1, dims=-1), output_size)
+    session = ort.InferenceSession(str(result.path))
+    x = np.random.default_rng(0).random((1, 3, 96, 160), dtype=np.float32)
+    got = session.run(None, {"input": x})[0]
+    with torch.no_grad():
+        expected = embedded.model(torch.from_numpy(x)).numpy()
+    assert got.shape == (1, 3, 96, 160)
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.999
 
-    monkeypatch.setattr(unpool.ExactMaxUnpool2d, "forward", shifted)
-    with pytest.raises(ExportError, match="bit-identical"):
-        export_onnx(Checkpoint(broken, "segnet-dsc", embedded.preprocess), tmp_path / "x.onnx")
-    assert not (tmp_path / "x.onnx").exists()
+
+def test_legacy_exporter_exports_the_module_swapped_model(tmp_path, embedded):
+    result = export_onnx(embedded, tmp_path / "legacy.onnx", exporter="legacy")
+    assert_tensorrt_parseable(onnx.load(str(result.path)))
+    assert result.parity.argmax_agreement >= 0.999
+
+
+def test_fp16_export_keeps_float32_io_and_tracks_pytorch(tmp_path, embedded):
+    result = export_onnx(embedded, tmp_path / "fp16.onnx", precision="fp16")
+    model = onnx.load(str(result.path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    halves = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(halves) >= 40  # the convolution weights
+    assert read_metadata(model)["precision"] == "fp16" and lint_tensorrt(model).ok
+    assert result.parity.argmax_agreement >= 0.99
+
+
+def test_output_rules_leave_files_alone(tmp_path, embedded, exported_onnx):
+    existing = tmp_path / "keep.onnx"
+    existing.write_bytes(b"earlier result")
+    with pytest.raises(InputError, match="--force"):
+        export_onnx(embedded, existing)
+    assert existing.read_bytes() == b"earlier result"
+    with pytest.raises(InputError, match="does not exist"):
+        export_onnx(embedded, tmp_path / "missing-dir" / "m.onnx")
 
 
 def test_truncated_onnx_is_a_format_error(exported_onnx, tmp_path):
