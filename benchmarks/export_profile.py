@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     work = Path(tempfile.mkdtemp(prefix="segedge-profile-"))
-    console = Console()
+    console = Console(width=200)
     batch = np.random.default_rng(0).random((1, 3, *ckpt.preprocess.size), dtype=np.float32)
     summary = Table(title=f"{ckpt.model_name}: export and ONNX Runtime latency (CPU, batch 1, median of {args.runs})")
     for column in ("target", "export s", "nodes", "latency ms", "vs tensorrt form"):

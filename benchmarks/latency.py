@@ -71,7 +71,7 @@ def main() -> None:
             p50, p99 = np.percentile(times, [50, 99])
             baseline = baseline or p50
             table.add_row(label, str(batch_size), f"{p50:.2f}", f"{p99:.2f}", f"{1000 * batch_size / p50:.1f}", f"{baseline / p50:.2f}x")
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,10 @@ def demo_command(
     from segedge.export.onnx import export_onnx
     from segedge.report.drift import compare, load_eval_data
     from segedge.report.render import write_report
-    from segedge.runtime.factory import load_runner
+    from segedge.runtime.factory import live_parallelism, load_runner
+    from segedge.runtime.sinks import VideoSink
     from segedge.runtime.torch_runner import TorchRunner
-    from segedge.runtime.video import run_live
+    from segedge.runtime.video import LiveOptions, run_live
 
     from segedge.engine.tensorrt_api import tensorrt_available
 
@@ -69,8 +70,10 @@ def demo_command(
 
     console.rule("3/5 live segmentation")
     for artifact in artifacts:
-        with open_source(source) as frames, load_runner(artifact) as runner:
-            stats = run_live(runner, frames, output=output / f"live-{artifact.stem}.mp4", max_frames=300)
+        workers, threads = live_parallelism(artifact)
+        with open_source(source) as frames, load_runner(artifact, threads=threads, spin=workers == 1) as runner:
+            sink = VideoSink(output / f"live-{artifact.stem}.mp4", frames.fps)
+            stats = run_live(runner, frames, [sink], LiveOptions(max_frames=300, workers=workers))
         print_live_stats(stats, f"{runner.name} on {frames.description}")
 
     console.rule("4/5 drift report")

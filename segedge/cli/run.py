@@ -18,44 +18,111 @@ class Provider(str, Enum):
 
 
 def print_live_stats(stats, label: str) -> None:
-    """Summary table of a live run: frames, FPS, per-stage p50/p99 ms."""
+    """Summary table of a live run: frames, FPS, per-stage p50/p99 ms, drops, flicker, IoU."""
     from rich.table import Table
 
-    table = Table(title=f"{label}: {stats.frames} frames in {stats.seconds:.1f} s = {stats.fps:.1f} FPS"
-                  + (f", {stats.skipped} corrupt frames skipped" if stats.skipped else ""))
+    notes = []
+    if stats.skipped:
+        notes.append(f"{stats.skipped} corrupt frames skipped")
+    if stats.dropped:
+        notes.append(f"{stats.dropped} stale live frames dropped")
+    if stats.reconnects:
+        notes.append(f"{stats.reconnects} reconnects")
+    if stats.mean_flicker is not None:
+        notes.append(f"flicker {100 * stats.mean_flicker:.2f}% of pixels per frame")
+    title = f"{label}: {stats.frames} frames in {stats.seconds:.1f} s = {stats.fps:.1f} FPS" + "".join(f", {n}" for n in notes)
+    table = Table(title=title)
     table.add_column("stage")
     table.add_column("p50 ms", justify="right")
     table.add_column("p99 ms", justify="right")
-    for stage, values in stats.stage_ms.items():
-        if values:
-            table.add_row(stage, f"{stats.percentile_ms(stage, 50):.2f}", f"{stats.percentile_ms(stage, 99):.2f}")
+    for stage, hist in stats.histograms.items():
+        if hist.total:
+            table.add_row("end-to-end latency" if stage == "latency" else stage, f"{hist.percentile(50):.2f}", f"{hist.percentile(99):.2f}")
     console.print(table)
+    if stats.iou:
+        per_frame = " ".join("-" if v != v else f"{100 * v:.0f}" for v in stats.iou)
+        console.print(f"pet IoU against ground truth: mean {100 * stats.mean_iou:.2f}% over {len(stats.iou)} frames; per frame (%): {per_frame}")
 
 
 @handle_errors
 def run_command(
     source: Annotated[str, typer.Option("--source", "-s", help="Camera index (0), video file, rtsp:// or http:// URL, image folder or glob.")],
     engine: Annotated[Optional[Path], typer.Option("--engine", "-e", help="Artifact: .pt (PyTorch), .onnx (ONNX Runtime) or .engine (TensorRT); default: the embedded segnet-dsc.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the annotated video here (.mp4, finalised even on Ctrl-C).")] = None,
-    show: Annotated[bool, typer.Option("--show", help="Show a window (q or Esc quits).")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the annotated video here (.mp4, finalised even on Ctrl-C or an error).")] = None,
+    show: Annotated[bool, typer.Option("--show", help="Show a window (q or Esc quits, space pauses).")] = False,
+    serve: Annotated[Optional[int], typer.Option("--serve", min=1, max=65535, help="Serve an MJPEG stream and a live page on this port.")] = None,
+    host: Annotated[str, typer.Option(help="Address --serve binds to (0.0.0.0 exposes the camera to the network).")] = "127.0.0.1",
+    save_masks: Annotated[Optional[Path], typer.Option(help="Write each frame's class map as DIR/NNNNNN.png (0 pet, 1 background, 2 border).")] = None,
+    stats_file: Annotated[Optional[Path], typer.Option("--stats", help="Write per-frame statistics as JSON lines.")] = None,
+    gt_masks: Annotated[Optional[Path], typer.Option(help="Per-frame binary ground-truth masks (sorted files): prints pet IoU per frame and mean.")] = None,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes to draw, e.g. pet or pet,border.")] = None,
+    outline: Annotated[bool, typer.Option("--outline", help="Draw class boundaries instead of filled regions.")] = False,
+    smooth: Annotated[float, typer.Option(min=0.0, max=0.99, help="Temporal smoothing of class probabilities (0 off; 0.5 halves the weight of each new frame).")] = 0.0,
+    realtime: Annotated[bool, typer.Option("--realtime", help="Pace a file at its frame rate and drop frames that come too late, like a camera.")] = False,
+    loop: Annotated[bool, typer.Option("--loop", help="Restart a file at its end.")] = False,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
+    sequential: Annotated[bool, typer.Option("--sequential", help="Naive one-thread loop instead of the pipeline (for comparison).")] = False,
+    workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime on a CPU).")] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime intra-op threads per worker (0: auto).")] = 0,
     provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.cpu,
 ) -> None:
-    """Segment a camera, video, stream or image folder live, with overlay and FPS.
+    """Segment a camera, video, stream or image folder live, with overlay, FPS and per-stage timings.
 
-    OpenCV loop: read frames, segment, draw a coloured overlay (pet orange, border yellow)
-    with FPS, and write and/or show them; prints FPS and per-stage latency at the end."""
+    Capture, inference and drawing run in overlapping threads; a live source keeps only its
+    newest frame and is reopened with back-off if it stops. Sinks: --output video, --show
+    window, --serve MJPEG page, --save-masks PNGs, --stats JSON lines. Prints FPS, per-stage
+    latency p50/p99, flicker and (with --gt-masks) IoU at the end.
+    """
     from segedge.data.sources import open_source
-    from segedge.runtime.factory import load_runner
-    from segedge.runtime.video import run_live
+    from segedge.errors import InputError, SourceError
+    from segedge.runtime.factory import live_parallelism, load_runner
+    from segedge.runtime.postprocess import GroundTruth
+    from segedge.runtime.sinks import MaskSink, MjpegServer, StatsSink, VideoSink
+    from segedge.runtime.video import LiveOptions, run_live
 
-    with open_source(source) as frames, load_runner(engine, provider.value) as runner:
-        stats = run_live(runner, frames, output=output, show=show, alpha=alpha, max_frames=max_frames)
+    auto_workers, auto_threads = live_parallelism(engine, provider.value)
+    workers = 1 if sequential else (workers or auto_workers)
+    threads = threads or (0 if sequential else auto_threads)
+    runner = load_runner(engine, provider.value, threads=threads, spin=sequential)
+    class_ids = None
+    if classes:
+        names = [c.strip() for c in classes.split(",") if c.strip()]
+        unknown = [n for n in names if n not in runner.classes]
+        if unknown:
+            raise InputError(f"unknown classes {unknown}; this model has {', '.join(runner.classes)}")
+        class_ids = tuple(runner.classes.index(n) for n in names)
+    for path in (output, stats_file):
+        if path is not None and not path.parent.is_dir():
+            raise InputError(f"output directory {path.parent} does not exist")
+    gt = GroundTruth(gt_masks) if gt_masks else None
+    options = LiveOptions(
+        alpha=alpha, classes=class_ids, outline=outline, smooth=smooth, realtime=realtime, loop=loop,
+        max_frames=max_frames, show=show, pipelined=not sequential, workers=workers,
+    )
+    with open_source(source) as frames:
+        sinks = []
+        try:
+            if output is not None:
+                sinks.append(VideoSink(output, frames.fps))
+            if save_masks is not None:
+                sinks.append(MaskSink(save_masks))
+            if stats_file is not None:
+                sinks.append(StatsSink(stats_file))
+            if serve is not None:
+                server = MjpegServer(serve, host, title=f"{runner.name} on {frames.description}")
+                sinks.append(server)
+                console.print(f"serving http://{server.address[0]}:{server.address[1]}/ (MJPEG at /stream, stats at /stats)")
+        except BaseException:
+            for sink in sinks:
+                sink.close()
+            raise
+        with runner:
+            stats = run_live(runner, frames, sinks, options, gt)
     print_live_stats(stats, f"{runner.name} on {frames.description}")
     if stats.output:
         console.print(f"wrote {stats.output}")
-    elif output is None and not show:
-        console.print("no --output and no --show: segmented for the statistics only")
     if stats.interrupted:
-        console.print("stopped early (interrupted); the output was finalised")
+        console.print("stopped early (interrupted); every output was finalised")
+    if stats.error:
+        raise SourceError(stats.error + "; every output was finalised")

@@ -1,11 +1,16 @@
 """Frame sources for the live loop: webcam index (V4L2), video file, RTSP/HTTP URL, image
-folder, image glob or a single image. All yield ``(H, W, 3)`` uint8 BGR frames."""
+folder, image glob or a single image. All deliver ``(H, W, 3)`` uint8 BGR frames.
+
+A source is read with :meth:`FrameSource.read_into`, which decodes into a caller-owned
+buffer when the size allows (no allocation per frame), or by plain iteration. Live sources
+(cameras, streams) can be reopened with :meth:`FrameSource.reopen` after a failure; the
+threaded reader of :mod:`segedge.runtime.pipeline` does that with back-off.
+"""
 
 from __future__ import annotations
 
 import glob
 import logging
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -19,23 +24,42 @@ log = logging.getLogger(__name__)
 
 
 class FrameSource:
-    """Iterate frames from one source; see :func:`open_source`.
+    """Frames from one source; see :func:`open_source`.
 
     Attributes:
         description: human-readable source.
-        fps: nominal frame rate (frames per second; 0 if unknown).
-        live: True for cameras and streams (frames are not replayable).
+        fps: nominal frame rate in frames per second (0 if unknown).
+        live: True for cameras and streams (frames are not replayable, latest wins).
         skipped: frames that could not be decoded and were skipped.
+        total: frame count if known.
     """
 
     description: str = ""
     fps: float = 0.0
     live: bool = False
     skipped: int = 0
-    total: int | None = None  # frame count if known
+    total: int | None = None
+
+    def read_into(self, buffer: np.ndarray | None = None) -> np.ndarray | None:
+        """Next frame, decoded into ``buffer`` when its shape fits (else a new array).
+
+        Returns:
+            ``(H, W, 3)`` uint8 BGR, or ``None`` at the end of the source (or when a live
+            source stops delivering; see :meth:`reopen`).
+        """
+        raise NotImplementedError
+
+    def reopen(self) -> bool:
+        """Try to reopen after a failure; True on success. Only live sources can."""
+        return False
+
+    def rewind(self) -> bool:
+        """Restart a file or image sequence from its first frame (for ``--loop``)."""
+        return False
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        raise NotImplementedError
+        while (frame := self.read_into(None)) is not None:
+            yield frame
 
     def close(self) -> None:
         pass
@@ -51,47 +75,76 @@ class CaptureSource(FrameSource):
     """cv2.VideoCapture over a camera index, a file or a URL."""
 
     def __init__(self, target: int | str, description: str, live: bool):
-        self.description, self.live = description, live
-        if isinstance(target, int):
-            self.capture = cv2.VideoCapture(target)
-        else:
-            self.capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
-        if not self.capture.isOpened():
+        self.target, self.description, self.live = target, description, live
+        self.capture = self._open()
+        if self.capture is None:
             hint = " (no such video device, or it is in use)" if isinstance(target, int) else ""
             raise SourceError(f"cannot open {description}{hint}")
-        if live:
-            self.capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # never queue stale frames
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.total = count if count > 0 and not live else None
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def _open(self) -> cv2.VideoCapture | None:
+        if isinstance(self.target, int):
+            capture = cv2.VideoCapture(self.target)
+        else:
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            capture.release()
+            return None
+        if self.live:
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # never queue stale frames in the driver
+        return capture
+
+    def read_into(self, buffer: np.ndarray | None = None) -> np.ndarray | None:
         while True:
-            ok, frame = self.capture.read()
-            if not ok:
-                return
-            if frame is None or frame.ndim != 3 or frame.shape[2] != 3:
-                self.skipped += 1
-                continue
-            yield frame
+            ok, frame = self.capture.read(buffer) if buffer is not None else self.capture.read()
+            if not ok or frame is None:
+                return None
+            if frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8:
+                return frame
+            self.skipped += 1  # a corrupt or unexpected frame: skip and count it
+
+    def reopen(self) -> bool:
+        if not self.live:
+            return False
+        self.capture.release()
+        capture = self._open()
+        if capture is None:
+            return False
+        self.capture = capture
+        return True
+
+    def rewind(self) -> bool:
+        if self.live:
+            return False
+        return bool(self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0))
 
     def close(self) -> None:
         self.capture.release()
 
 
 class ImageFilesSource(FrameSource):
-    """A sorted list of image files, read one by one; unreadable files are skipped."""
+    """A sorted list of image files, read one by one; unreadable files are skipped and counted."""
 
     def __init__(self, files: list[Path], description: str):
         self.files, self.description, self.total = files, description, len(files)
+        self._next = 0
 
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for path in self.files:
+    def read_into(self, buffer: np.ndarray | None = None) -> np.ndarray | None:
+        while self._next < len(self.files):
+            path = self.files[self._next]
+            self._next += 1
             try:
-                yield read_image(path)
+                return read_image(path)
             except DataError as exc:
                 self.skipped += 1
                 log.warning("skipping frame: %s", exc)
+        return None
+
+    def rewind(self) -> bool:
+        self._next = 0
+        return True
 
 
 def open_source(spec: str | int) -> FrameSource:
@@ -125,8 +178,3 @@ def open_source(spec: str | int) -> FrameSource:
             raise SourceError(f"no image matches {text}")
         return ImageFilesSource(files, f"{len(files)} images matching {text}")
     raise SourceError(f"source {text} is neither a camera index, a URL, a file, a folder nor a glob that matches")
-
-
-def source_exists(spec: str) -> bool:
-    """Cheap check used by the CLI before loading a model."""
-    return spec.isdigit() or "://" in spec or os.path.exists(spec) or bool(glob.glob(spec))

@@ -48,15 +48,17 @@ class Runner(abc.ABC):
         """Artifact size on disk in MB (10^6 bytes)."""
         return os.path.getsize(self.artifact) / 1e6 if self.artifact and self.artifact.is_file() else None
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Run the model.
 
         Args:
             batch: ``(N, 3, H, W)`` float32 preprocessed input (see :meth:`preprocess`),
                 ``(H, W)`` = ``preprocess_config.size``.
+            out: optional C-contiguous ``(N, num_classes, H, W)`` float32 buffer for the
+                logits (the live loop reuses one; backends that can write into it do).
 
         Returns:
-            ``(N, num_classes, H, W)`` float32 logits.
+            ``(N, num_classes, H, W)`` float32 logits (``out`` when given).
 
         Raises:
             InputError: wrong rank, shape, dtype, or a batch above ``max_batch``.
@@ -68,11 +70,18 @@ class Runner(abc.ABC):
             raise InputError(f"expected a batch of shape (N, 3, {h}, {w}), got {batch.shape}")
         if self.max_batch is not None and batch.shape[0] > self.max_batch:
             raise InputError(f"batch {batch.shape[0]} exceeds this artifact's maximum batch {self.max_batch}")
-        return self._infer(np.ascontiguousarray(batch))
+        if out is not None and (out.dtype != np.float32 or out.shape != (batch.shape[0], len(self.classes), h, w) or not out.flags.c_contiguous):
+            raise InputError(f"output buffer must be C-contiguous float32 {(batch.shape[0], len(self.classes), h, w)}")
+        logits = self._infer(np.ascontiguousarray(batch), out)
+        if out is not None and logits is not out:
+            np.copyto(out, logits)
+            return out
+        return logits
 
     @abc.abstractmethod
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """Backend inference on a validated, C-contiguous ``(N, 3, H, W)`` float32 batch."""
+    def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        """Backend inference on a validated, C-contiguous ``(N, 3, H, W)`` float32 batch;
+        may write into ``out`` (validated) and return it."""
 
     def preprocess(self, images: np.ndarray | Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
         """The artifact's own preprocessing of BGR uint8 images into a batch."""

@@ -35,6 +35,8 @@ class OnnxRuntimeRunner(Runner):
         path: ``.onnx`` file with one ``(N, 3, H, W)`` float input and one logits output.
         provider: ``cpu``, ``cuda`` or ``tensorrt`` (the last two need onnxruntime-gpu).
         threads: intra-op threads (0: one per physical core, ONNX Runtime's default).
+        spin: let idle intra-op threads spin (lowest latency alone; ``False`` when other
+            threads need the cores, as in the pipelined live loop).
 
     Raises:
         ModelFormatError: missing, truncated or invalid ONNX, or not a single-input model.
@@ -43,7 +45,7 @@ class OnnxRuntimeRunner(Runner):
 
     backend = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int = 0):
+    def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int = 0, spin: bool = True):
         import onnxruntime as ort
 
         self.artifact = Path(path)
@@ -58,6 +60,8 @@ class OnnxRuntimeRunner(Runner):
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        if not spin:  # idle worker threads sleep instead of spinning: leaves the CPU to other pipeline stages
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:
@@ -72,6 +76,7 @@ class OnnxRuntimeRunner(Runner):
             raise ModelFormatError(f"{self.artifact}: expected one (N, 3, H, W) input, found {[i.shape for i in inputs]}")
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_is_fp16 = inputs[0].type == "tensor(float16)"
+        self.output_is_fp32 = outputs[0].type == "tensor(float)"
         self.provider = provider
         meta = self.session.get_modelmeta().custom_metadata_map
         batch_dim = inputs[0].shape[0]
@@ -91,8 +96,15 @@ class OnnxRuntimeRunner(Runner):
         self.precision = meta.get("segedge.precision", "fp16" if self.input_is_fp16 else "fp32")
         self.metadata = dict(meta)
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         if self.input_is_fp16:
             batch = batch.astype(np.float16)
+        if out is not None and self.output_is_fp32:
+            # write straight into the caller's buffer: no allocation per frame
+            binding = self.session.io_binding()
+            binding.bind_cpu_input(self.input_name, batch)
+            binding.bind_output(self.output_name, "cpu", 0, np.float32, out.shape, out.ctypes.data)
+            self.session.run_with_iobinding(binding)
+            return out
         logits = self.session.run([self.output_name], {self.input_name: batch})[0]
         return logits if logits.dtype == np.float32 else logits.astype(np.float32)

@@ -1,6 +1,8 @@
-"""Drawing: class-coloured overlay of a mask on a frame, and a HUD line."""
+"""Drawing: class-coloured overlay (filled or outlined) of a mask on a frame, and a HUD."""
 
 from __future__ import annotations
+
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -13,35 +15,51 @@ class Overlay:
     NumPy fancy indexing), reusing its buffers across frames of one size.
 
     Args:
-        palette: BGR colour per class index, ``None`` for classes left undrawn.
-        alpha: colour weight in [0, 1].
+        palette: BGR colour per class index, ``None`` for classes never drawn.
+        alpha: colour weight in [0, 1] for filled regions.
+        classes: class indices to draw (default: every class with a colour).
+        outline: draw 2-pixel class boundaries in full colour instead of filling regions.
 
     Raises:
-        ValueError: alpha outside [0, 1] or more than 256 classes.
+        ValueError: alpha outside [0, 1], more than 256 classes, or a class without colour.
     """
 
-    def __init__(self, palette=DEFAULT_PALETTE, alpha: float = 0.5):
+    def __init__(self, palette=DEFAULT_PALETTE, alpha: float = 0.5, classes: Iterable[int] | None = None, outline: bool = False):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
         if len(palette) > 256:
             raise ValueError("at most 256 classes can be drawn")
-        self.alpha = alpha
+        drawn = [i for i, c in enumerate(palette) if c is not None] if classes is None else list(classes)
+        for index in drawn:
+            if index >= len(palette) or palette[index] is None:
+                raise ValueError(f"class {index} has no colour to draw it with")
+        self.alpha, self.outline = alpha, outline
         self._colour_lut = np.zeros((1, 256, 3), dtype=np.uint8)
         self._drawn_lut = np.zeros(256, dtype=np.uint8)
-        for index, colour in enumerate(palette):
-            if colour is not None:
-                self._colour_lut[0, index] = colour
-                self._drawn_lut[index] = 255
+        for index in drawn:
+            self._colour_lut[0, index] = palette[index]
+            self._drawn_lut[index] = 255
+        self._kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
         self._size: tuple[int, int] | None = None
+        self.full_mask = np.zeros((0, 0), np.uint8)
 
     def _buffers(self, h: int, w: int) -> None:
         if self._size != (h, w):
             self._size = (h, w)
-            self._full = np.empty((h, w), dtype=np.uint8)
+            self.full_mask = np.empty((h, w), dtype=np.uint8)
             self._full3 = np.empty((h, w, 3), dtype=np.uint8)
             self._colours = np.empty((h, w, 3), dtype=np.uint8)
             self._blend = np.empty((h, w, 3), dtype=np.uint8)
             self._drawn = np.empty((h, w), dtype=np.uint8)
+            self._edges = np.empty((h, w), dtype=np.uint8)
+
+    def upsample(self, frame_shape: tuple[int, ...], mask: np.ndarray) -> np.ndarray:
+        """The ``(h, w)`` class map resized to the frame with nearest neighbour, into
+        :attr:`full_mask` (reused)."""
+        h, w = frame_shape[:2]
+        self._buffers(h, w)
+        cv2.resize(mask, (w, h), dst=self.full_mask, interpolation=cv2.INTER_NEAREST)
+        return self.full_mask
 
     def draw(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Blend ``mask`` into ``frame`` in place.
@@ -49,26 +67,34 @@ class Overlay:
         Args:
             frame: ``(H, W, 3)`` uint8 BGR, modified in place.
             mask: ``(h, w)`` uint8 class map at the model resolution; upsampled to
-                ``(H, W)`` with nearest neighbour.
+                ``(H, W)`` with nearest neighbour (kept in :attr:`full_mask`).
 
         Returns:
             ``frame``.
         """
-        h, w = frame.shape[:2]
-        self._buffers(h, w)
-        cv2.resize(mask, (w, h), dst=self._full, interpolation=cv2.INTER_NEAREST)
-        cv2.cvtColor(self._full, cv2.COLOR_GRAY2BGR, dst=self._full3)
+        full = self.upsample(frame.shape, mask)
+        cv2.cvtColor(full, cv2.COLOR_GRAY2BGR, dst=self._full3)
         cv2.LUT(self._full3, self._colour_lut, dst=self._colours)
+        cv2.LUT(full, self._drawn_lut, dst=self._drawn)
+        if self.outline:
+            cv2.morphologyEx(full, cv2.MORPH_GRADIENT, self._kernel, dst=self._edges)  # non-zero at class changes
+            cv2.bitwise_and(self._edges, self._drawn, dst=self._drawn)
+            cv2.threshold(self._drawn, 0, 255, cv2.THRESH_BINARY, dst=self._drawn)
+            cv2.copyTo(self._colours, self._drawn, frame)
+            return frame
         cv2.addWeighted(frame, 1.0 - self.alpha, self._colours, self.alpha, 0.0, dst=self._blend)
-        cv2.LUT(self._full, self._drawn_lut, dst=self._drawn)
         cv2.copyTo(self._blend, self._drawn, frame)
         return frame
 
 
-def draw_hud(frame: np.ndarray, text: str) -> np.ndarray:
-    """Write ``text`` in the top-left corner on a dark band (in place)."""
+def draw_hud(frame: np.ndarray, lines: list[str] | str) -> np.ndarray:
+    """Write text lines in the top-left corner on a dark band (in place)."""
+    lines = [lines] if isinstance(lines, str) else lines
     scale = max(0.45, frame.shape[1] / 1400)
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.rectangle(frame, (0, 0), (tw + 12, th + base + 10), (0, 0, 0), thickness=-1)
-    cv2.putText(frame, text, (6, th + 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    sizes = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1) for t in lines]
+    line_h = max(s[0][1] + s[1] for s in sizes) + 6
+    width = max(s[0][0] for s in sizes) + 12
+    cv2.rectangle(frame, (0, 0), (width, line_h * len(lines) + 4), (0, 0, 0), thickness=-1)
+    for i, text in enumerate(lines):
+        cv2.putText(frame, text, (6, line_h * (i + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return frame

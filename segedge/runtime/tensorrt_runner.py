@@ -91,7 +91,7 @@ class TensorRTRunner(Runner):
         self.context.set_tensor_address(self.output_name, int(self._out.device))
         self._stream = cuda_check(import_cudart().cudaStreamCreate())
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         cudart = import_cudart()
         n = batch.shape[0]
         self.context.set_input_shape(self.input_name, batch.shape)
@@ -108,7 +108,11 @@ class TensorRTRunner(Runner):
         cuda_check(cudart.cudaMemcpyAsync(self._out.host_ptr, self._out.device, nbytes_out, kind.cudaMemcpyDeviceToHost, self._stream))
         cuda_check(cudart.cudaStreamSynchronize(self._stream))
         logits = self._out.host[:count_out].reshape(out_shape)
-        assert out_shape[0] == n
+        if out_shape[0] != n:
+            raise BackendUnavailableError(f"TensorRT returned batch {out_shape[0]} for an input of batch {n}")
+        if out is not None:
+            np.copyto(out, logits, casting="same_kind")
+            return out
         return logits.astype(np.float32, copy=True)
 
     def close(self) -> None:

@@ -35,6 +35,10 @@ class TorchRunner(Runner):
         self.artifact = ckpt.path
 
     @torch.inference_mode()
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
-        return self.model(x).contiguous().numpy()
+        logits = self.model(x)
+        if out is None:
+            return logits.contiguous().numpy()
+        torch.from_numpy(out).copy_(logits)
+        return out

@@ -1,16 +1,36 @@
-"""The live loop: read a frame, segment it, draw the overlay and the FPS, write and/or show.
+"""The live loop: capture, preprocess + infer, and postprocess + draw + sinks, overlapped.
 
-Every artifact the loop writes is finalised even on Ctrl-C or an error: the video is
-written to a temporary file beside the destination, released (which writes the MP4 index)
-and renamed into place.
+Pipelined (default), three threads hand preallocated *slots* (a frame buffer, an input
+batch, a logits buffer) around a ring, so nothing is allocated per frame and the runner is
+never idle waiting for I/O:
+
+    reader thread   --captured-->   infer thread(s)   --inferred-->   main thread   --free--> reader
+    (decode)                        (preprocess, infer)               (argmax, draw, sinks, window)
+
+With ``workers > 1`` several frames are inferred at once (each with fewer intra-op
+threads: on a small CPU, parallel frames use the cores better than one parallel frame) and
+the main thread restores capture order before delivery.
+
+- A live source (camera, stream) is read continuously: when the loop falls behind, the older
+  captured frame is dropped for the newer one (counted), so latency never accumulates. A
+  live source that stops is reopened with exponential back-off; when that fails the run ends
+  with :attr:`LiveStats.error` set.
+- A file is read without dropping (the reader waits for a free slot), unless ``realtime``
+  paces it at its frame rate and drops like a camera.
+- Ctrl-C, q / Esc in the window, the end of the source or an error all stop the threads and
+  finalise every sink.
+
+``pipelined=False`` runs the same stages one after another in one thread: the naive loop
+the benchmark compares against.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import queue
+import signal
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,145 +38,337 @@ import cv2
 import numpy as np
 
 from segedge.data.sources import FrameSource
-from segedge.errors import BackendUnavailableError, SourceError
+from segedge.errors import BackendUnavailableError
 from segedge.runtime.base import Runner
 from segedge.runtime.overlay import Overlay, draw_hud
-
-STAGES = ("read", "preprocess", "infer", "draw", "write")
-
-
-class VideoSink:
-    """MP4 (mp4v) writer that appears at ``path`` only once complete.
-
-    Raises:
-        SourceError: OpenCV cannot open an MP4 writer.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], fps: float, size: tuple[int, int]):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(name)
-        self.writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, size)
-        if not self.writer.isOpened():
-            self._tmp.unlink(missing_ok=True)
-            raise SourceError(f"OpenCV cannot write video {self.path} (no mp4v encoder?)")
-        self.frames = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        self.writer.write(frame)
-        self.frames += 1
-
-    def close(self) -> Path | None:
-        """Finalise; returns the path, or ``None`` (nothing left behind) if no frame was written."""
-        self.writer.release()
-        if self.frames == 0:
-            self._tmp.unlink(missing_ok=True)
-            return None
-        os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, self.path)
-        return self.path
+from segedge.runtime.postprocess import GroundTruth, Postprocessor
+from segedge.runtime.sinks import Sink
+from segedge.runtime.stats import LiveStats
 
 
 @dataclass
-class LiveStats:
-    """What a run of the live loop did."""
+class LiveOptions:
+    """How the live loop runs and draws."""
 
-    frames: int = 0  # frames segmented
-    skipped: int = 0  # frames the source could not decode
-    seconds: float = 0.0  # wall time of the loop
-    interrupted: bool = False  # stopped by Ctrl-C or the q / Esc key
-    output: Path | None = None  # finalised video, if any
-    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    alpha: float = 0.5  # overlay opacity
+    classes: tuple[int, ...] | None = None  # class indices to draw (default: those with a colour)
+    outline: bool = False  # draw class boundaries instead of filled regions
+    smooth: float = 0.0  # temporal smoothing of class probabilities, 0 (off) to <1
+    realtime: bool = False  # pace files at their frame rate and drop frames like a camera
+    loop: bool = False  # restart files at their end (kiosks, soak tests)
+    max_frames: int | None = None  # stop after this many delivered frames
+    reconnect_attempts: int = 5  # reopen tries for a live source that stops
+    reconnect_delay: float = 0.5  # first back-off in seconds, doubled each try
+    slots: int = 6  # frames in flight across the pipeline
+    workers: int = 1  # parallel inference threads (each runs whole frames; order is restored)
+    hud: bool = True  # draw backend, precision, FPS and latency on the frame
+    show: bool = False  # display in a window (q / Esc quits, space pauses)
+    pipelined: bool = True  # False: the naive sequential loop
 
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
-    def percentile_ms(self, stage: str, q: float) -> float:
-        values = self.stage_ms.get(stage) or [0.0]
-        return float(np.percentile(values, q))
+@dataclass
+class _Slot:
+    batch: np.ndarray
+    logits: np.ndarray
+    frame: np.ndarray | None = None
+    index: int = 0
+    t_start: float = 0.0
+    read_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    infer_ms: float = 0.0
+    sequence: int = 0  # order in which frames were taken for inference
+
+
+_END = object()
+
+
+class _Loop:
+    def __init__(self, runner: Runner, source: FrameSource, sinks: list[Sink], options: LiveOptions, gt: GroundTruth | None, on_frame):
+        self.runner, self.source, self.sinks, self.options, self.gt, self.on_frame = runner, source, sinks, options, gt, on_frame
+        h, w = runner.preprocess_config.size
+        classes = len(runner.classes)
+        self.slots = [_Slot(np.empty((1, 3, h, w), np.float32), np.empty((1, classes, h, w), np.float32)) for _ in range(max(2, options.slots))]
+        self.free: queue.Queue = queue.Queue()
+        for slot in self.slots:
+            self.free.put(slot)
+        self.captured: queue.Queue = queue.Queue()
+        self.inferred: queue.Queue = queue.Queue()
+        self.stop = threading.Event()  # tells the reader and infer threads to finish
+        self.interrupt = threading.Event()  # set by Ctrl-C: stop after the frame being delivered
+        self.stats = LiveStats()
+        self.errors: list[BaseException] = []
+        self.overlay = Overlay(alpha=options.alpha, classes=options.classes, outline=options.outline)
+        self.post = Postprocessor(classes, h, w, options.smooth)
+        self.label = f"{runner.backend} {runner.precision}"
+        self.frame_index = 0
+        self._sequence_lock = threading.Lock()
+        self._next_sequence = 0
+        self._ema_interval: float | None = None
+        self._last_delivery: float | None = None
+
+    # ---- stage 1: read -------------------------------------------------------------------
+    def _read_one(self, slot: _Slot) -> bool:
+        """Read the next frame into ``slot``; handles end of file, loop and reconnects."""
+        start = time.perf_counter()
+        frame = self.source.read_into(slot.frame)
+        while frame is None:
+            if self.stop.is_set():
+                return False
+            if self.options.loop and self.source.rewind():
+                frame = self.source.read_into(slot.frame)
+                if frame is None:
+                    return False
+                break
+            if not self.source.live:
+                return False
+            frame = self._reconnect(slot)
+            if frame is None:
+                return False
+        slot.frame, slot.t_start = frame, start
+        slot.read_ms = (time.perf_counter() - start) * 1000
+        slot.index = self.frame_index
+        self.frame_index += 1
+        return True
+
+    def _reconnect(self, slot: _Slot) -> np.ndarray | None:
+        delay = self.options.reconnect_delay
+        for attempt in range(1, self.options.reconnect_attempts + 1):
+            if self.stop.wait(delay):
+                return None
+            if self.source.reopen():
+                frame = self.source.read_into(slot.frame)
+                if frame is not None:
+                    self.stats.reconnects += 1
+                    return frame
+            delay *= 2
+        waited = self.options.reconnect_delay * (2 ** self.options.reconnect_attempts - 1)
+        self.stats.error = (
+            f"{self.source.description} stopped delivering frames and could not be reopened "
+            f"({self.options.reconnect_attempts} attempts over {waited:.1f} s)"
+        )
+        return None
+
+    def _reader(self) -> None:
+        latest_only = self.source.live or self.options.realtime
+        period = 1.0 / self.source.fps if self.options.realtime and self.source.fps > 0 else 0.0
+        next_due = time.perf_counter()
+        try:
+            while not self.stop.is_set():
+                try:
+                    slot = self.free.get(timeout=0.05) if not latest_only else self._slot_for_live()
+                except queue.Empty:
+                    continue
+                if slot is None:
+                    continue
+                if period:
+                    next_due += period
+                    if (delay := next_due - time.perf_counter()) > 0:
+                        time.sleep(delay)
+                if not self._read_one(slot):
+                    self.free.put(slot)
+                    break
+                self.captured.put(slot)
+        except BaseException as exc:  # surfaced by the main thread
+            self.errors.append(exc)
+        finally:
+            self.captured.put(_END)
+
+    def _slot_for_live(self) -> _Slot | None:
+        """A free slot, or the oldest captured frame not yet taken (dropped for a newer one)."""
+        try:
+            return self.free.get_nowait()
+        except queue.Empty:
+            pass
+        try:
+            stale = self.captured.get_nowait()
+        except queue.Empty:
+            time.sleep(0.002)
+            return None
+        if stale is _END:
+            self.captured.put(_END)
+            return None
+        self.stats.dropped += 1
+        return stale
+
+    # ---- stage 2: preprocess + infer -----------------------------------------------------
+    def _infer(self, slot: _Slot) -> None:
+        t0 = time.perf_counter()
+        self.runner.preprocess(slot.frame, out=slot.batch)
+        t1 = time.perf_counter()
+        self.runner.infer(slot.batch, out=slot.logits)
+        slot.preprocess_ms, slot.infer_ms = (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000
+
+    def _inferrer(self) -> None:
+        try:
+            while True:
+                item = self.captured.get()
+                if item is _END or self.stop.is_set():
+                    self.captured.put(_END)  # let the other workers see the end too
+                    break
+                with self._sequence_lock:  # taken in capture order: the delivery order
+                    item.sequence = self._next_sequence
+                    self._next_sequence += 1
+                self._infer(item)
+                self.inferred.put(item)
+        except BaseException as exc:
+            self.errors.append(exc)
+        finally:
+            self.inferred.put(_END)
+
+    # ---- stage 3: postprocess, draw, sinks -------------------------------------------------
+    def _deliver(self, slot: _Slot) -> bool:
+        """Postprocess, draw and hand one frame to the sinks; False to stop."""
+        t0 = time.perf_counter()
+        mask = self.post(slot.logits[0])
+        if self.post.flicker is not None:
+            self.stats.flicker_sum += self.post.flicker
+            self.stats.flicker_pairs += 1
+        t1 = time.perf_counter()
+        frame = slot.frame
+        self.overlay.draw(frame, mask)
+        full = self.overlay.full_mask
+        if self.options.hud:
+            fps = 1000.0 / self._ema_interval if self._ema_interval else 0.0
+            infer = self.stats.histograms["infer"]
+            draw_hud(frame, [f"{self.label}  {fps:5.1f} FPS", f"infer p50 {infer.percentile(50):5.1f} ms  p99 {infer.percentile(99):5.1f} ms"])
+        t2 = time.perf_counter()
+        info = {
+            "frame": slot.index, "read_ms": slot.read_ms, "preprocess_ms": slot.preprocess_ms, "infer_ms": slot.infer_ms,
+            "postprocess_ms": (t1 - t0) * 1000, "draw_ms": (t2 - t1) * 1000,
+            "class_fraction": (np.bincount(mask.ravel(), minlength=len(self.runner.classes)) / mask.size).round(4).tolist(),
+            "flicker": self.post.flicker,
+        }
+        if self.gt is not None:
+            info["iou"] = self.gt.iou(slot.index, full)
+            self.stats.iou.append(info["iou"])
+        for sink in self.sinks:
+            sink.write(frame, full, info)
+        keep_going = True
+        if self.options.show:
+            keep_going = self._window(frame)
+        t3 = time.perf_counter()
+        now = t3
+        if self._last_delivery is not None:
+            interval = (now - self._last_delivery) * 1000
+            self._ema_interval = interval if self._ema_interval is None else 0.9 * self._ema_interval + 0.1 * interval
+        self._last_delivery = now
+        h = self.stats.histograms
+        for stage, ms in (("read", slot.read_ms), ("preprocess", slot.preprocess_ms), ("infer", slot.infer_ms),
+                          ("postprocess", (t1 - t0) * 1000), ("draw", (t2 - t1) * 1000), ("write", (t3 - t2) * 1000),
+                          ("latency", (t3 - slot.t_start) * 1000)):
+            h[stage].add(ms)
+        self.stats.frames += 1
+        if self.on_frame is not None:
+            self.on_frame(slot.index, mask)
+        if self.options.max_frames is not None and self.stats.frames >= self.options.max_frames:
+            return False
+        return keep_going
+
+    def _window(self, frame: np.ndarray) -> bool:
+        try:
+            cv2.imshow("segedge", frame)
+            key = cv2.waitKey(1) & 0xFF
+            if key == ord(" "):  # paused until space again, or quit
+                while (key := cv2.waitKey(50) & 0xFF) not in (ord(" "), ord("q"), 27):
+                    pass
+        except cv2.error:
+            raise BackendUnavailableError("--show needs a display; write a file with -o or serve with --serve") from None
+        if key in (ord("q"), 27):
+            self.stats.interrupted = True
+            return False
+        return True
+
+    # ---- drivers ---------------------------------------------------------------------------
+    def run_pipelined(self) -> None:
+        workers = max(1, self.options.workers)
+        threads = [threading.Thread(target=self._reader, name="segedge-read", daemon=True)]
+        threads += [threading.Thread(target=self._inferrer, name=f"segedge-infer-{i}", daemon=True) for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        pending: dict[int, _Slot] = {}  # inferred out of order by parallel workers, delivered in order
+        next_sequence, ended = 0, 0
+        try:
+            while not self.interrupt.is_set() and ended < workers:
+                try:
+                    item = self.inferred.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    ended += 1
+                    continue
+                pending[item.sequence] = item
+                keep_going = True
+                while keep_going and next_sequence in pending:
+                    slot = pending.pop(next_sequence)
+                    next_sequence += 1
+                    keep_going = self._deliver(slot)
+                    self.free.put(slot)
+                if not keep_going:
+                    break
+        finally:
+            self.stop.set()
+            self.captured.put(_END)  # unblock the infer thread; the reader polls `stop`
+            for thread in threads:
+                thread.join(timeout=5.0)
+
+    def run_sequential(self) -> None:
+        slot = self.slots[0]
+        while not self.interrupt.is_set() and self._read_one(slot):
+            self._infer(slot)
+            if not self._deliver(slot):
+                break
 
 
 def run_live(
     runner: Runner,
     source: FrameSource,
-    output: str | os.PathLike[str] | None = None,
-    show: bool = False,
-    alpha: float = 0.5,
-    max_frames: int | None = None,
+    sinks: list[Sink] | None = None,
+    options: LiveOptions | None = None,
+    gt: GroundTruth | None = None,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
 ) -> LiveStats:
-    """Segment every frame of ``source`` with ``runner``.
+    """Segment every frame of ``source`` with ``runner`` and deliver it to ``sinks``.
 
     Args:
         runner: any :class:`Runner` (PyTorch, ONNX Runtime, TensorRT).
-        source: opened :class:`FrameSource`.
-        output: optional ``.mp4`` for the annotated frames (finalised on any exit).
-        show: display in a window (``q`` or Esc quits).
-        alpha: overlay opacity.
-        max_frames: stop after this many frames.
-        on_frame: optional callback ``(frame_index, mask)`` with the ``(h, w)`` uint8 class
-            map at model resolution (used by accuracy-on-video checks).
+        source: an opened :class:`FrameSource`.
+        sinks: where annotated frames go (video, masks, stats, MJPEG); each is closed on exit.
+        options: :class:`LiveOptions`.
+        gt: per-frame ground-truth masks; adds the pet IoU of each frame to the stats.
+        on_frame: callback ``(frame_index, mask)`` with the ``(h, w)`` uint8 class map at
+            model resolution (the array is reused: copy it to keep it).
 
     Returns:
-        :class:`LiveStats` with per-stage timings in milliseconds.
+        :class:`LiveStats`; ``error`` is set when a live source stopped for good.
 
     Raises:
         BackendUnavailableError: ``show`` without a display.
-        SourceError: the output cannot be written.
+        Whatever the runner or a sink raised, after every sink was finalised.
     """
-    overlay = Overlay(alpha=alpha)
-    stats = LiveStats()
-    sink: VideoSink | None = None
-    batch = np.empty((1, 3, *runner.preprocess_config.size), dtype=np.float32)
-    label = f"{runner.backend} {runner.precision}"
-    ema_ms: float | None = None
+    options = options or LiveOptions()
+    loop = _Loop(runner, source, list(sinks or []), options, gt, on_frame)
     started = time.perf_counter()
-    frames = iter(source)
+    # Ctrl-C sets a flag checked between frames instead of raising mid-frame, so every sink
+    # holds the same whole frames when the run stops.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: loop.interrupt.set())
     try:
-        while max_frames is None or stats.frames < max_frames:
-            t0 = time.perf_counter()
-            frame = next(frames, None)
-            if frame is None:
-                break
-            t1 = time.perf_counter()
-            runner.preprocess(frame, out=batch)
-            t2 = time.perf_counter()
-            mask = runner.infer(batch)[0].argmax(0).astype(np.uint8)
-            t3 = time.perf_counter()
-            overlay.draw(frame, mask)
-            frame_ms = (t3 - t0) * 1000
-            ema_ms = frame_ms if ema_ms is None else 0.9 * ema_ms + 0.1 * frame_ms
-            draw_hud(frame, f"{label}  {1000 / ema_ms:5.1f} FPS  infer {(t3 - t2) * 1000:5.1f} ms")
-            t4 = time.perf_counter()
-            if output is not None:
-                if sink is None:
-                    sink = VideoSink(output, source.fps, (frame.shape[1], frame.shape[0]))
-                sink.write(frame)
-            if show:
-                try:
-                    cv2.imshow("segedge", frame)
-                    key = cv2.waitKey(1) & 0xFF
-                except cv2.error:
-                    raise BackendUnavailableError("--show needs a display; write a file with -o instead") from None
-                if key in (ord("q"), 27):
-                    stats.interrupted = True
-                    break
-            t5 = time.perf_counter()
-            for stage, ms in zip(STAGES, ((t1 - t0), (t2 - t1), (t3 - t2), (t4 - t3), (t5 - t4))):
-                stats.stage_ms[stage].append(ms * 1000)
-            if on_frame is not None:
-                on_frame(stats.frames, mask)
-            stats.frames += 1
+        loop.run_pipelined() if options.pipelined else loop.run_sequential()
     except KeyboardInterrupt:
-        stats.interrupted = True
+        loop.stats.interrupted = True
     finally:
-        stats.seconds = time.perf_counter() - started
-        stats.skipped = source.skipped
-        if sink is not None:
-            stats.output = sink.close()
-        if show:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        loop.stats.interrupted |= loop.interrupt.is_set()
+        loop.stats.seconds = time.perf_counter() - started
+        loop.stats.skipped = source.skipped
+        for sink in loop.sinks:
+            written = sink.close()
+            if isinstance(written, Path) and written.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov"):
+                loop.stats.output = written
+        if options.show:
             cv2.destroyAllWindows()
-    return stats
+    if loop.errors:
+        raise loop.errors[0]
+    return loop.stats

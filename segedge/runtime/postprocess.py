@@ -1,0 +1,96 @@
+"""From logits to a class map, in preallocated buffers: optional temporal smoothing of class
+probabilities, argmax, flicker accounting, and pet IoU against ground-truth masks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segedge.data.images import list_images, read_label_map
+
+
+class Postprocessor:
+    """Turns ``(C, h, w)`` float32 logits into an ``(h, w)`` uint8 class map.
+
+    With ``smooth = a > 0`` the class probabilities (softmax of the logits) are averaged
+    over time, ``p_t = a * p_{t-1} + (1 - a) * softmax(z_t)``, before the argmax: masks stop
+    flickering at the price of ``a / (1 - a)`` frames of lag. All buffers are allocated once.
+
+    Attributes:
+        mask: the last class map (overwritten by the next call).
+        flicker: fraction of pixels whose class changed from the previous frame (None at first).
+    """
+
+    def __init__(self, num_classes: int, height: int, width: int, smooth: float = 0.0):
+        if not 0.0 <= smooth < 1.0:
+            raise ValueError(f"smooth must lie in [0, 1), got {smooth}")
+        self.smooth = smooth
+        self.mask = np.zeros((height, width), np.uint8)
+        self._previous = np.zeros((height, width), np.uint8)
+        self._index = np.zeros((height, width), np.intp)
+        self._changed = np.zeros((height, width), bool)
+        self._probs = np.zeros((num_classes, height, width), np.float32)
+        self._ema = np.zeros((num_classes, height, width), np.float32)
+        self._peak = np.zeros((1, height, width), np.float32)
+        self._sum = np.zeros((1, height, width), np.float32)
+        self._frames = 0
+        self.flicker: float | None = None
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        """Class map of one frame's ``(C, h, w)`` logits (the returned array is reused)."""
+        scores = logits
+        if self.smooth > 0:
+            np.max(logits, axis=0, keepdims=True, out=self._peak)
+            np.subtract(logits, self._peak, out=self._probs)
+            np.exp(self._probs, out=self._probs)
+            np.sum(self._probs, axis=0, keepdims=True, out=self._sum)
+            self._probs /= self._sum
+            if self._frames == 0:
+                self._ema[...] = self._probs
+            else:
+                self._ema *= self.smooth
+                self._ema += (1.0 - self.smooth) * self._probs
+            scores = self._ema
+        np.argmax(scores, axis=0, out=self._index)
+        self._previous, self.mask = self.mask, self._previous
+        np.copyto(self.mask, self._index, casting="unsafe")
+        if self._frames:
+            np.not_equal(self.mask, self._previous, out=self._changed)
+            self.flicker = float(self._changed.mean())
+        self._frames += 1
+        return self.mask
+
+
+class GroundTruth:
+    """Per-frame binary masks (0 background, >0 object) from a folder, matched to frames by
+    sorted file order, as in DAVIS (``masks/00000.png ...``).
+
+    Raises:
+        DataError: not a folder of images.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], pet_class: int = 0):
+        self.files: list[Path] = list_images(directory)
+        self.pet_class = pet_class
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def iou(self, index: int, full_mask: np.ndarray) -> float:
+        """IoU of the pet class of a frame-size class map against mask ``index`` (nan when
+        both are empty, or no mask exists for that frame).
+
+        Raises:
+            DataError: a ground-truth mask of another size than the frame.
+        """
+        if index >= len(self.files):
+            return float("nan")
+        truth = read_label_map(self.files[index]) > 0
+        if truth.shape != full_mask.shape:
+            truth = cv2.resize(truth.astype(np.uint8), full_mask.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+        pred = full_mask == self.pet_class
+        union = np.logical_or(pred, truth).sum()
+        return float(np.logical_and(pred, truth).sum() / union) if union else float("nan")
