@@ -19,6 +19,7 @@ resident memory after 500 and after 5,000 frames.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from segedge.calibration.quantize import quantize_int8
 from segedge.data.sources import open_source
 from segedge.export.onnx import export_onnx
 from segedge.models.checkpoint import load_checkpoint
+from segedge.models.registry import create_model
 from segedge.runtime.factory import live_parallelism
 from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 from segedge.runtime.sinks import VideoSink
@@ -84,11 +86,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300, help="frames per measurement (clips are looped)")
     parser.add_argument("--memory", action="store_true", help="also run the 5,000-frame memory soak")
+    parser.add_argument("--model", default=None, help="a checkpoint, or `segnet` for a freshly initialised SegNet (speed only); default: the embedded segnet-dsc")
+    parser.add_argument("--videos", nargs="+", default=["davis_libby_854x480.mp4", "bikes_640x272.mp4"], help="clips in ../shared/data/video")
     args = parser.parse_args()
     console = Console(width=200)
     work = Path(tempfile.mkdtemp(prefix="segedge-live-"))
-    ckpt = load_checkpoint()
-    console.print("exporting the embedded segnet-dsc (both unpool forms) and calibrating INT8 ...")
+    if args.model in ("segnet", "segnet-dsc"):
+        # weights do not change the speed: a fresh model with the embedded preprocessing
+        ckpt = dataclasses.replace(load_checkpoint(), model=create_model(args.model).eval(), model_name=args.model)
+    else:
+        ckpt = load_checkpoint(args.model)
+    console.print(f"exporting {ckpt.model_name} (both unpool forms) and calibrating INT8 ...")
     native = export_onnx(ckpt, work / "ort.onnx", target="onnxruntime").path
     standard = export_onnx(ckpt, work / "trt.onnx", target="tensorrt").path
     calibration = load_calibration_set(SHARED / "oxford-iiit-pet-sample", ckpt.preprocess, num_images=64)
@@ -111,7 +119,7 @@ def main() -> None:
     stages = Table(title="pipelined run, per-stage p50 ms (threads overlap: stages add up to more than the frame interval)")
     for column in ("video", "runner", "read", "preprocess", "infer", "postprocess", "draw", "write", "latency"):
         stages.add_column(column, justify="left" if column in ("video", "runner") else "right")
-    for video in ("davis_libby_854x480.mp4", "bikes_640x272.mp4"):
+    for video in args.videos:
         path = SHARED / "video" / video
         for label, make, n_workers in configs:
             single = inference_only_fps(make(0, True), path, args.frames)

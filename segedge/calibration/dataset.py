@@ -134,6 +134,35 @@ def load_calibration_set(
     return CalibrationSet(preprocess(images, config), description, names)
 
 
+def load_calibration_sets(
+    sources: Sequence[str | os.PathLike[str]],
+    config: PreprocessConfig,
+    num_images: int = 64,
+    seed: int = 0,
+    every: int = 5,
+) -> CalibrationSet:
+    """One calibration set from several sources (Pet roots, image folders, videos).
+
+    Each source contributes up to ``num_images`` images (see :func:`load_calibration_set`);
+    when together they hold more, ``num_images`` are drawn from the union (``seed``).
+
+    Raises:
+        DataError: no source given, or any source fails as in :func:`load_calibration_set`.
+    """
+    if not sources:
+        raise DataError("no calibration source given")
+    sets = [load_calibration_set(source, config, num_images, seed, every) for source in sources]
+    if len(sets) == 1:
+        return sets[0]
+    images = np.concatenate([s.images for s in sets])
+    names = [name for s in sets for name in s.names]
+    if len(images) > num_images:
+        chosen = np.sort(np.random.default_rng(seed).permutation(len(images))[:num_images])
+        images = images[chosen]
+        names = [names[i] for i in chosen]
+    return CalibrationSet(np.ascontiguousarray(images), " + ".join(s.source for s in sets), names)
+
+
 def calibration_set_from_arrays(images: Sequence[np.ndarray], config: PreprocessConfig, source: str) -> CalibrationSet:
     """Calibration set from BGR uint8 images already in memory (e.g. demo frames).
 

@@ -26,27 +26,72 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from segedge._io import atomic_path
+from segedge.calibration.cache import CalibrationKey, array_sha256, file_sha256, read_cache, write_cache
 from segedge.calibration.dataset import CalibrationSet
 from segedge.errors import DataError, ExportError, InputError
 from segedge.export.metadata import load_onnx, quiet_exporter, read_metadata, set_metadata
 
 METHODS = ("minmax", "entropy", "percentile")
+# Version tag of the quantizer settings below; part of the calibration cache key, so a change
+# of settings invalidates cached ranges. Bump it whenever ``extra`` or the calibrated ops change.
+SETTINGS = "qdq-s8-sym-perchannel-conv-v1"
 
 
 @dataclass
 class QuantizeResult:
+    """What :func:`quantize_int8` did.
+
+    Attributes:
+        path: the Q/DQ ONNX written.
+        method: calibration method.
+        images: calibration images.
+        quantized_nodes: QuantizeLinear nodes inserted.
+        seconds: wall time, calibration included.
+        float_layers: layers kept in float (mixed precision), by name.
+        cache: ``None`` (no cache), ``computed``, ``reused`` or ``recomputed: <reason>``.
+    """
+
     path: Path
     method: str
     images: int
-    quantized_nodes: int  # QuantizeLinear nodes inserted
+    quantized_nodes: int
     seconds: float
+    float_layers: list[str] = field(default_factory=list)
+    cache: str | None = None
+
+
+def _layer_name(node: onnx.NodeProto) -> str:
+    weight = node.input[1] if len(node.input) > 1 else ""
+    if not weight.endswith(".weight"):
+        return node.name
+    name = weight[: -len(".weight")]
+    for suffix in (".depthwise_conv", ".pointwise_conv"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def conv_layers(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """The quantizable layers of an exported model: layer name -> Conv node names, in graph order.
+
+    A layer is the PyTorch module a convolution came from, read from its weight's name
+    (``dc1.seq.0.weight`` -> ``dc1.seq.0``); the depthwise and pointwise convolutions of one
+    depthwise-separable layer (``...depthwise_conv.weight``, ``...pointwise_conv.weight``)
+    form one layer, since TensorRT runs them back to back and keeping half of a pair in
+    float buys little. A Conv whose weight has no module name is a layer of its own.
+    """
+    layers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            layers.setdefault(_layer_name(node), []).append(node.name)
+    return layers
 
 
 class _Reader:
@@ -82,6 +127,7 @@ def quantize_int8(
     percentile: float = 99.9,
     batch_size: int = 8,
     exclude: list[str] | None = None,
+    cache: str | os.PathLike[str] | None = None,
 ) -> QuantizeResult:
     """Write a Q/DQ INT8 ONNX calibrated on ``calibration``.
 
@@ -96,15 +142,21 @@ def quantize_int8(
             0.61 at 99.99 and 1.75 with ``minmax``. Max-unpooling amplifies activation noise
             (a perturbed near-tie moves a whole unpooled value), so clipping rare outliers
             for finer steps pays off.
-        batch_size: images per calibration inference.
-        exclude: names of Conv nodes to keep in float (mixed precision).
+        batch_size: images per calibration inference; peak memory is one batch's
+            intermediate tensors, whatever the number of images.
+        exclude: layers (names from :func:`conv_layers`) or Conv node names to keep in
+            float (mixed precision). Their inputs get no Q/DQ, so TensorRT runs them in the
+            float type of the ONNX.
+        cache: calibration cache file (see :mod:`segedge.calibration.cache`): ranges are
+            reused when the model, the data, the method and the settings all match, and
+            recomputed (and the file replaced) when any differs.
 
     Returns:
         :class:`QuantizeResult`.
 
     Raises:
-        DataError: empty calibration set.
-        InputError: unknown method.
+        DataError: empty calibration set; unreadable cache file.
+        InputError: unknown method or excluded layer.
         ModelFormatError: unreadable ONNX.
         ExportError: ONNX Runtime's quantizer failed.
     """
@@ -136,22 +188,46 @@ def quantize_int8(
     }
     if method == "percentile":
         extra["CalibPercentile"] = percentile
+    layers = conv_layers(model)
+    nodes = {name for names in layers.values() for name in names}
+    excluded: list[str] = []
+    for item in exclude or []:
+        if item in layers:
+            excluded.extend(layers[item])
+        elif item in nodes:
+            excluded.append(item)
+        else:
+            raise InputError(f"no quantizable layer or Conv node named {item!r} (layers: {', '.join(list(layers)[:6])}, ...)")
+    key = lookup = None
+    if cache is not None:
+        key = CalibrationKey(
+            file_sha256(onnx_path), array_sha256(calibration.images), method,
+            percentile if method == "percentile" else None, SETTINGS,
+        )
+        lookup = read_cache(cache, key)
     with tempfile.TemporaryDirectory(prefix="segedge-quant-") as work, quiet_exporter():
         prepared = Path(work) / "prepared.onnx"
+        ranges_file = Path(work) / "ranges.json"
+        if lookup is not None and lookup.ranges is not None:
+            ranges_file.write_text(json.dumps(lookup.ranges))
         try:
+            # node names survive pre-processing (checked by the mixed-precision tests)
             quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
             with atomic_path(output) as tmp:
                 quantize_static(
                     str(prepared), str(tmp), _Reader(input_name, calibration, batch_size),
                     quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=calibrate_method, extra_options=extra, nodes_to_exclude=exclude or [],
+                    calibrate_method=calibrate_method, extra_options=extra, nodes_to_exclude=excluded,
+                    calibration_cache_path=str(ranges_file),
                 )
                 quantized = onnx.load(str(tmp))
                 metadata.update(
                     precision="int8",
                     calibration=json.dumps(
-                        {"method": method, "images": len(calibration), "source": calibration.source}
+                        {"method": method, "images": len(calibration), "source": calibration.source,
+                         "percentile": percentile if method == "percentile" else None,
+                         "float_layers": [n for n in layers if set(layers[n]) <= set(excluded)]}
                     ),
                 )
                 set_metadata(quantized, metadata)
@@ -160,5 +236,11 @@ def quantize_int8(
             raise
         except Exception as exc:
             raise ExportError(f"INT8 quantization failed: {str(exc).splitlines()[0][:300]}") from None
+        if key is not None and lookup.status != "reused":
+            write_cache(cache, key, json.loads(ranges_file.read_text()), len(calibration), calibration.source)
     q_nodes = sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node)
-    return QuantizeResult(Path(output), method, len(calibration), q_nodes, time.perf_counter() - started)
+    status = None
+    if lookup is not None:
+        status = {"reused": "reused", "missing": "computed"}.get(lookup.status, f"recomputed: {lookup.reason}")
+    float_layers = [n for n in layers if set(layers[n]) <= set(excluded)]
+    return QuantizeResult(Path(output), method, len(calibration), q_nodes, time.perf_counter() - started, float_layers, status)

@@ -33,6 +33,7 @@ def build_engine_command(
     method: Annotated[Method, typer.Option(help="INT8 range calibration.")] = Method.percentile,
     percentile: Annotated[float, typer.Option(min=50.0, max=100.0, help="Percentile of |activation| kept in range (--method percentile).")] = 99.9,
     seed: Annotated[int, typer.Option(help="Seed of the calibration draw.")] = 0,
+    calib_cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data and method match, recomputed when anything changed.")] = None,
 ) -> None:
     """Build an FP32, FP16 or INT8 (calibrated Q/DQ) artifact, and a TensorRT engine where TensorRT is installed.
 
@@ -42,6 +43,7 @@ def build_engine_command(
     INT8 is explicit quantization: symmetric signed INT8, per-channel weights, per-tensor
     activations, Q/DQ on convolution inputs (what TensorRT's strongly typed builder and
     ONNX Runtime both run). Without TensorRT the ONNX is left for ONNX Runtime, with one line saying so.
+    `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
     from segedge.engine.artifacts import build_artifact
     from segedge.errors import DataError
@@ -56,5 +58,5 @@ def build_engine_command(
         config = OnnxRuntimeRunner(model).preprocess_config
         calibration = load_calibration_set(calib_data, config, num_images=num_images, seed=seed)
         console.print(f"calibration: {calibration.summary()}")
-    result = build_artifact(model, output, precision.value, calibration, method.value, percentile)
+    result = build_artifact(model, output, precision.value, calibration, method.value, percentile, calib_cache)
     console.print(result.note)

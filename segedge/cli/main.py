@@ -14,6 +14,7 @@ if os.environ.get("SEGEDGE_DEBUG") != "1":
 import typer  # noqa: E402
 
 from segedge import __version__  # noqa: E402
+from segedge.cli.calibrate import calibrate_command  # noqa: E402
 from segedge.cli.data import download_command  # noqa: E402
 from segedge.cli.demo import demo_command  # noqa: E402
 from segedge.cli.engine import build_engine_command  # noqa: E402
@@ -36,6 +37,7 @@ app = typer.Typer(
 app.command("demo")(demo_command)
 app.command("train")(train_command)
 app.command("export")(export_command)
+app.command("calibrate")(calibrate_command)
 app.command("build-engine")(build_engine_command)
 app.command("inspect")(inspect_command)
 app.command("run")(run_command)

@@ -34,6 +34,7 @@ def build_artifact(
     calibration: CalibrationSet | None = None,
     method: str = "percentile",
     percentile: float = 99.9,
+    calib_cache: str | os.PathLike[str] | None = None,
 ) -> BuildResult:
     """Build the deployable artifact of ``precision`` from an FP32 ONNX.
 
@@ -45,6 +46,7 @@ def build_artifact(
         calibration: required for ``int8``.
         method: INT8 calibration method (see :mod:`segedge.calibration.quantize`).
         percentile: for ``method="percentile"``.
+        calib_cache: calibration cache file (see :mod:`segedge.calibration.cache`).
 
     Raises:
         InputError: unknown precision or output suffix.
@@ -61,12 +63,14 @@ def build_artifact(
         raise InputError(f"output {output} must end in .engine, .plan or .onnx")
     target = read_metadata(load_onnx(onnx_path)).get("target")  # fails early, in one line, on a corrupt input
     onnx_out = output.with_suffix(".onnx")
+    cache_note = ""
     if precision == "int8":
         if calibration is None:
             raise DataError("INT8 needs a calibration set: pass --calib-data DIR (a Pet root or an image folder)")
         from segedge.calibration.quantize import quantize_int8
 
-        quantize_int8(onnx_path, onnx_out, calibration, method=method, percentile=percentile)
+        quantized = quantize_int8(onnx_path, onnx_out, calibration, method=method, percentile=percentile, cache=calib_cache)
+        cache_note = f" (calibration cache {calib_cache}: {quantized.cache})" if calib_cache else ""
     elif precision == "fp16":
         from segedge.export.fp16 import convert_fp16
 
@@ -75,17 +79,17 @@ def build_artifact(
         with atomic_path(onnx_out) as tmp:
             shutil.copyfile(onnx_path, tmp)
     if output.suffix == ".onnx":
-        return BuildResult(onnx_out, None, precision, f"wrote the {precision} ONNX {onnx_out}")
+        return BuildResult(onnx_out, None, precision, f"wrote the {precision} ONNX {onnx_out}{cache_note}")
     if target == "onnxruntime":
         return BuildResult(
             onnx_out, None, precision,
-            f"wrote the {precision} ONNX {onnx_out}; it uses MaxUnpool (exported with --target onnxruntime), which "
+            f"wrote the {precision} ONNX {onnx_out}{cache_note}; it uses MaxUnpool (exported with --target onnxruntime), which "
             "TensorRT cannot parse, so no engine was built (export with --target tensorrt for an engine)",
         )
     if not tensorrt_available():
         return BuildResult(
             onnx_out, None, precision,
-            f"TensorRT is not installed, so no engine was built; the {precision} ONNX {onnx_out} runs in "
+            f"TensorRT is not installed, so no engine was built; the {precision} ONNX {onnx_out}{cache_note} runs in "
             "ONNX Runtime (for an engine: pip install 'segedge[tensorrt]' on a GPU machine and rerun)",
         )
     from segedge.engine.build import build_engine

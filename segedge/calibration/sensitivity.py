@@ -1,0 +1,332 @@
+"""Where INT8 loses accuracy, and automatic mixed precision that wins it back.
+
+Sensitivity analysis (the layer-wise method of Wu et al., "Integer Quantization for Deep
+Learning Inference: Principles and Empirical Evaluation", NVIDIA 2020, section 4.2, and of
+Polygraphy/TensorRT's ``--layer-precisions`` debugging): quantize the whole model, then
+quantize it again with one layer at a time kept in float, and score each variant on held-out
+labelled images. The points of pixel accuracy a layer wins back when it stays in float rank
+the layers from most to least sensitive.
+
+Automatic mixed precision keeps the fewest, most sensitive layers in float until the
+pixel-accuracy drop against the float model is within a bound: layers are added in
+sensitivity order and the model is re-scored after each, so the bound is checked on the
+actual mixed model, not assumed from the single-layer scan (sensitivities do not add up).
+
+Calibration runs once: every variant reuses the same activation ranges through the
+calibration cache, so a scan costs one calibration plus one quantization and one
+evaluation per layer.
+
+Held-out data: by default the labelled split's images that were not used for calibration.
+Choosing layers on the test split and then reporting on it would flatter the result.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from segedge.calibration.dataset import CalibrationSet
+from segedge.calibration.quantize import conv_layers, quantize_int8
+from segedge.data.oxford_pet import OxfordPet, is_pet_root
+from segedge.data.transforms import PreprocessConfig, preprocess, resize_labels
+from segedge.errors import DataError, InputError
+from segedge.export.metadata import load_onnx
+from segedge.report.metrics import ConfusionMatrix
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class EvalSet:
+    """Labelled held-out images, preprocessed.
+
+    Attributes:
+        images: ``(N, 3, H, W)`` float32 model inputs.
+        labels: ``(N, H, W)`` uint8 class indices at the model resolution.
+        source: description for reports.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def held_out_set(
+    root: str | os.PathLike[str],
+    config: PreprocessConfig,
+    split: str = "trainval",
+    limit: int = 100,
+    exclude: CalibrationSet | None = None,
+) -> EvalSet:
+    """Labelled images of an Oxford-IIIT Pet split, without the calibration images.
+
+    Args:
+        root: Oxford-IIIT Pet root.
+        config: the model's preprocessing.
+        split: ``trainval`` (default: the images calibration did not use) or ``test``.
+        limit: at most this many images, in list order.
+        exclude: calibration set whose images are left out (matched by file name).
+
+    Raises:
+        DataError: not a Pet root, or no readable image is left.
+    """
+    if not is_pet_root(root):
+        raise DataError(f"{root} is not an Oxford-IIIT Pet root (images/ and annotations/trimaps/); sensitivity needs labelled data")
+    used = set(exclude.names) if exclude is not None else set()
+    images, labels = [], []
+    h, w = config.size
+    for sample, image, classes in OxfordPet(root, split).iter_readable():
+        if sample.image_path.name in used:
+            continue
+        images.append(image)
+        labels.append(resize_labels(classes, h, w))
+        if len(images) == limit:
+            break
+    if not images:
+        raise DataError(f"{root}: no held-out image left in split {split!r} after removing the calibration images")
+    note = ", calibration images excluded" if used else ""
+    return EvalSet(preprocess(images, config), np.stack(labels), f"{len(images)} images of the {split} split of {root}{note}")
+
+
+@dataclass
+class Score:
+    """Pixel accuracy and mIoU in [0, 1] on an :class:`EvalSet`."""
+
+    pixel_accuracy: float
+    miou: float
+
+
+def score_onnx(path: str | os.PathLike[str], data: EvalSet, batch_size: int = 16) -> Score:
+    """Score an ONNX model with ONNX Runtime (CPU) against the labels of ``data``.
+
+    Raises:
+        ModelFormatError: unreadable ONNX.
+    """
+    from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    runner = OnnxRuntimeRunner(path)
+    matrix = ConfusionMatrix(len(runner.classes))
+    for start in range(0, len(data), batch_size):
+        logits = runner.infer(data.images[start : start + batch_size])
+        matrix.update(logits.argmax(1), data.labels[start : start + batch_size])
+    return Score(matrix.pixel_accuracy(), matrix.miou())
+
+
+def _points(a: float, b: float) -> float:
+    """Difference in percentage points."""
+    return 100.0 * (a - b)
+
+
+@dataclass
+class LayerSensitivity:
+    """One layer kept in float, everything else INT8.
+
+    Attributes:
+        layer: layer name (PyTorch module path, e.g. ``uc1.seq.3``).
+        convs: Conv nodes of the layer.
+        score: score of the model with this layer in float.
+        recovered: pixel-accuracy points won back against the all-INT8 model (positive:
+            this layer costs accuracy when quantized).
+        drop: pixel-accuracy drop against the float model, in points.
+    """
+
+    layer: str
+    convs: int
+    score: Score
+    recovered: float
+    drop: float
+
+
+@dataclass
+class SensitivityReport:
+    """Result of :func:`sensitivity_scan`; ``layers`` ranked most sensitive first."""
+
+    float_score: Score
+    int8_score: Score
+    layers: list[LayerSensitivity]
+    eval_source: str
+    method: str
+
+    @property
+    def int8_drop(self) -> float:
+        """Pixel-accuracy drop of the all-INT8 model, in points."""
+        return _points(self.float_score.pixel_accuracy, self.int8_score.pixel_accuracy)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"int8_drop": self.int8_drop}
+
+
+def sensitivity_scan(
+    float_onnx: str | os.PathLike[str],
+    calibration: CalibrationSet,
+    data: EvalSet,
+    method: str = "percentile",
+    percentile: float = 99.9,
+    layers: list[str] | None = None,
+    progress: Progress | None = None,
+) -> SensitivityReport:
+    """Rank the quantizable layers of ``float_onnx`` by the accuracy INT8 costs in each.
+
+    Args:
+        float_onnx: FP32 ONNX from ``segedge export``.
+        calibration: calibration images (calibrated once; ranges shared by every variant).
+        data: labelled held-out images.
+        method, percentile: calibration method (see :func:`quantize_int8`).
+        layers: restrict the scan to these layers (default: every Conv layer).
+        progress: ``progress(stage, done, total)``.
+
+    Raises:
+        DataError, ModelFormatError, ExportError: from calibration and quantization.
+        InputError: a named layer does not exist.
+    """
+    all_layers = conv_layers(load_onnx(float_onnx))
+    names = list(all_layers) if layers is None else layers
+    unknown = [n for n in names if n not in all_layers]
+    if unknown:
+        raise InputError(f"no quantizable layer named {unknown[0]!r}")
+    with tempfile.TemporaryDirectory(prefix="segedge-sens-") as work:
+        cache = Path(work) / "ranges.json"
+        candidate = Path(work) / "candidate.onnx"
+        float_score = score_onnx(float_onnx, data)
+        quantize_int8(float_onnx, candidate, calibration, method, percentile, cache=cache)
+        int8_score = score_onnx(candidate, data)
+        results = []
+        for i, layer in enumerate(names):
+            if progress:
+                progress("sensitivity (one layer in float at a time)", i, len(names))
+            quantize_int8(float_onnx, candidate, calibration, method, percentile, exclude=[layer], cache=cache)
+            score = score_onnx(candidate, data)
+            results.append(LayerSensitivity(
+                layer, len(all_layers[layer]), score,
+                _points(score.pixel_accuracy, int8_score.pixel_accuracy),
+                _points(float_score.pixel_accuracy, score.pixel_accuracy),
+            ))
+        if progress:
+            progress("sensitivity (one layer in float at a time)", len(names), len(names))
+    results.sort(key=lambda r: -r.recovered)
+    return SensitivityReport(float_score, int8_score, results, data.source, method)
+
+
+@dataclass
+class MixedPrecisionResult:
+    """Result of :func:`mixed_precision`.
+
+    Attributes:
+        path: the Q/DQ ONNX written (float layers without Q/DQ).
+        float_layers: layers kept in float, most sensitive first.
+        score: score of the written model on the held-out data.
+        float_score: score of the float model.
+        drop: pixel-accuracy drop against the float model, in points.
+        met: whether ``drop <= max_drop``.
+        steps: ``(float layers, drop in points)`` for every model tried.
+    """
+
+    path: Path
+    float_layers: list[str]
+    score: Score
+    float_score: Score
+    drop: float
+    max_drop: float
+    met: bool
+    steps: list[tuple[int, float]] = field(default_factory=list)
+
+
+def mixed_precision(
+    float_onnx: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    calibration: CalibrationSet,
+    data: EvalSet,
+    max_drop: float,
+    method: str = "percentile",
+    percentile: float = 99.9,
+    ranking: SensitivityReport | None = None,
+    progress: Progress | None = None,
+) -> MixedPrecisionResult:
+    """Keep the fewest, most sensitive layers in float until the drop is within ``max_drop``.
+
+    The all-INT8 model is tried first; if its pixel-accuracy drop on ``data`` exceeds
+    ``max_drop`` points, layers are kept in float one by one in the order of
+    ``ranking`` (computed with :func:`sensitivity_scan` when not given), re-scoring the
+    mixed model each time, until the bound holds. Only layers that won accuracy back in the
+    scan are tried; if the bound is still not met, the best model tried is written and
+    ``met`` is ``False``.
+
+    Args:
+        float_onnx: FP32 ONNX from ``segedge export``.
+        output: destination of the Q/DQ ONNX (atomic).
+        calibration: calibration images.
+        data: labelled held-out images.
+        max_drop: allowed pixel-accuracy drop against the float model, in points (>= 0).
+        method, percentile: calibration method.
+        ranking: a previous :func:`sensitivity_scan` of the same model and data.
+        progress: ``progress(stage, done, total)``.
+
+    Raises:
+        InputError: ``max_drop`` negative.
+        DataError, ModelFormatError, ExportError: from calibration and quantization.
+    """
+    if max_drop < 0:
+        raise InputError(f"--max-drop must be >= 0 points, got {max_drop}")
+    with tempfile.TemporaryDirectory(prefix="segedge-amp-") as work:
+        cache = Path(work) / "ranges.json"
+        candidate = Path(work) / "candidate.onnx"
+        float_score = score_onnx(float_onnx, data)
+        quantize_int8(float_onnx, candidate, calibration, method, percentile, cache=cache)
+        score = score_onnx(candidate, data)
+        drop = _points(float_score.pixel_accuracy, score.pixel_accuracy)
+        steps = [(0, drop)]
+        best = (drop, [], score)
+        if drop > max_drop:
+            if ranking is None:
+                ranking = sensitivity_scan(float_onnx, calibration, data, method, percentile, progress=progress)
+            order = [r.layer for r in ranking.layers if r.recovered > 0]
+            for k in range(1, len(order) + 1):
+                if progress:
+                    progress("mixed precision (adding float layers)", k, len(order))
+                quantize_int8(float_onnx, candidate, calibration, method, percentile, exclude=order[:k], cache=cache)
+                score = score_onnx(candidate, data)
+                drop = _points(float_score.pixel_accuracy, score.pixel_accuracy)
+                steps.append((k, drop))
+                if drop < best[0]:
+                    best = (drop, order[:k], score)
+                if drop <= max_drop:
+                    break
+        drop, float_layers, score = best
+        result = quantize_int8(float_onnx, output, calibration, method, percentile, exclude=float_layers, cache=cache)
+    return MixedPrecisionResult(result.path, float_layers, score, float_score, drop, max_drop, drop <= max_drop, steps)
+
+
+def plot_sensitivity(report: SensitivityReport, path: str | os.PathLike[str]) -> Path:
+    """Bar chart (PNG, written atomically) of the points each layer wins back in float."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from segedge._io import atomic_path
+
+    layers = report.layers
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(layers) + 1.6))
+    values = [r.recovered for r in layers]
+    ax.barh(range(len(layers)), values, color=["#d9534f" if v > 0 else "#999999" for v in values])
+    ax.set_yticks(range(len(layers)), [r.layer for r in layers], fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("pixel-accuracy points won back when the layer stays in float")
+    ax.set_title(
+        f"INT8 sensitivity ({report.method}); all-INT8 drop {report.int8_drop:.2f} points\n{report.eval_source}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,100 @@
+"""``segedge calibrate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from segedge.cli.common import console, handle_errors, progress_bar
+from segedge.cli.engine import Method
+
+
+@handle_errors
+def calibrate_command(
+    model: Annotated[Path, typer.Argument(help="FP32 ONNX from `segedge export`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Q/DQ INT8 ONNX to write (atomically).")],
+    calib_data: Annotated[list[Path], typer.Option(help="Calibration images: an Oxford-IIIT Pet root (trainval split), an image folder or a video; repeat to combine sources.")],
+    num_images: Annotated[int, typer.Option(min=1, help="Calibration images drawn (seeded) from all sources together.")] = 64,
+    every: Annotated[int, typer.Option(min=1, help="Frame stride for video sources.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the calibration draw.")] = 0,
+    method: Annotated[Method, typer.Option(help="Range calibration: percentile (clip rare outliers), entropy (KL divergence, TensorRT's classic) or minmax.")] = Method.percentile,
+    percentile: Annotated[float, typer.Option(min=50.0, max=100.0, help="Percentile of |activation| kept in range (--method percentile).")] = 99.9,
+    cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data and method match, recomputed and replaced when anything changed.")] = None,
+    sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Rank layers by the accuracy INT8 costs in each (each kept in float in turn, scored on held-out labelled images).")] = False,
+    max_drop: Annotated[Optional[float], typer.Option(min=0.0, help="Automatic mixed precision: keep the fewest, most sensitive layers in float until the held-out pixel-accuracy drop is at most this many points.")] = None,
+    eval_data: Annotated[Optional[Path], typer.Option(help="Labelled Oxford-IIIT Pet root for --sensitivity/--max-drop (default: the first --calib-data if it is one).")] = None,
+    eval_split: Annotated[str, typer.Option(help="Split scored for --sensitivity/--max-drop; calibration images are left out of it.")] = "trainval",
+    eval_limit: Annotated[int, typer.Option(min=1, help="Held-out images scored per variant.")] = 100,
+    plot: Annotated[Optional[Path], typer.Option(help="PNG bar chart of the sensitivity scan (default: OUTPUT with .sensitivity.png).")] = None,
+) -> None:
+    """Calibrate an FP32 ONNX and write its explicitly quantized (Q/DQ) INT8 form.
+
+    Q/DQ as TensorRT's strongly typed builder and ONNX Runtime run it: signed INT8, zero
+    point 0, per-channel convolution weights, per-tensor activations, Q/DQ on convolution
+    inputs. Calibration runs one batch at a time, so memory does not grow with the number
+    of images.
+
+    --sensitivity prints (and plots) how many pixel-accuracy points each layer wins back
+    when it alone stays in float. --max-drop D keeps layers in float, most sensitive first,
+    until the drop against the FP32 model is at most D points, and reports which ones and
+    the resulting latency. Float layers stay FP32 in the ONNX (ONNX Runtime and TensorRT run
+    them in FP32).
+    """
+    from rich.table import Table
+
+    from segedge.calibration.dataset import load_calibration_sets
+    from segedge.calibration.quantize import quantize_int8
+    from segedge.calibration.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
+    from segedge.data.oxford_pet import is_pet_root
+    from segedge.errors import DataError
+    from segedge.report.drift import measure_latency
+    from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    config = OnnxRuntimeRunner(model).preprocess_config
+    calibration = load_calibration_sets(calib_data, config, num_images=num_images, seed=seed, every=every)
+    console.print(f"calibration: {calibration.summary()}")
+    if not (sensitivity or max_drop is not None):
+        result = quantize_int8(model, output, calibration, method.value, percentile, cache=cache)
+        cached = f"; cache {cache}: {result.cache}" if cache else ""
+        console.print(f"wrote {output}: {result.quantized_nodes} QuantizeLinear nodes, {result.method} calibration in {result.seconds:.1f} s{cached}")
+        return
+
+    root = eval_data or next((p for p in calib_data if is_pet_root(p)), None)
+    if root is None:
+        raise DataError("--sensitivity and --max-drop need labelled data: pass --eval-data PET_ROOT")
+    held_out = held_out_set(root, config, eval_split, eval_limit, exclude=calibration)
+    console.print(f"held-out: {held_out.source}")
+    ranking = None
+    with progress_bar() as progress:
+        if sensitivity:
+            ranking = sensitivity_scan(model, calibration, held_out, method.value, percentile, progress=progress)
+        if max_drop is not None:
+            amp = mixed_precision(model, output, calibration, held_out, max_drop, method.value, percentile, ranking, progress)
+        else:
+            quantize_int8(model, output, calibration, method.value, percentile, cache=cache)
+
+    if ranking is not None:
+        table = Table(title=f"INT8 sensitivity ({method.value}): FP32 {100 * ranking.float_score.pixel_accuracy:.2f}%, "
+                            f"all-INT8 {100 * ranking.int8_score.pixel_accuracy:.2f}% (drop {ranking.int8_drop:.2f} points)")
+        for column in ("rank", "layer (kept in float)", "convs", "pixel acc", "mIoU", "points won back", "drop vs FP32"):
+            table.add_column(column, justify="left" if column.startswith("layer") else "right")
+        for i, row in enumerate(ranking.layers, 1):
+            table.add_row(str(i), row.layer, str(row.convs), f"{100 * row.score.pixel_accuracy:.2f}%", f"{100 * row.score.miou:.2f}%",
+                          f"{row.recovered:+.2f}", f"{row.drop:.2f}")
+        console.print(table)
+        chart = plot_sensitivity(ranking, plot or output.with_suffix(".sensitivity.png"))
+        console.print(f"sensitivity chart: {chart}")
+    if max_drop is not None:
+        kept = ", ".join(amp.float_layers) or "none"
+        verdict = "within" if amp.met else "NOT within"
+        console.print(f"mixed precision: {len(amp.float_layers)} layer(s) kept in float ({kept}); held-out pixel-accuracy drop "
+                      f"{amp.drop:.2f} points, {verdict} --max-drop {max_drop}")
+        batch = held_out.images[:1]
+        fp32 = measure_latency(OnnxRuntimeRunner(model), batch, runs=30)["p50"]
+        mixed = measure_latency(OnnxRuntimeRunner(output), batch, runs=30)["p50"]
+        console.print(f"latency p50 (ONNX Runtime CPU, batch 1): FP32 {fp32:.1f} ms, this model {mixed:.1f} ms")
+        if not amp.met:
+            raise typer.Exit(1)
+    console.print(f"wrote {output}")
