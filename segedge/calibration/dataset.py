@@ -103,7 +103,7 @@ def load_calibration_set(
         chosen = sorted(rng.permutation(len(frames))[:num_images]) if len(frames) > num_images else range(len(frames))
         images = [frames[i] for i in chosen]
         names = [frame_names[i] for i in chosen]
-        description = f"video {path.name} (every {every}th frame)"
+        description = f"video {path.name} (1 frame in {every})"
     elif path.is_dir():
         if is_pet_root(path):
             files = [s.image_path for s in OxfordPet(path, "trainval").samples]
