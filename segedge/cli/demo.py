@@ -36,12 +36,13 @@ def demo_command(
     from segedge.runtime.torch_runner import TorchRunner
     from segedge.runtime.video import LiveOptions, run_live
 
-    from segedge.engine.tensorrt_api import tensorrt_available
+    from segedge.engine.tensorrt_api import engine_build_available
 
     output.mkdir(parents=True, exist_ok=True)
     console.rule("1/5 export")
     # With TensorRT, the standard-op form it parses; without, MaxUnpool, about 2x faster in ONNX Runtime.
-    target = "tensorrt" if tensorrt_available() else "onnxruntime"
+    engines = engine_build_available()
+    target = "tensorrt" if engines else "onnxruntime"
     exported = export_onnx(None, output / "segnet-dsc-fp32.onnx", target=target, force=True)  # also the FP32 artifact
     console.print(
         f"wrote {exported.path} ({target} form: {'TensorRT is installed' if target == 'tensorrt' else 'no TensorRT here, so the form ONNX Runtime runs fastest'}), "
@@ -64,7 +65,7 @@ def demo_command(
     console.print(f"calibration: {calibration.summary()}")
     artifacts = []
     for precision in ("fp32", "int8"):
-        result = build_artifact(exported.path, output / f"segnet-dsc-{precision}.engine", precision, calibration)
+        result = build_artifact(exported.path, output / f"segnet-dsc-{precision}{'.engine' if engines else '.onnx'}", precision, calibration)
         console.print(result.note)
         artifacts.append(result.engine or result.onnx)
 

@@ -23,10 +23,15 @@ class Method(str, Enum):
     percentile = "percentile"
 
 
+class HardwareCompatibility(str, Enum):
+    none = "none"
+    ampere_plus = "ampere+"
+
+
 @handle_errors
 def build_engine_command(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX from `segedge export`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="X.engine (ONNX of the precision written as X.onnx beside it) or X.onnx (ONNX only).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="X.engine (TensorRT engine + X.engine.json sidecar, and the ONNX it was built from as X.onnx; needs TensorRT and a GPU) or X.onnx (ONNX Runtime artifact).")],
     precision: Annotated[Precision, typer.Option(help="fp32, fp16 (FP16 ONNX, float32 I/O) or int8 (Q/DQ ONNX from calibration).")] = Precision.fp32,
     calib_data: Annotated[Optional[Path], typer.Option(help="INT8 calibration images: an Oxford-IIIT Pet root (trainval split), an image folder or a video.")] = None,
     num_images: Annotated[int, typer.Option(min=1, help="Calibration images drawn (seeded).")] = 64,
@@ -34,20 +39,40 @@ def build_engine_command(
     percentile: Annotated[float, typer.Option(min=50.0, max=100.0, help="Percentile of |activation| kept in range (--method percentile).")] = 99.9,
     seed: Annotated[int, typer.Option(help="Seed of the calibration draw.")] = 0,
     calib_cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data and method match, recomputed when anything changed.")] = None,
+    min_shape: Annotated[Optional[str], typer.Option(help="Smallest input NxCxHxW of the engine's profile (default: batch 1 at the model's size).")] = None,
+    opt_shape: Annotated[Optional[str], typer.Option(help="Input shape TensorRT tunes for (default: batch 1, the camera loop).")] = None,
+    max_shape: Annotated[Optional[str], typer.Option(help="Largest input NxCxHxW (default: batch 8). H and W other than the model's need an ONNX exported with --dynamic-hw.")] = None,
+    workspace: Annotated[int, typer.Option(min=1, help="Builder workspace limit, MiB.")] = 1024,
+    builder_optimization_level: Annotated[Optional[int], typer.Option(min=0, max=5, help="0 (fastest build) to 5 (most tactics tried); TensorRT's default is 3.")] = None,
+    timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file: loaded if present, saved back after the build (faster rebuilds).")] = None,
+    version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine runs on later TensorRT releases of the same major version.")] = False,
+    hardware_compatibility: Annotated[HardwareCompatibility, typer.Option(help="ampere+: engine runs on any Ampere or newer GPU (compute capability 8.0+).")] = HardwareCompatibility.none,
+    dla_core: Annotated[Optional[int], typer.Option(min=0, help="Run on this DLA core (Jetson); layers the DLA cannot run fall back to the GPU.")] = None,
 ) -> None:
-    """Build an FP32, FP16 or INT8 (calibrated Q/DQ) artifact, and a TensorRT engine where TensorRT is installed.
+    """Build an FP32, FP16 or INT8 (calibrated Q/DQ) artifact: an ONNX for ONNX Runtime, or a TensorRT engine.
 
-    The precision-specific ONNX is always written; where TensorRT is installed a strongly
-    typed engine is built from it.
+    -o X.onnx writes the precision-specific ONNX. -o X.engine also builds a strongly typed
+    TensorRT engine from it (TensorRT 10 or 11, on a GPU), with a JSON sidecar recording the
+    TensorRT version, GPU, profile and builder options; without TensorRT it stops with exit
+    code 2 and writes nothing.
 
     INT8 is explicit quantization: symmetric signed INT8, per-channel weights, per-tensor
     activations, Q/DQ on convolution inputs (what TensorRT's strongly typed builder and
-    ONNX Runtime both run). Without TensorRT the ONNX is left for ONNX Runtime, with one line saying so.
+    ONNX Runtime both run).
     `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
     from segedge.engine.artifacts import build_artifact
+    from segedge.engine.options import BuildOptions
+    from segedge.engine.tensorrt_api import require_engine_support
     from segedge.errors import DataError
 
+    options = BuildOptions.from_strings(
+        min_shape, opt_shape, max_shape, workspace_mib=workspace, optimization_level=builder_optimization_level,
+        timing_cache=timing_cache, version_compatible=version_compatible,
+        hardware_compatibility=hardware_compatibility.value, dla_core=dla_core,
+    )
+    if output.suffix in (".engine", ".plan"):  # before a minute of calibration, not after
+        require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
     calibration = None
     if precision is Precision.int8:
         if calib_data is None:
@@ -58,5 +83,5 @@ def build_engine_command(
         config = OnnxRuntimeRunner(model).preprocess_config
         calibration = load_calibration_set(calib_data, config, num_images=num_images, seed=seed)
         console.print(f"calibration: {calibration.summary()}")
-    result = build_artifact(model, output, precision.value, calibration, method.value, percentile, calib_cache)
+    result = build_artifact(model, output, precision.value, calibration, method.value, percentile, calib_cache, engine_options=options)
     console.print(result.note)

@@ -17,6 +17,7 @@ from segedge import __version__  # noqa: E402
 from segedge.cli.calibrate import calibrate_command  # noqa: E402
 from segedge.cli.data import download_command  # noqa: E402
 from segedge.cli.demo import demo_command  # noqa: E402
+from segedge.cli.doctor import doctor_command  # noqa: E402
 from segedge.cli.engine import build_engine_command  # noqa: E402
 from segedge.cli.export import export_command  # noqa: E402
 from segedge.cli.inspect import inspect_command  # noqa: E402
@@ -43,6 +44,7 @@ app.command("inspect")(inspect_command)
 app.command("run")(run_command)
 app.command("report")(report_command)
 app.command("download-data")(download_command)
+app.command("doctor")(doctor_command)
 
 
 def _version(value: bool) -> None:

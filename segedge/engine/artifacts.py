@@ -2,7 +2,8 @@
 
 1. A precision-specific ONNX: the FP32 model itself, its FP16 form, or a Q/DQ INT8 model
    calibrated on real images. ONNX Runtime runs all three on a CPU.
-2. Where TensorRT is installed, a strongly typed engine built from that ONNX.
+2. For ``-o X.engine``, a strongly typed TensorRT engine built from that ONNX (TensorRT and
+   a GPU required: without them nothing is written and the error names the extra).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from segedge._io import atomic_path
 from segedge.calibration.dataset import CalibrationSet
+from segedge.engine.options import BuildOptions
 from segedge.errors import DataError, InputError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -35,25 +37,34 @@ def build_artifact(
     method: str = "percentile",
     percentile: float = 99.9,
     calib_cache: str | os.PathLike[str] | None = None,
+    engine_options: BuildOptions | None = None,
 ) -> BuildResult:
     """Build the deployable artifact of ``precision`` from an FP32 ONNX.
 
     Args:
         onnx_path: FP32 ONNX from ``segedge export``.
-        output: ``X.engine`` (ONNX written as ``X.onnx`` beside it, engine built when
-            TensorRT is present) or ``X.onnx`` (ONNX only).
+        output: ``X.engine`` (the engine, and the ONNX it was built from as ``X.onnx``
+            beside it; needs TensorRT and a GPU) or ``X.onnx`` (the ONNX Runtime artifact).
         precision: ``fp32``, ``fp16`` or ``int8``.
         calibration: required for ``int8``.
         method: INT8 calibration method (see :mod:`segedge.calibration.quantize`).
         percentile: for ``method="percentile"``.
         calib_cache: calibration cache file (see :mod:`segedge.calibration.cache`).
+        engine_options: TensorRT builder options (profile, workspace, timing cache, ...;
+            see :class:`~segedge.engine.options.BuildOptions`), for ``.engine`` outputs.
 
     Raises:
-        InputError: unknown precision or output suffix.
+        InputError: unknown precision or output suffix; for an engine, an ONNX exported for
+            ONNX Runtime (MaxUnpool) or a profile that does not fit its input (both checked
+            before anything is written).
+        TensorRTRequestError: an ``.engine`` / ``.plan`` output where TensorRT, cuda-python
+            or a GPU is missing (exit code 2, checked before anything is written; ask for
+            ``X.onnx`` for the ONNX Runtime artifact).
         DataError: ``int8`` without calibration data.
         ModelFormatError, ExportError: from conversion, quantization or the TensorRT build.
     """
-    from segedge.engine.tensorrt_api import tensorrt_available
+    from segedge.engine.profiles import onnx_input_spec, resolve_profile
+    from segedge.engine.tensorrt_api import require_engine_support
     from segedge.export.metadata import load_onnx, read_metadata
 
     if precision not in PRECISIONS:
@@ -61,7 +72,17 @@ def build_artifact(
     output = Path(output)
     if output.suffix not in (".engine", ".plan", ".onnx"):
         raise InputError(f"output {output} must end in .engine, .plan or .onnx")
-    target = read_metadata(load_onnx(onnx_path)).get("target")  # fails early, in one line, on a corrupt input
+    source = load_onnx(onnx_path)  # fails early, in one line, on a corrupt input
+    target = read_metadata(source).get("target")
+    if output.suffix != ".onnx":  # an engine was asked for: fail before writing anything
+        require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
+        if target == "onnxruntime":
+            raise InputError(
+                f"{onnx_path} uses MaxUnpool (exported with --target onnxruntime), which TensorRT cannot parse; "
+                f"export with --target tensorrt for an engine, or ask for -o {output.with_suffix('.onnx')}"
+            )
+        options = engine_options or BuildOptions()
+        resolve_profile(onnx_input_spec(source), options.min_shape, options.opt_shape, options.max_shape)
     onnx_out = output.with_suffix(".onnx")
     cache_note = ""
     if precision == "int8":
@@ -80,19 +101,12 @@ def build_artifact(
             shutil.copyfile(onnx_path, tmp)
     if output.suffix == ".onnx":
         return BuildResult(onnx_out, None, precision, f"wrote the {precision} ONNX {onnx_out}{cache_note}")
-    if target == "onnxruntime":
-        return BuildResult(
-            onnx_out, None, precision,
-            f"wrote the {precision} ONNX {onnx_out}{cache_note}; it uses MaxUnpool (exported with --target onnxruntime), which "
-            "TensorRT cannot parse, so no engine was built (export with --target tensorrt for an engine)",
-        )
-    if not tensorrt_available():
-        return BuildResult(
-            onnx_out, None, precision,
-            f"TensorRT is not installed, so no engine was built; the {precision} ONNX {onnx_out}{cache_note} runs in "
-            "ONNX Runtime (for an engine: pip install 'segedge[tensorrt]' on a GPU machine and rerun)",
-        )
     from segedge.engine.build import build_engine
 
-    build_engine(onnx_out, output)
-    return BuildResult(onnx_out, output, precision, f"built the {precision} engine {output} from {onnx_out}")
+    info = build_engine(onnx_out, output, engine_options)
+    return BuildResult(
+        onnx_out, output, precision,
+        f"built the {info.precision} engine {output} from {onnx_out}{cache_note} for TensorRT {info.tensorrt_version} "
+        f"on {info.gpu} (sm {info.compute_capability}), input {info.input_name}: "
+        + ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in info.profile.items()),
+    )

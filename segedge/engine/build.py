@@ -1,78 +1,48 @@
 """Build TensorRT engines from ONNX, the current way: strongly typed networks.
 
 TensorRT 11 removed the FP16/INT8 builder flags and the implicit calibrators; TensorRT 10
-(JetPack 6) accepts the same network with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``.
-The precision therefore lives in the ONNX: FP32 tensors, FP16 tensors (``segedge export
---precision fp16`` / ``build-engine --precision fp16``) or Q/DQ nodes (INT8 from
-:mod:`segedge.calibration`). Sources: TensorRT Python API reference (``Builder``,
-``INetworkDefinition``, ``OnnxParser``, ``IBuilderConfig``, ``IOptimizationProfile``) and
-the "Working with Quantized Types / Strongly Typed Networks" chapters of the TensorRT
-developer guide.
+(JetPack 6) builds the same network when created with
+``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (in 11 every network is strongly typed and
+the flag is ignored). The precision therefore lives in the ONNX: FP32 tensors, FP16 tensors
+(``build-engine --precision fp16``) or Q/DQ nodes (INT8 from :mod:`segedge.calibration`).
 
-An engine is written atomically with a JSON sidecar (``<engine>.json``) holding the
-TensorRT version, GPU, precision, profile, ONNX sha256 and the deployment contract from the
-ONNX metadata, so a runner can refuse an engine built elsewhere with a useful message.
+Sources, followed point by point: TensorRT Python API reference (``Builder``,
+``INetworkDefinition``, ``OnnxParser``, ``IBuilderConfig``, ``IOptimizationProfile``,
+``ITimingCache``), "Migrating from TensorRT 10.x to 11.x" (Python integration: strong
+typing, removed APIs), and the developer guide chapters "Working with Dynamic Shapes",
+"Version Compatibility", "Hardware Compatibility", "Timing Cache" and "Working with DLA".
+
+An engine is written atomically with a JSON sidecar (``<engine>.json``,
+:class:`~segedge.engine.sidecar.EngineInfo`) so a runner can refuse an engine built elsewhere
+with a useful message.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
+import logging
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from segedge._io import atomic_path, atomic_write_text
-from segedge.engine.tensorrt_api import cuda_check, import_cudart, import_tensorrt
+from segedge._io import atomic_path
+from segedge.engine.options import BuildOptions
+from segedge.engine.profiles import Profile, onnx_input_spec, resolve_profile
+from segedge.engine.sidecar import SIDECAR_SUFFIX, EngineInfo, load_engine_info, sidecar_path  # noqa: F401  (public here too)
+from segedge.engine.tensorrt_api import cuda_check, has_weak_typing, import_cudart, import_tensorrt
 from segedge.errors import ExportError, InputError
 
-SIDECAR_SUFFIX = ".json"
+if TYPE_CHECKING:  # annotations only: tensorrt is imported lazily (import_tensorrt)
+    import tensorrt as trt
 
-
-@dataclass
-class EngineInfo:
-    """The sidecar written next to every engine."""
-
-    engine: str  # engine file name
-    tensorrt_version: str
-    gpu: str  # device name
-    compute_capability: str  # "major.minor"
-    precision: str  # fp32 | fp16 | int8 (from the ONNX)
-    input_name: str
-    profile: dict[str, list[int]]  # min / opt / max input shapes
-    onnx_sha256: str
-    metadata: dict[str, str] = field(default_factory=dict)  # the ONNX segedge.* metadata, unprefixed (preprocess, classes, ...)
-    built_at: str = ""
-    segedge_version: str = ""
-
-    def save(self, engine_path: Path) -> Path:
-        return atomic_write_text(sidecar_path(engine_path), json.dumps(asdict(self), indent=2))
-
-
-def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
-    return Path(str(engine_path) + SIDECAR_SUFFIX)
-
-
-def load_engine_info(engine_path: str | os.PathLike[str]) -> EngineInfo:
-    """Read an engine's sidecar.
-
-    Raises:
-        InputError: missing or malformed sidecar.
-    """
-    path = sidecar_path(engine_path)
-    try:
-        return EngineInfo(**json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise InputError(f"{engine_path} has no sidecar {path.name}; rebuild it with `segedge build-engine`") from None
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise InputError(f"{path} is not a segedge engine sidecar: {exc}") from None
+log = logging.getLogger(__name__)
 
 
 def current_gpu() -> tuple[str, str]:
     """``(name, "major.minor")`` of CUDA device 0.
 
     Raises:
-        BackendUnavailableError: no CUDA device.
+        BackendUnavailableError: cuda-python is missing or there is no CUDA device.
     """
     cudart = import_cudart()
     props = cuda_check(cudart.cudaGetDeviceProperties(0))
@@ -80,77 +50,126 @@ def current_gpu() -> tuple[str, str]:
     return name.rstrip("\x00"), f"{props.major}.{props.minor}"
 
 
+def _create_network(trt: Any, builder: trt.Builder) -> trt.INetworkDefinition:
+    """A strongly typed network on either version path."""
+    if has_weak_typing(trt):  # 10.x: strong typing is opt-in
+        return builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    return builder.create_network(0)  # 11.x: always strongly typed
+
+
+def _parse(trt: Any, network: trt.INetworkDefinition, logger: trt.ILogger, onnx_path: Path) -> None:
+    parser = trt.OnnxParser(network, logger)
+    if parser.parse_from_file(str(onnx_path)):
+        return
+    errors = []
+    for i in range(parser.num_errors):
+        error = parser.get_error(i)
+        errors.append(f"node {error.node_name() or error.node()}: {error.desc()}")
+    raise ExportError(f"TensorRT's ONNX parser rejected {onnx_path}: " + "; ".join(errors[:5]))
+
+
+def _configure(trt: Any, builder: trt.Builder, config: trt.IBuilderConfig, options: BuildOptions) -> None:
+    """Apply the builder options to an ``IBuilderConfig``."""
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    if options.optimization_level is not None:
+        config.builder_optimization_level = options.optimization_level
+    if options.version_compatible:  # the lean runtime is embedded: the runtime must allow host code
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if options.hardware_compatibility == "ampere+":
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    if options.dla_core is not None:
+        available = builder.num_DLA_cores
+        if options.dla_core >= available:
+            raise InputError(f"--dla-core {options.dla_core}: this machine has {available} DLA cores (Jetson AGX Orin has 2, other GPUs none)")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = options.dla_core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
+
+
+def _load_timing_cache(config: trt.IBuilderConfig, path: Path | None) -> None:
+    """Attach a timing cache: the file's when it exists and matches this device, else empty."""
+    data = path.read_bytes() if path is not None and path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is not None and config.set_timing_cache(cache, False):
+        return
+    log.warning("timing cache %s does not match this GPU or TensorRT version; starting an empty one", path)
+    config.set_timing_cache(config.create_timing_cache(b""), False)
+
+
+def _save_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+    serialized = config.get_timing_cache().serialize()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(memoryview(serialized))
+
+
 def build_engine(
     onnx_path: str | os.PathLike[str],
     engine_path: str | os.PathLike[str],
-    max_batch: int = 8,
-    opt_batch: int = 1,
-    workspace_mib: int = 1024,
+    options: BuildOptions | None = None,
 ) -> EngineInfo:
     """Compile a strongly typed TensorRT engine from an ONNX file.
 
     Args:
         onnx_path: FP32, FP16 or Q/DQ INT8 ONNX (the precision is taken from it).
         engine_path: destination ``.engine`` (written atomically, with a ``.json`` sidecar).
-        max_batch: largest batch of the optimization profile (min 1).
-        opt_batch: batch TensorRT tunes kernels for (the camera loop runs batch 1).
-        workspace_mib: builder workspace limit in MiB.
+        options: profile shapes, workspace, optimization level, timing cache, version and
+            hardware compatibility, DLA core (:class:`BuildOptions`; defaults: batch 1..8 at
+            the model's input size, 1024 MiB workspace).
 
     Returns:
         The :class:`EngineInfo` written to the sidecar.
 
     Raises:
         BackendUnavailableError: TensorRT, cuda-python or a GPU is missing.
+        ModelFormatError: unreadable ONNX or not one ``(N, 3, H, W)`` input.
+        InputError: a profile that does not fit the ONNX input, or a DLA core this
+            machine lacks.
         ExportError: the parser rejects the ONNX (node names listed) or the build fails.
     """
     import segedge
     from segedge.export.metadata import file_sha256, load_onnx, read_metadata
 
-    trt = import_tensorrt()
-    gpu, capability = current_gpu()
-    if not 1 <= opt_batch <= max_batch:
-        raise InputError(f"need 1 <= opt batch ({opt_batch}) <= max batch ({max_batch})")
+    options = options or BuildOptions()
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     model = load_onnx(onnx_path)
     metadata = read_metadata(model)
+    profile: Profile = resolve_profile(onnx_input_spec(model), options.min_shape, options.opt_shape, options.max_shape)
+    trt = import_tensorrt()
+    gpu, capability = current_gpu()
+
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = []
-        for i in range(parser.num_errors):
-            error = parser.get_error(i)
-            errors.append(f"node {error.node_name() or error.node()}: {error.desc()}")
-        raise ExportError(f"TensorRT's ONNX parser rejected {onnx_path}: " + "; ".join(errors[:5]))
+    network = _create_network(trt, builder)
+    _parse(trt, network, logger, onnx_path)
     tensor = network.get_input(0)
-    _, channels, height, width = tuple(tensor.shape)
-    shapes = {
-        "min": [1, channels, height, width],
-        "opt": [opt_batch, channels, height, width],
-        "max": [max_batch, channels, height, width],
-    }
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(tensor.name, shapes["min"], shapes["opt"], shapes["max"])
-    config.add_optimization_profile(profile)
+    _configure(trt, builder, config, options)
+    _load_timing_cache(config, options.timing_cache)
+    optimization_profile = builder.create_optimization_profile()
+    optimization_profile.set_shape(tensor.name, profile.min, profile.opt, profile.max)
+    config.add_optimization_profile(optimization_profile)
+
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
     with atomic_path(engine_path) as tmp:
         tmp.write_bytes(memoryview(serialized))
+    if options.timing_cache is not None:
+        _save_timing_cache(config, options.timing_cache)
     info = EngineInfo(
-        engine=Path(engine_path).name,
+        engine=engine_path.name,
         tensorrt_version=trt.__version__,
         gpu=gpu,
         compute_capability=capability,
         precision=metadata.get("precision", "fp32"),
         input_name=tensor.name,
-        profile=shapes,
+        profile=profile.to_dict(),
         onnx_sha256=file_sha256(onnx_path),
         metadata=metadata,
         built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         segedge_version=segedge.__version__,
+        onnx=str(onnx_path),
+        builder=options.to_dict(),
     )
-    info.save(Path(engine_path))
+    info.save(engine_path)
     return info

@@ -1,7 +1,12 @@
-"""Lazy access to TensorRT and CUDA (cuda-python's ``cuda.bindings``).
+"""Lazy access to TensorRT and CUDA (cuda-python's ``cuda.bindings``), and the one place
+that tells TensorRT 10.x from 11.x.
 
 Neither is a core dependency: importing segedge never imports them, and asking for a
 TensorRT feature where they are missing raises one clear error naming the extra.
+
+Version paths are chosen by feature detection (:func:`has_weak_typing`), never by version
+strings. Which names each path may use is checked against NVIDIA's compiled bindings by
+``tests/engine/test_tensorrt_api_conformance.py`` (see :mod:`segedge.engine.conformance`).
 """
 
 from __future__ import annotations
@@ -9,9 +14,32 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from segedge.errors import BackendUnavailableError
+from segedge.errors import BackendUnavailableError, InputError
 
 INSTALL_HINT = "pip install 'segedge[tensorrt]' on a machine with an NVIDIA GPU"
+
+# Python APIs TensorRT 11 removed (weak typing and implicit INT8 calibration), from NVIDIA's
+# "Removed Python APIs and Replacements" page of the "Migrating from TensorRT 10.x to 11.x"
+# guide (docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html).
+# Qualified names ("Enum.MEMBER") are matched on ``trt.Enum.MEMBER`` chains; bare names on any
+# attribute of a TensorRT object. segedge's 11.x path must use none of them.
+REMOVED_IN_11 = frozenset({
+    "BuilderFlag.FP16", "BuilderFlag.INT8", "BuilderFlag.FP8", "BuilderFlag.BF16", "BuilderFlag.INT4",
+    "BuilderFlag.FP4", "BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "BuilderFlag.PREFER_PRECISION_CONSTRAINTS",
+    "BuilderFlag.DIRECT_IO", "int8_calibrator", "set_calibration_profile", "get_calibration_profile",
+    "set_quantization_flag", "get_quantization_flag", "quantization_flags", "clear_quantization_flag",
+    "IInt8Calibrator", "IInt8EntropyCalibrator", "IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator",
+    "IInt8LegacyCalibrator", "platform_has_fast_fp16", "platform_has_fast_int8", "device_memory_size",
+    "IAlgorithmSelector", "algorithm_selector", "NetworkDefinitionCreationFlag.EXPLICIT_BATCH",
+})
+
+
+class TensorRTRequestError(InputError, BackendUnavailableError):
+    """A TensorRT engine (``-o X.engine``, ``--backend tensorrt``) was asked for where TensorRT,
+    cuda-python or a GPU is missing: a request this machine cannot serve (exit code 2), and a
+    :class:`BackendUnavailableError` for library callers."""
+
+    exit_code = 2
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,3 +99,48 @@ def cuda_check(result: tuple) -> Any:
     if not values:
         return None
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def has_weak_typing(trt: Any) -> bool:
+    """True on TensorRT 10.x (the JetPack 6 path), False on 11.x.
+
+    TensorRT 10 still has the weak-typing API (``IBuilderConfig.int8_calibrator``,
+    ``BuilderFlag.FP16``) and builds a strongly typed network only when asked with
+    ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; TensorRT 11 removed that API and every
+    network is strongly typed (the flag is deprecated and ignored). Source: "Migrating from
+    TensorRT 10.x to 11.x", section "Strongly Typed Networks Are Now Required".
+    """
+    return hasattr(trt.IBuilderConfig, "int8_calibrator")
+
+
+def require_engine_support(what: str) -> Any:
+    """Check, before anything is written, that this machine can build or run an engine.
+
+    Args:
+        what: the user's request, for the message (``"-o model.engine"``).
+
+    Returns:
+        The ``tensorrt`` module.
+
+    Raises:
+        TensorRTRequestError: TensorRT, cuda-python or a CUDA GPU is missing (one line
+            naming ``pip install 'segedge[tensorrt]'``).
+    """
+    try:
+        trt = import_tensorrt()
+        cudart = import_cudart()
+        count = cuda_check(cudart.cudaGetDeviceCount())
+    except BackendUnavailableError as exc:
+        raise TensorRTRequestError(f"{what} needs TensorRT on an NVIDIA GPU: {exc}") from None
+    if not count:
+        raise TensorRTRequestError(f"{what} needs TensorRT on an NVIDIA GPU: no CUDA device found; {INSTALL_HINT}")
+    return trt
+
+
+def engine_build_available() -> bool:
+    """True if :func:`require_engine_support` would succeed (TensorRT, cuda-python and a GPU)."""
+    try:
+        require_engine_support("an engine")
+    except BackendUnavailableError:
+        return False
+    return True

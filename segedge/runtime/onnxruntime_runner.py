@@ -24,6 +24,31 @@ PROVIDERS = {
 }
 
 
+def provider_chain(provider: str, model: Path, cache_dir: Path | None = None, device_id: int = 0) -> list[tuple[str, dict]]:
+    """Execution providers with their options, most preferred first.
+
+    ``tensorrt`` keeps TensorRT's engines and timing cache in ``cache_dir`` (default
+    ``<model dir>/<model stem>.trt-cache``) so the first session's build is not repeated, and
+    falls back to CUDA, then the CPU, for nodes TensorRT does not take. Precision comes from
+    the model (FP16 tensors, Q/DQ nodes): ``trt_fp16_enable`` / ``trt_int8_enable`` stay off.
+    Option names: ONNX Runtime docs, "TensorRT Execution Provider" and "CUDA Execution Provider".
+    """
+    if provider == "cpu":
+        return [("CPUExecutionProvider", {})]
+    cuda = ("CUDAExecutionProvider", {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE"})
+    if provider == "cuda":
+        return [cuda, ("CPUExecutionProvider", {})]
+    cache = str(cache_dir or model.parent / f"{model.stem}.trt-cache")
+    tensorrt = ("TensorrtExecutionProvider", {
+        "device_id": device_id,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": cache,
+    })
+    return [tensorrt, cuda, ("CPUExecutionProvider", {})]
+
+
 class OnnxRuntimeRunner(Runner):
     """Runs an ONNX file with ONNX Runtime.
 
@@ -33,10 +58,13 @@ class OnnxRuntimeRunner(Runner):
 
     Args:
         path: ``.onnx`` file with one ``(N, 3, H, W)`` float input and one logits output.
-        provider: ``cpu``, ``cuda`` or ``tensorrt`` (the last two need onnxruntime-gpu).
+        provider: ``cpu``, ``cuda`` or ``tensorrt`` (the last two need onnxruntime-gpu; see
+            :func:`provider_chain` for their options and fallbacks).
         threads: intra-op threads (0: one per physical core, ONNX Runtime's default).
         spin: let idle intra-op threads spin (lowest latency alone; ``False`` when other
             threads need the cores, as in the pipelined live loop).
+        cache_dir: TensorRT execution provider engine and timing cache directory.
+        device_id: CUDA device for ``cuda`` and ``tensorrt``.
 
     Raises:
         ModelFormatError: missing, truncated or invalid ONNX, or not a single-input model.
@@ -45,7 +73,10 @@ class OnnxRuntimeRunner(Runner):
 
     backend = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int = 0, spin: bool = True):
+    def __init__(
+        self, path: str | os.PathLike[str], provider: str = "cpu", threads: int = 0, spin: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None, device_id: int = 0,
+    ):
         import onnxruntime as ort
 
         self.artifact = Path(path)
@@ -65,7 +96,15 @@ class OnnxRuntimeRunner(Runner):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.artifact), options, providers=[PROVIDERS[provider]])
+            chain = provider_chain(provider, self.artifact, Path(cache_dir) if cache_dir else None, device_id)
+            available = set(ort.get_available_providers())
+            chain = [(name, opts) for name, opts in chain if name in available]
+            for _, opts in chain:
+                if "trt_engine_cache_path" in opts:
+                    Path(opts["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
+            self.session = ort.InferenceSession(
+                str(self.artifact), options, providers=[name for name, _ in chain], provider_options=[opts for _, opts in chain]
+            )
         except Exception as exc:  # InvalidProtobuf, Fail, InvalidGraph, ...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if "INVALID_PROTOBUF" in first:

@@ -1,6 +1,13 @@
 """TensorRT runner: a deserialised engine, cuda-python device buffers, pinned host memory,
-one stream, asynchronous copies and ``execute_async_v3`` (the TensorRT 10/11 API; the
-samples' ``common_runtime.py`` pattern without pycuda)."""
+one stream, asynchronous copies and ``execute_async_v3``, with optional CUDA graph replay
+for batch 1 (the camera loop).
+
+Follows the TensorRT Python API reference (``Runtime``, ``ICudaEngine``,
+``IExecutionContext``: ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``),
+NVIDIA's ``samples/python/common_runtime.py`` (cuda-python instead of pycuda) and the
+developer guide section "CUDA Graphs" (enqueue once after a shape change, then capture the
+enqueue on a non-default stream and replay it).
+"""
 
 from __future__ import annotations
 
@@ -13,9 +20,11 @@ import numpy as np
 
 from segedge.data.oxford_pet import CLASS_NAMES
 from segedge.data.transforms import PreprocessConfig
-from segedge.engine.build import current_gpu, load_engine_info
-from segedge.engine.tensorrt_api import cuda_check, import_cudart, import_tensorrt
-from segedge.errors import BackendUnavailableError, ModelFormatError
+from segedge.engine.build import current_gpu
+from segedge.engine.profiles import Profile, format_shape
+from segedge.engine.sidecar import check_engine_compatibility, load_engine_info
+from segedge.engine.tensorrt_api import cuda_check, import_cudart, require_engine_support
+from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.base import Runner
 
 
@@ -39,41 +48,52 @@ class _Buffer:
 class TensorRTRunner(Runner):
     """Runs a segedge-built ``.engine`` (see :func:`segedge.engine.build.build_engine`).
 
-    Buffers are sized once for the profile's maximum batch; each call sets the input shape,
-    copies host -> device, enqueues the engine and copies device -> host on one stream.
+    Buffers are sized once for the profile's largest shape; each call sets the input shape
+    (within the profile), copies host -> device, enqueues the engine and copies device ->
+    host on one stream.
+
+    Args:
+        path: the ``.engine`` (its ``.engine.json`` sidecar beside it).
+        cuda_graph: capture the batch-1 enqueue as a CUDA graph on first use and replay it
+            (lower launch overhead for the live loop).
 
     Raises:
-        BackendUnavailableError: TensorRT, cuda-python or a GPU is missing.
-        ModelFormatError: the engine was built with another TensorRT version or GPU
-            (the message says which, and how to rebuild), or it does not deserialise.
+        TensorRTRequestError: TensorRT, cuda-python or a GPU is missing (exit code 2).
+        ModelFormatError: no such file, an engine built for another TensorRT version or GPU
+            (the message says which and gives the rebuild command), or one that does not
+            deserialise.
+        InputError: missing or malformed sidecar.
     """
 
     backend = "tensorrt"
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], cuda_graph: bool = False):
         self.artifact = Path(path)
         if not self.artifact.is_file():
             raise ModelFormatError(f"engine {self.artifact} does not exist")
         info = load_engine_info(self.artifact)
-        trt = import_tensorrt()
+        trt = require_engine_support(f"running {self.artifact}")
         gpu, capability = current_gpu()
-        rebuild = f"rebuild it here: segedge build-engine MODEL.onnx --precision {info.precision} -o {self.artifact}"
-        if info.tensorrt_version != trt.__version__ or info.compute_capability != capability:
-            raise ModelFormatError(
-                f"{self.artifact} was built with TensorRT {info.tensorrt_version} for {info.gpu} (sm {info.compute_capability}); "
-                f"this machine has TensorRT {trt.__version__} and {gpu} (sm {capability}); {rebuild}"
-            )
+        problem = check_engine_compatibility(info, trt.__version__, gpu, capability, engine_path=self.artifact)
+        if problem:
+            raise ModelFormatError(problem)
+        options = info.options
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        if options.version_compatible:  # the plan embeds the lean runtime, which is host code
+            self._runtime.engine_host_code_allowed = True
+        if options.dla_core is not None:
+            self._runtime.DLA_core = options.dla_core
         self.engine = self._runtime.deserialize_cuda_engine(self.artifact.read_bytes())
         if self.engine is None:
-            raise ModelFormatError(f"TensorRT cannot deserialise {self.artifact} (corrupt or truncated?); {rebuild}")
+            raise ModelFormatError(f"TensorRT cannot deserialise {self.artifact} (corrupt or truncated?); rebuild it with `segedge build-engine`")
         self.context = self.engine.create_execution_context()
         meta = info.metadata
         self.preprocess_config = PreprocessConfig.from_json(meta["preprocess"]) if "preprocess" in meta else PreprocessConfig()
         self.classes = tuple(json.loads(meta.get("classes", json.dumps(CLASS_NAMES))))
         self.precision = info.precision
-        self.max_batch = info.profile["max"][0]
+        self.profile = Profile.from_dict(info.profile)
+        self.max_batch = self.profile.max[0]
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
@@ -82,26 +102,51 @@ class TensorRTRunner(Runner):
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
         self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
-        h, w = self.preprocess_config.size
-        per_image_in = 3 * h * w
-        per_image_out = len(self.classes) * h * w
-        self._in = _Buffer(self.max_batch * per_image_in * self.input_dtype.itemsize, self.input_dtype)
-        self._out = _Buffer(self.max_batch * per_image_out * self.output_dtype.itemsize, self.output_dtype)
+        n, c, h, w = self.profile.max
+        self._in = _Buffer(n * c * h * w * self.input_dtype.itemsize, self.input_dtype)
+        self._out = _Buffer(n * len(self.classes) * h * w * self.output_dtype.itemsize, self.output_dtype)
         self.context.set_tensor_address(self.input_name, int(self._in.device))
         self.context.set_tensor_address(self.output_name, int(self._out.device))
         self._stream = cuda_check(import_cudart().cudaStreamCreate())
+        self._use_graph = cuda_graph
+        self._graph = self._graph_exec = None
+
+    def _enqueue(self, n: int) -> None:
+        cudart = import_cudart()
+        if n == 1 and self._use_graph:
+            if self._graph_exec is None:
+                self._capture()
+            cuda_check(cudart.cudaGraphLaunch(self._graph_exec, self._stream))
+        elif not self.context.execute_async_v3(int(self._stream)):
+            raise BackendUnavailableError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
+
+    def _capture(self) -> None:
+        """Capture one batch-1 enqueue; the input shape is already set to batch 1."""
+        cudart = import_cudart()
+        if not self.context.execute_async_v3(int(self._stream)):  # required once after a shape change, before capture
+            raise BackendUnavailableError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
+        cuda_check(cudart.cudaStreamSynchronize(self._stream))
+        cuda_check(cudart.cudaStreamBeginCapture(self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
+        self.context.execute_async_v3(int(self._stream))
+        self._graph = cuda_check(cudart.cudaStreamEndCapture(self._stream))
+        self._graph_exec = cuda_check(cudart.cudaGraphInstantiate(self._graph, 0))
 
     def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         cudart = import_cudart()
+        if not self.profile.contains(batch.shape):
+            raise InputError(
+                f"input {format_shape(batch.shape)} is outside the profile of {self.artifact.name} ({self.profile.describe()}); "
+                "rebuild it with --min-shape/--max-shape covering it"
+            )
         n = batch.shape[0]
-        self.context.set_input_shape(self.input_name, batch.shape)
+        if not self.context.set_input_shape(self.input_name, batch.shape):
+            raise InputError(f"TensorRT rejected input shape {format_shape(batch.shape)} for {self.artifact.name}")
         count_in = batch.size
         self._in.host[:count_in] = batch.ravel()
-        nbytes_in = count_in * self.input_dtype.itemsize
         kind = cudart.cudaMemcpyKind
+        nbytes_in = count_in * self.input_dtype.itemsize
         cuda_check(cudart.cudaMemcpyAsync(self._in.device, self._in.host_ptr, nbytes_in, kind.cudaMemcpyHostToDevice, self._stream))
-        if not self.context.execute_async_v3(int(self._stream)):
-            raise BackendUnavailableError("TensorRT execute_async_v3 failed")
+        self._enqueue(n)
         out_shape = tuple(self.context.get_tensor_shape(self.output_name))
         count_out = int(np.prod(out_shape))
         nbytes_out = count_out * self.output_dtype.itemsize
@@ -116,9 +161,13 @@ class TensorRTRunner(Runner):
         return logits.astype(np.float32, copy=True)
 
     def close(self) -> None:
-        if getattr(self, "_stream", None) is not None:
-            cudart = import_cudart()
-            cudart.cudaStreamDestroy(self._stream)
-            self._in.free()
-            self._out.free()
-            self._stream = None
+        if getattr(self, "_stream", None) is None:
+            return
+        cudart = import_cudart()
+        if self._graph_exec is not None:
+            cudart.cudaGraphExecDestroy(self._graph_exec)
+            cudart.cudaGraphDestroy(self._graph)
+        cudart.cudaStreamDestroy(self._stream)
+        self._in.free()
+        self._out.free()
+        self._stream = None

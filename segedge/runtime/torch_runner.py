@@ -1,4 +1,5 @@
-"""PyTorch eager runner: the reference every deployed variant is compared against."""
+"""PyTorch eager runner: the reference every deployed variant is compared against, on the
+CPU or on CUDA (FP16 autocast), and the GPU fallback where TensorRT is absent."""
 
 from __future__ import annotations
 
@@ -8,36 +9,53 @@ import os
 import numpy as np
 import torch
 
+from segedge.errors import BackendUnavailableError, InputError
 from segedge.models.checkpoint import Checkpoint, load_checkpoint
 from segedge.runtime.base import Runner
 
 
 class TorchRunner(Runner):
-    """Runs a checkpoint in PyTorch eager mode on the CPU, float32, ``channels_last``.
+    """Runs a checkpoint in PyTorch eager mode, ``channels_last``.
 
     Args:
         checkpoint: a loaded :class:`Checkpoint`, a ``.pt`` path, or ``None`` for the
             embedded ``segnet-dsc``.
+        device: ``cpu`` or ``cuda`` / ``cuda:N``.
+        fp16: run under ``torch.autocast("cuda", torch.float16)`` (CUDA only); logits are
+            returned as float32 either way.
 
     Raises:
         CheckpointError: unreadable or mismatching checkpoint.
+        BackendUnavailableError: ``cuda`` asked for where PyTorch sees no CUDA device.
+        InputError: ``fp16`` on the CPU.
     """
 
     backend = "torch"
 
-    def __init__(self, checkpoint: Checkpoint | str | os.PathLike[str] | None = None):
+    def __init__(self, checkpoint: Checkpoint | str | os.PathLike[str] | None = None, device: str = "cpu", fp16: bool = False):
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailableError(f"PyTorch sees no CUDA device (torch {torch.__version__}); use device cpu, or a CUDA build of PyTorch on a GPU machine")
+        if fp16 and not device.startswith("cuda"):
+            raise InputError("FP16 autocast runs on CUDA only; use device cuda, or fp16=False on the CPU")
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
         self.checkpoint = ckpt
-        # a private copy: channels_last (about 2x faster on CPU) must not leak into the caller's model
-        self.model = copy.deepcopy(ckpt.model).eval().to(memory_format=torch.channels_last)
+        self.device = torch.device(device)
+        self.fp16 = fp16
+        # a private copy: channels_last (about 2x faster on CPU, tensor-core friendly on GPU) must not leak into the caller's model
+        self.model = copy.deepcopy(ckpt.model).eval().to(self.device, memory_format=torch.channels_last)
         self.preprocess_config = ckpt.preprocess
         self.classes = ckpt.classes
         self.artifact = ckpt.path
+        self.precision = "fp16" if fp16 else "fp32"
 
     @torch.inference_mode()
     def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
-        logits = self.model(x)
+        x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16):
+            logits = self.model(x)
+        logits = logits.float()
+        if self.device.type != "cpu":
+            logits = logits.cpu()
         if out is None:
             return logits.contiguous().numpy()
         torch.from_numpy(out).copy_(logits)

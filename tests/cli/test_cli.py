@@ -32,7 +32,7 @@ def test_corrupt_calibration_image_is_one_line(tmp_path, exported_onnx, one_line
     folder.mkdir()
     (folder / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
     result = cli.invoke(
-        app, ["build-engine", str(exported_onnx), "--precision", "int8", "--calib-data", str(folder), "-o", str(tmp_path / "m.engine")]
+        app, ["build-engine", str(exported_onnx), "--precision", "int8", "--calib-data", str(folder), "-o", str(tmp_path / "m.onnx")]
     )
     assert "no readable image" in one_line_error(result)
     assert result.exit_code == 2

@@ -1,0 +1,151 @@
+"""The JSON sidecar written next to every engine, and the check that refuses an engine this
+machine cannot run, before TensorRT tries to deserialise it.
+
+TensorRT's rules (developer guide, "Version Compatibility" and "Hardware Compatibility"
+sections of "Advanced Topics"): by default an engine runs only with the TensorRT release that
+built it and on GPUs of the compute capability it was built on; built with
+``BuilderFlag.VERSION_COMPATIBLE`` it also runs on later releases of the same major version;
+built with ``HardwareCompatibilityLevel.AMPERE_PLUS`` it runs on any Ampere or newer GPU
+(compute capability 8.0 and up).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segedge._io import atomic_write_text
+from segedge.engine.options import BuildOptions, rebuild_command
+from segedge.errors import InputError
+
+SIDECAR_SUFFIX = ".json"
+
+
+@dataclass
+class EngineInfo:
+    """The sidecar written next to every engine (``<engine>.json``)."""
+
+    engine: str  # engine file name
+    tensorrt_version: str  # trt.__version__ of the builder, "10.3.0"
+    gpu: str  # device name, "NVIDIA GeForce RTX 3060"
+    compute_capability: str  # "major.minor", "8.6"
+    precision: str  # fp32 | fp16 | int8 (from the ONNX)
+    input_name: str
+    profile: dict[str, list[int]]  # min / opt / max input shapes (N, C, H, W)
+    onnx_sha256: str  # of the ONNX the engine was built from
+    metadata: dict[str, str] = field(default_factory=dict)  # the ONNX segedge.* metadata, unprefixed (preprocess, classes, ...)
+    built_at: str = ""  # ISO 8601, UTC
+    segedge_version: str = ""
+    onnx: str = ""  # path of the ONNX the engine was built from (for the rebuild command)
+    builder: dict[str, Any] = field(default_factory=dict)  # BuildOptions.to_dict()
+
+    def save(self, engine_path: str | os.PathLike[str]) -> Path:
+        """Write the sidecar atomically beside ``engine_path``; return its path."""
+        return atomic_write_text(sidecar_path(engine_path), json.dumps(asdict(self), indent=2))
+
+    @property
+    def options(self) -> BuildOptions:
+        """The builder options recorded in the sidecar (defaults where absent)."""
+        return BuildOptions.from_dict(self.builder)
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """Class names from the ONNX metadata, or ``None``."""
+        return tuple(json.loads(self.metadata["classes"])) if "classes" in self.metadata else None
+
+
+def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
+    """``model.engine`` -> ``model.engine.json``."""
+    return Path(str(engine_path) + SIDECAR_SUFFIX)
+
+
+def load_engine_info(engine_path: str | os.PathLike[str]) -> EngineInfo:
+    """Read an engine's sidecar.
+
+    Raises:
+        InputError: missing or malformed sidecar.
+    """
+    path = sidecar_path(engine_path)
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        known = set(EngineInfo.__dataclass_fields__)
+        return EngineInfo(**{k: v for k, v in data.items() if k in known})
+    except FileNotFoundError:
+        raise InputError(f"{engine_path} has no sidecar {path.name}; rebuild it with `segedge build-engine`") from None
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not a segedge engine sidecar: {exc}") from None
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    while len(parts) > 1 and parts[-1] == 0:  # "10.3.0" == "10.3"
+        parts.pop()
+    return tuple(parts)
+
+
+def _capability(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    return int(major or 0), int(minor or 0)
+
+
+def check_engine_compatibility(
+    info: EngineInfo,
+    trt_version: str,
+    gpu_name: str,
+    capability: str,
+    version_compatible: bool | None = None,
+    hardware_compatibility: str | None = None,
+    engine_path: str | os.PathLike[str] | None = None,
+) -> str | None:
+    """Whether an engine can run here; ``None`` if it can, else one line saying why.
+
+    Args:
+        info: the engine's sidecar.
+        trt_version: this machine's ``tensorrt.__version__``.
+        gpu_name: this machine's GPU name (informational: a different model of the same
+            compute capability runs the engine, possibly slower).
+        capability: this machine's compute capability ``"major.minor"``.
+        version_compatible: whether the engine was built version-compatible (default: the
+            sidecar's builder options).
+        hardware_compatibility: ``"none"`` or ``"ampere+"`` (default: the sidecar's).
+        engine_path: path for the message and the rebuild command (default: ``info.engine``).
+
+    Returns:
+        ``None``, or: what it was built with, what this machine has, and the exact
+        ``segedge build-engine ...`` command that rebuilds it here.
+    """
+    options = info.options
+    version_compatible = options.version_compatible if version_compatible is None else version_compatible
+    hardware_compatibility = options.hardware_compatibility if hardware_compatibility is None else hardware_compatibility
+    built, here = _version(info.tensorrt_version), _version(trt_version)
+    if version_compatible:
+        version_ok = built[0] == here[0] and here >= built
+        version_rule = f"a version-compatible engine runs on TensorRT {built[0]}.x from {info.tensorrt_version} on"
+    else:
+        version_ok = built == here
+        version_rule = "an engine runs only with the TensorRT release that built it"
+    cc_built, cc_here = _capability(info.compute_capability), _capability(capability)
+    if hardware_compatibility == "ampere+":
+        gpu_ok = cc_here >= (8, 0)
+        gpu_rule = "a hardware-compatible (ampere+) engine needs compute capability 8.0 or newer"
+    else:
+        gpu_ok = cc_built == cc_here
+        gpu_rule = "an engine runs only on GPUs of the compute capability it was built on"
+    if version_ok and gpu_ok:
+        return None
+    engine = Path(engine_path) if engine_path is not None else Path(info.engine)
+    onnx = info.onnx or str(engine.with_suffix(".onnx"))
+    rules = "; ".join(rule for ok, rule in ((version_ok, version_rule), (gpu_ok, gpu_rule)) if not ok)
+    return (
+        f"{engine} was built with TensorRT {info.tensorrt_version} on {info.gpu} (sm {info.compute_capability}); "
+        f"this machine has TensorRT {trt_version} on {gpu_name} (sm {capability}) and {rules}; "
+        f"rebuild it here: {rebuild_command(onnx, engine, options)}"
+    )

@@ -1,0 +1,100 @@
+"""Engine sidecars: round trip, and the one-line refusal of an engine built elsewhere."""
+
+import json
+import shlex
+
+import pytest
+
+from segedge.engine.options import BuildOptions
+from segedge.engine.sidecar import EngineInfo, check_engine_compatibility, load_engine_info, sidecar_path
+from segedge.errors import InputError
+
+PROFILE = {"min": [1, 3, 128, 128], "opt": [1, 3, 128, 128], "max": [8, 3, 128, 128]}
+
+
+def make_info(**builder) -> EngineInfo:
+    return EngineInfo(
+        engine="m.engine", tensorrt_version="10.3.0", gpu="NVIDIA GeForce RTX 3060", compute_capability="8.6",
+        precision="int8", input_name="input", profile=PROFILE, onnx_sha256="ab" * 32,
+        metadata={"classes": json.dumps(["pet", "background", "border"]), "preprocess": "{}"},
+        built_at="2025-01-01T00:00:00+00:00", segedge_version="0.1.0", onnx="out/m.onnx",
+        builder=BuildOptions(**builder).to_dict(),
+    )
+
+
+def test_round_trip(tmp_path):
+    info = make_info(max_shape=(4, 3, 128, 128), version_compatible=True)
+    path = info.save(tmp_path / "m.engine")
+    assert path == sidecar_path(tmp_path / "m.engine") == tmp_path / "m.engine.json"
+    loaded = load_engine_info(tmp_path / "m.engine")
+    assert loaded == info
+    assert loaded.options == BuildOptions(max_shape=(4, 3, 128, 128), version_compatible=True)
+    assert loaded.classes == ("pet", "background", "border")
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_old_sidecars_without_builder_options_still_load(tmp_path):
+    EngineInfo("m.engine", "10.3.0", "Orin", "8.7", "int8", "input", PROFILE, "0" * 64).save(tmp_path / "m.engine")
+    data = json.loads((tmp_path / "m.engine.json").read_text())
+    del data["builder"], data["onnx"]
+    (tmp_path / "m.engine.json").write_text(json.dumps(data))
+    assert load_engine_info(tmp_path / "m.engine").options == BuildOptions()
+
+
+@pytest.mark.parametrize("content, message", [(None, "has no sidecar"), ("{not json", "not a segedge engine sidecar"), ("[1, 2]", "not a segedge engine sidecar")])
+def test_missing_or_malformed_sidecar(tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "m.engine.json").write_text(content)
+    with pytest.raises(InputError, match=message):
+        load_engine_info(tmp_path / "m.engine")
+
+
+def test_same_release_and_gpu_runs():
+    assert check_engine_compatibility(make_info(), "10.3.0", "NVIDIA GeForce RTX 3060", "8.6") is None
+    assert check_engine_compatibility(make_info(), "10.3", "NVIDIA GeForce RTX 3060", "8.6") is None
+
+
+def test_another_gpu_model_of_the_same_compute_capability_runs():
+    assert check_engine_compatibility(make_info(), "10.3.0", "NVIDIA RTX A4000", "8.6") is None
+
+
+def test_tensorrt_version_mismatch_is_one_line_with_the_rebuild_command():
+    message = check_engine_compatibility(make_info(max_shape=(4, 3, 128, 128)), "10.7.0", "NVIDIA GeForce RTX 3060", "8.6", engine_path="out/m.engine")
+    assert message is not None and "\n" not in message
+    assert "built with TensorRT 10.3.0 on NVIDIA GeForce RTX 3060 (sm 8.6)" in message
+    assert "this machine has TensorRT 10.7.0" in message
+    assert "only with the TensorRT release that built it" in message
+    command = message.split("rebuild it here: ", 1)[1]
+    assert shlex.split(command) == ["segedge", "build-engine", "out/m.onnx", "-o", "out/m.engine", "--max-shape", "4x3x128x128"]
+
+
+def test_gpu_of_another_compute_capability_is_refused():
+    message = check_engine_compatibility(make_info(), "10.3.0", "NVIDIA GeForce RTX 4090", "8.9")
+    assert message is not None and "on NVIDIA GeForce RTX 4090 (sm 8.9)" in message and "compute capability it was built on" in message
+    assert "TensorRT release" not in message  # the version matches: only the GPU is named as the reason
+
+
+def test_both_mismatches_are_named():
+    message = check_engine_compatibility(make_info(), "10.7.0", "Orin", "8.7")
+    assert "TensorRT release" in message and "compute capability" in message
+
+
+def test_version_compatible_engine_accepts_newer_tensorrt_of_the_same_major():
+    info = make_info(version_compatible=True)
+    assert check_engine_compatibility(info, "10.7.0", "NVIDIA GeForce RTX 3060", "8.6") is None
+    older = check_engine_compatibility(info, "10.2.0", "NVIDIA GeForce RTX 3060", "8.6")
+    assert older is not None and "TensorRT 10.x from 10.3.0 on" in older
+    assert check_engine_compatibility(info, "11.4.0.106", "NVIDIA GeForce RTX 3060", "8.6") is not None
+    assert "--version-compatible" in older
+
+
+def test_version_compatible_can_be_given_explicitly():
+    assert check_engine_compatibility(make_info(), "10.7.0", "NVIDIA GeForce RTX 3060", "8.6", version_compatible=True) is None
+
+
+def test_hardware_compatible_engine_accepts_other_ampere_plus_gpus():
+    info = make_info(hardware_compatibility="ampere+")
+    assert check_engine_compatibility(info, "10.3.0", "NVIDIA H100", "9.0") is None
+    assert check_engine_compatibility(info, "10.3.0", "NVIDIA A100", "8.0") is None
+    turing = check_engine_compatibility(info, "10.3.0", "Tesla T4", "7.5")
+    assert turing is not None and "compute capability 8.0 or newer" in turing and "--hardware-compatibility ampere+" in turing
