@@ -14,6 +14,7 @@ if os.environ.get("SEGEDGE_DEBUG") != "1":
 import typer  # noqa: E402
 
 from segedge import __version__  # noqa: E402
+from segedge.cli.bench import bench_command  # noqa: E402
 from segedge.cli.calibrate import calibrate_command  # noqa: E402
 from segedge.cli.data import download_command  # noqa: E402
 from segedge.cli.demo import demo_command  # noqa: E402
@@ -45,6 +46,7 @@ app.command("run")(run_command)
 app.command("report")(report_command)
 app.command("download-data")(download_command)
 app.command("doctor")(doctor_command)
+app.command("bench")(bench_command)
 
 
 def _version(value: bool) -> None:

@@ -1,192 +1,276 @@
 """Accuracy drift of deployed variants against the PyTorch reference, with speed beside it.
 
-Every model (the reference included) preprocesses the same images with its own
-preprocessing contract, and is scored from one confusion matrix per model against the
-ground truth (when the data has labels) and against the reference's argmax (agreement).
+One streaming pass over the data: each batch of images goes through the reference and every
+candidate (each with its own preprocessing contract), and every model is scored from one
+confusion matrix against the ground truth (when the data has labels) and one against the
+reference's argmax (agreement), so memory stays constant however large the data set. The
+worst images (lowest agreement) of each candidate are kept as pictures on the way.
 """
 
 from __future__ import annotations
 
-import datetime
+import heapq
 import os
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-import segedge
 from segedge.data.oxford_pet import OxfordPet, is_pet_root
-from segedge.data.transforms import PreprocessConfig, resize_labels
+from segedge.data.transforms import resize_labels
 from segedge.errors import DataError, InputError
-from segedge.report.metrics import ConfusionMatrix
+from segedge.report.metrics import ConfusionMatrix, LogitsError
+from segedge.report.panels import worst_case_panels
+from segedge.report.schema import SCHEMA_VERSION, DriftReport, ModelReport, VideoDrift, WorstCase
+from segedge.report.speed import measure_latency, measure_speed
 from segedge.runtime.base import Runner
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "DriftReport", "EvalData", "ModelReport", "compare", "load_eval_data", "measure_latency"]
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total), as segedge.cli.common.progress_bar yields
+
+# Matani & Singh, "Efficient Image Segmentation Using PyTorch" (Towards Data Science, 2023): test-split
+# pixel accuracy of SegNet (Part 2) and SegNet with depthwise-separable convolutions (Part 3).
+ARTICLE = {
+    "citation": 'Matani & Singh, "Efficient Image Segmentation Using PyTorch", 2023, Parts 2 and 3',
+    "pixel_accuracy": {"segnet": 0.8828, "segnet-dsc": 0.8696},
+}
+FULL_TEST_SPLIT = 3669  # images in the official Oxford-IIIT Pet test.txt
+BACKGROUND, BORDER = 1, 2  # class indices (trimap value - 1)
 
 
 @dataclass
 class EvalData:
-    """Images (BGR uint8) and optional labels ``(H, W)`` uint8 class maps at image size."""
+    """Evaluation data, read lazily: iterate for ``(name, image, labels)`` with ``image``
+    ``(H, W, 3)`` BGR uint8 and ``labels`` ``(H, W)`` uint8 class indices (``None`` when
+    unlabelled). ``size`` is the number of samples listed (unreadable ones are skipped)."""
 
-    images: list[np.ndarray]
-    labels: list[np.ndarray] | None
     source: str
-    names: list[str]
+    size: int
+    labelled: bool
+    iterate: Callable[[], Iterator[tuple[str, np.ndarray, np.ndarray | None]]]
+    split: str | None = None
+    full_test_split: bool = False  # the whole official Oxford-IIIT Pet test split
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
+        return self.iterate()
+
+    def __len__(self) -> int:
+        return self.size
 
 
 def load_eval_data(source: str | os.PathLike[str], split: str = "test", limit: int | None = None, every: int = 1) -> EvalData:
-    """Evaluation data from an Oxford-IIIT Pet root (labelled split), an image folder or a
-    video file (every ``every``-th frame; unlabelled).
+    """Evaluation data from an Oxford-IIIT Pet root (labelled split, read lazily), an image
+    folder or a video file (every ``every``-th frame, unlabelled, read into memory).
 
     Raises:
-        DataError: nothing readable.
+        DataError: nothing readable, or not a Pet root, folder or video.
     """
     path = Path(source)
     if path.is_dir() and is_pet_root(path):
         dataset = OxfordPet(path, split)
-        images, labels, names = [], [], []
-        for sample, image, classes in dataset.iter_readable(limit):
-            images.append(image)
-            labels.append(classes)
-            names.append(sample.name)
-        if not images:
-            raise DataError(f"{path}: no readable sample in split {split!r}")
-        return EvalData(images, labels, f"Oxford-IIIT Pet {split} split ({path})", names)
+
+        def iterate():
+            for sample, image, classes in dataset.iter_readable(limit):
+                yield sample.name, image, classes
+
+        size = min(len(dataset), limit) if limit else len(dataset)
+        full = split == "test" and size == len(dataset) == FULL_TEST_SPLIT
+        return EvalData(f"Oxford-IIIT Pet {split} split ({path})", size, True, iterate, split, full)
     from segedge.data.sources import open_source
     from segedge.errors import SourceError
 
-    images = []
+    frames: list[tuple[str, np.ndarray, None]] = []
     try:
-        with open_source(str(path)) as frames:
-            for i, frame in enumerate(frames):
-                if limit and len(images) == limit:
+        with open_source(str(path)) as source_frames:
+            for i, frame in enumerate(source_frames):
+                if limit and len(frames) == limit:
                     break
                 if i % every == 0:
-                    images.append(frame)
+                    frames.append((f"frame {i:05d}", frame, None))
     except SourceError as exc:
         raise DataError(str(exc)) from None
-    if not images:
+    if not frames:
         raise DataError(f"{path} yielded no readable image")
-    return EvalData(images, None, f"{path} (unlabelled)", [f"frame {i * every:05d}" for i in range(len(images))])
+    return EvalData(f"{path} (unlabelled)", len(frames), False, lambda: iter(frames))
 
 
-@dataclass
-class ModelReport:
-    """One row of the report: a model scored on the evaluation data. Accuracy fields are
-    ``None`` when the data has no labels. Units: ratios in [0, 1], milliseconds, MB."""
-
-    name: str
-    artifact: str | None
-    backend: str
-    precision: str
-    pixel_accuracy: float | None
-    miou: float | None
-    iou_per_class: dict[str, float] | None
-    agreement: float  # pixels whose argmax equals the reference's
-    latency_ms: dict[str, float]  # batch-1 latency: p50, p99 (and mean), after warm-up
-    size_mb: float | None
-    is_reference: bool = False
+def _batches(data: EvalData, size: int) -> Iterator[list[tuple[int, str, np.ndarray, np.ndarray | None]]]:
+    batch = []
+    for index, (name, image, labels) in enumerate(data):
+        batch.append((index, name, image, labels))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
-@dataclass
-class DriftReport:
-    """The whole comparison; rendered to JSON (schema ``SCHEMA_VERSION``) and Markdown."""
-
-    data: dict[str, object]
-    reference: str
-    models: list[ModelReport]
-    schema_version: int = SCHEMA_VERSION
-    segedge_version: str = segedge.__version__
-    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+def infer_batched(runner: Runner, images: list[np.ndarray]) -> np.ndarray:
+    """``(N, C, H, W)`` float32 logits, split into calls of at most ``max_batch``."""
+    step = runner.max_batch or len(images)
+    return np.concatenate([runner.infer(runner.preprocess(images[i : i + step])) for i in range(0, len(images), step)])
 
 
-def measure_latency(runner: Runner, batch: np.ndarray, runs: int = 50, warmup: int = 5) -> dict[str, float]:
-    """Batch latency in ms over ``runs`` timed calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        runner.infer(batch)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        runner.infer(batch)
-        times.append((time.perf_counter() - start) * 1000)
-    return {
-        "p50": float(np.percentile(times, 50)),
-        "p99": float(np.percentile(times, 99)),
-        "mean": float(np.mean(times)),
-        "runs": runs,
-    }
+class _Scorer:
+    """Everything accumulated for one model during the pass."""
+
+    def __init__(self, runner: Runner, worst: int):
+        k = len(runner.classes)
+        self.runner, self.worst_n = runner, worst
+        self.truth, self.agreement = ConfusionMatrix(k), ConfusionMatrix(k)
+        self.logits = LogitsError()
+        self.per_image: list[float] = []
+        self.worst: list[tuple[float, int, str, np.ndarray]] = []  # max-heap by -agreement
+
+    def update(self, batch, logits: np.ndarray, ref_logits: np.ndarray, ref_pred: np.ndarray, labels) -> None:
+        pred = logits.argmax(1).astype(np.uint8)
+        self.agreement.update(pred, ref_pred)
+        if labels is not None:
+            self.truth.update(pred, labels)
+        if logits is not ref_logits:
+            self.logits.update(logits, ref_logits)
+        for j, (index, name, image, _) in enumerate(batch):
+            agree = float((pred[j] == ref_pred[j]).mean())
+            self.per_image.append(round(agree, 6))
+            if self.worst_n and agree < 1.0 and (len(self.worst) < self.worst_n or -agree > self.worst[0][0]):
+                truth = None if labels is None else labels[j]
+                item = (-agree, index, name, worst_case_panels(image, ref_pred[j], pred[j], truth))
+                (heapq.heappushpop if len(self.worst) == self.worst_n else heapq.heappush)(self.worst, item)
 
 
-def _predict_all(runner: Runner, images: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
-    out = []
-    for start in range(0, len(images), batch_size):
-        out.append(runner.predict(list(images[start : start + batch_size])))
-    return np.concatenate(out)
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")[:60]
 
 
 def compare(
     reference: Runner,
     candidates: Sequence[Runner],
-    data: EvalData,
+    data: EvalData | None,
     latency_runs: int = 50,
     batch_size: int = 8,
-    on_progress: Callable[[str], None] | None = None,
+    worst: int = 6,
+    warmup: int = 5,
+    video: VideoDrift | None = None,
+    progress: Progress | None = None,
 ) -> DriftReport:
-    """Score the reference and every candidate on ``data``.
+    """Score the reference and every candidate on ``data``, and time each.
 
     Args:
         reference: usually the PyTorch checkpoint.
         candidates: deployed variants (ONNX FP32/FP16/INT8, engines).
-        data: from :func:`load_eval_data`.
-        latency_runs: timed batch-1 calls per model.
+        data: from :func:`load_eval_data`; ``None`` with ``video`` (agreement then comes
+            from the video).
+        latency_runs: timed batch-1 calls per model (see :func:`measure_speed`).
+        warmup: untimed calls before timing, per model and batch size.
         batch_size: images per inference call while scoring.
-        on_progress: called with each model's name before it is scored.
+        worst: lowest-agreement images kept per candidate (images agreeing fully are never kept).
+        video: frame-by-frame drift from :func:`segedge.report.video.video_drift`.
+        progress: ``(stage, done, total)`` callback.
 
     Raises:
-        InputError: a candidate's input size differs from the reference's.
+        InputError: a candidate's input size or classes differ from the reference's, or
+            neither ``data`` nor ``video`` is given.
+        DataError: ``data`` yields no readable image.
     """
     size = reference.preprocess_config.size
     for runner in candidates:
-        if runner.preprocess_config.size != size:
+        if runner.preprocess_config.size != size or len(runner.classes) != len(reference.classes):
             raise InputError(
-                f"{runner.name} takes {runner.preprocess_config.size} inputs, the reference {size}: not comparable"
+                f"{runner.name} takes {runner.preprocess_config.size} inputs with {len(runner.classes)} classes, "
+                f"the reference {size} with {len(reference.classes)}: not comparable"
             )
-    labels = [resize_labels(lab, *size) for lab in data.labels] if data.labels is not None else None
-    reference_pred: np.ndarray | None = None
+    if data is None and video is None:
+        raise InputError("give evaluation data, a video, or both")
+    report = progress or (lambda stage, done, total: None)
+    runners = [reference, *candidates]
+    scorers = [_Scorer(runner, worst if i else 0) for i, runner in enumerate(runners)]
+    if data is not None:
+        speed_images = [image for _, (_, image, _) in zip(range(8), data)]
+        if not speed_images:
+            raise DataError(f"{data.source}: no readable image")
+    else:
+        from segedge.data.sources import open_source
+
+        with open_source(video.source) as frames:  # type: ignore[union-attr]
+            speed_images = [frame for _, frame in zip(range(8), frames)]
+    # timed before scoring, so each model's first allocations at batch 1 and 8 count in its RSS growth
+    speeds = [
+        measure_speed(runner, speed_images, runs=latency_runs, warmup=warmup, on_progress=lambda d, t, n=runner.name: report(f"speed {n}", d, t))
+        for runner in runners
+    ]
+    if data is not None:
+        done = 0
+        for batch in _batches(data, batch_size):
+            images = [item[2] for item in batch]
+            labels = np.stack([resize_labels(item[3], *size) for item in batch]) if data.labelled else None
+            ref_logits = infer_batched(reference, images)
+            ref_pred = ref_logits.argmax(1).astype(np.uint8)
+            for runner, scorer in zip(runners, scorers):
+                logits = ref_logits if runner is reference else infer_batched(runner, images)
+                scorer.update(batch, logits, ref_logits, ref_pred, labels)
+            done += len(batch)
+            report("score", done, max(done, data.size))
     rows = []
-    for index, runner in enumerate([reference, *candidates]):
-        if on_progress:
-            on_progress(runner.name)
-        pred = _predict_all(runner, data.images, min(batch_size, runner.max_batch or batch_size))
-        if reference_pred is None:
-            reference_pred = pred
-        accuracy: dict[str, object] = {"pixel_accuracy": None, "miou": None, "iou_per_class": None}
-        if labels is not None:
-            matrix = ConfusionMatrix(len(runner.classes))
-            matrix.update(pred, np.stack(labels))
-            accuracy = {
-                "pixel_accuracy": matrix.pixel_accuracy(),
-                "miou": matrix.miou(),
-                "iou_per_class": dict(zip(runner.classes, matrix.iou_per_class().tolist())),
-            }
-        latency = measure_latency(runner, runner.preprocess(data.images[0]), runs=latency_runs)
-        rows.append(
-            ModelReport(
-                name=runner.name,
-                artifact=str(runner.artifact) if runner.artifact else None,
-                backend=runner.backend,
-                precision=runner.precision,
-                agreement=float((pred == reference_pred).mean()),
-                latency_ms=latency,
-                size_mb=runner.size_mb,
-                is_reference=index == 0,
-                **accuracy,  # type: ignore[arg-type]
-            )
-        )
-    described = {"source": data.source, "images": len(data.images), "labelled": labels is not None}
-    return DriftReport(described, reference.name, rows)
+    for i, (runner, scorer, speed) in enumerate(zip(runners, scorers, speeds)):
+        rows.append(_row(runner, scorer, speed, data, video, rows[0] if rows else None, i))
+    described = {
+        "source": data.source if data else video.source,  # type: ignore[union-attr]
+        "images": len(scorers[0].per_image) if data else video.frames,  # type: ignore[union-attr]
+        "labelled": bool(data and data.labelled),
+        "split": data.split if data else None,
+        "article": None,
+    }
+    if data is not None and data.full_test_split:
+        model_name = getattr(getattr(reference, "checkpoint", None), "model_name", None)
+        described["article"] = {**ARTICLE, "reference_model": model_name}
+    return DriftReport(described, reference.name, rows, video=video)
+
+
+def _row(runner: Runner, scorer: _Scorer, speed, data: EvalData | None, video: VideoDrift | None, ref: ModelReport | None, i: int) -> ModelReport:
+    labelled = data is not None and data.labelled and scorer.truth.total > 0
+    m = scorer.truth
+    classes = list(runner.classes)
+    iou = dict(zip(classes, m.iou_per_class().tolist())) if labelled else None
+    if data is not None:
+        agreement = scorer.agreement.pixel_accuracy()
+    else:
+        agreement = 1.0 if i == 0 else next(c.agreement for c in video.candidates if c.name == runner.name)  # type: ignore[union-attr]
+    one = speed.latency["1"]
+    row = ModelReport(
+        name=runner.name,
+        artifact=str(runner.artifact) if runner.artifact else None,
+        backend=runner.backend,
+        precision=runner.precision,
+        pixel_accuracy=m.pixel_accuracy() if labelled else None,
+        miou=m.miou() if labelled else None,
+        iou_per_class=iou,
+        agreement=agreement,
+        latency_ms={"p50": one.p50, "p90": one.p90, "p99": one.p99, "mean": one.mean, "runs": one.runs},
+        size_mb=runner.size_mb,
+        is_reference=i == 0,
+        article_iou=m.article_iou(BACKGROUND) if labelled else None,
+        border_f1=m.f1(BORDER) if labelled and len(classes) > BORDER else None,
+        confusion=m.matrix.tolist() if labelled else None,
+        agreement_confusion=scorer.agreement.matrix.tolist() if data is not None else None,
+        per_image_agreement=scorer.per_image,
+        logits_error=scorer.logits.summary() if scorer.logits.count else None,
+        speed=speed,
+    )
+    if ref is not None:
+        for metric in ("pixel_accuracy", "miou", "article_iou", "border_f1", "agreement"):
+            mine, theirs = getattr(row, metric), getattr(ref, metric)
+            row.deltas[metric] = None if mine is None or theirs is None else mine - theirs
+        if row.iou_per_class and ref.iou_per_class:
+            row.iou_delta_per_class = {c: _sub(row.iou_per_class[c], ref.iou_per_class.get(c)) for c in classes}
+        slug = _slug(f"{i:02d}-{runner.artifact.stem if runner.artifact else 'model'}-{runner.precision}")
+        row.worst = [
+            WorstCase(name, index, -neg, f"worst/{slug}-{k}.png", panels)
+            for k, (neg, index, name, panels) in enumerate(sorted(scorer.worst, key=lambda item: (-item[0], item[1])))
+        ]
+    return row
+
+
+def _sub(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)) else a - b

@@ -12,7 +12,7 @@ cli = CliRunner()
 def test_help_lists_every_command():
     result = cli.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("demo", "train", "export", "build-engine", "run", "report", "download-data"):
+    for command in ("demo", "train", "export", "calibrate", "build-engine", "inspect", "run", "report", "bench", "doctor", "download-data"):
         assert command in result.stdout
 
 
