@@ -107,6 +107,23 @@ def test_fp16_export_keeps_float32_io_and_tracks_pytorch(tmp_path, embedded):
     assert result.parity.argmax_agreement >= 0.99
 
 
+def test_fp16_keeps_exactly_the_first_conv_layer_in_fp32(exported_onnx):
+    from segedge.export.fp16 import to_fp16
+    from segedge.export.layers import conv_layers
+
+    for kept in (0, 1, 2):
+        model = to_fp16(onnx.load(str(exported_onnx)), fp32_layers=kept)
+        inits = {i.name: i.data_type for i in model.graph.initializer}
+        inits |= {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+        first = {n for convs in list(conv_layers(onnx.load(str(exported_onnx))).values())[:kept] for n in convs}
+        convs = [n for n in model.graph.node if n.op_type == "Conv"]
+        assert len(convs) == 40
+        for conv in convs:
+            expected = onnx.TensorProto.FLOAT if conv.name in first else onnx.TensorProto.FLOAT16
+            assert inits[conv.input[0]] == inits[conv.input[1]] == expected, (kept, conv.name)  # data and weight
+        assert len(first) == 2 * kept
+
+
 def test_output_rules_leave_files_alone(tmp_path, embedded, exported_onnx):
     existing = tmp_path / "keep.onnx"
     existing.write_bytes(b"earlier result")
