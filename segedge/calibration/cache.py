@@ -69,15 +69,6 @@ class CalibrationKey:
         return [words[name] for name in words if mine[name] != theirs[name]]
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def array_sha256(array: np.ndarray) -> str:
     """Hex SHA-256 of an array's shape, dtype and C-order bytes."""
     digest = hashlib.sha256(f"{array.shape}|{array.dtype.str}|".encode())

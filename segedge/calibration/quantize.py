@@ -33,11 +33,11 @@ import numpy as np
 import onnx
 
 from segedge._io import atomic_path
-from segedge.calibration.cache import CalibrationKey, array_sha256, file_sha256, read_cache, write_cache
+from segedge.calibration.cache import CalibrationKey, array_sha256, read_cache, write_cache
 from segedge.calibration.dataset import CalibrationSet
 from segedge.errors import DataError, ExportError, InputError
 from segedge.export.layers import conv_layers
-from segedge.export.metadata import load_onnx, quiet_exporter, read_metadata, set_metadata
+from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter, read_metadata, set_metadata
 
 METHODS = ("minmax", "entropy", "percentile")
 # Version tag of the quantizer settings below; part of the calibration cache key, so a change
@@ -172,6 +172,7 @@ def quantize_int8(
             excluded.append(item)
         else:
             raise InputError(f"no quantizable layer or Conv node named {item!r} (layers: {', '.join(list(layers)[:6])}, ...)")
+    float_layers = [n for n in layers if set(layers[n]) <= set(excluded)]
     key = lookup = None
     if cache is not None:
         key = CalibrationKey(
@@ -201,7 +202,7 @@ def quantize_int8(
                     calibration=json.dumps(
                         {"method": method, "images": len(calibration), "source": calibration.source,
                          "percentile": percentile if method == "percentile" else None,
-                         "float_layers": [n for n in layers if set(layers[n]) <= set(excluded)]}
+                         "float_layers": float_layers}
                     ),
                 )
                 set_metadata(quantized, metadata)
@@ -216,5 +217,4 @@ def quantize_int8(
     status = None
     if lookup is not None:
         status = {"reused": "reused", "missing": "computed"}.get(lookup.status, f"recomputed: {lookup.reason}")
-    float_layers = [n for n in layers if set(layers[n]) <= set(excluded)]
     return QuantizeResult(Path(output), method, len(calibration), q_nodes, time.perf_counter() - started, float_layers, status)

@@ -187,32 +187,59 @@ def sensitivity_scan(
         DataError, ModelFormatError, ExportError: from calibration and quantization.
         InputError: a named layer does not exist.
     """
-    all_layers = conv_layers(load_onnx(float_onnx))
-    names = list(all_layers) if layers is None else layers
-    unknown = [n for n in names if n not in all_layers]
-    if unknown:
-        raise InputError(f"no quantizable layer named {unknown[0]!r}")
     with tempfile.TemporaryDirectory(prefix="segedge-sens-") as work:
-        cache = Path(work) / "ranges.json"
-        candidate = Path(work) / "candidate.onnx"
+        base = _Baseline.compute(float_onnx, calibration, data, method, percentile, Path(work))
+        return base.scan(layers, progress)
+
+
+@dataclass
+class _Baseline:
+    """FP32 and all-INT8 scores, and the calibration (cached ranges) every variant reuses."""
+
+    float_onnx: Path
+    calibration: CalibrationSet
+    data: EvalSet
+    method: str
+    percentile: float
+    cache: Path
+    candidate: Path
+    float_score: Score
+    int8_score: Score
+
+    @classmethod
+    def compute(cls, float_onnx, calibration, data, method, percentile, work: Path) -> "_Baseline":
+        cache, candidate = work / "ranges.json", work / "candidate.onnx"
         float_score = score_onnx(float_onnx, data)
         quantize_int8(float_onnx, candidate, calibration, method, percentile, cache=cache)
-        int8_score = score_onnx(candidate, data)
+        return cls(Path(float_onnx), calibration, data, method, percentile, cache, candidate, float_score, score_onnx(candidate, data))
+
+    def score_with_float(self, layers: list[str], output: Path | None = None) -> Score:
+        """Quantize with ``layers`` kept in float (to ``output`` or the scratch file) and score it."""
+        path = output or self.candidate
+        quantize_int8(self.float_onnx, path, self.calibration, self.method, self.percentile, exclude=layers, cache=self.cache)
+        return score_onnx(path, self.data)
+
+    def scan(self, layers: list[str] | None, progress: Progress | None) -> SensitivityReport:
+        all_layers = conv_layers(load_onnx(self.float_onnx))
+        names = list(all_layers) if layers is None else layers
+        unknown = [n for n in names if n not in all_layers]
+        if unknown:
+            raise InputError(f"no quantizable layer named {unknown[0]!r}")
+        stage = "sensitivity (one layer in float at a time)"
         results = []
         for i, layer in enumerate(names):
             if progress:
-                progress("sensitivity (one layer in float at a time)", i, len(names))
-            quantize_int8(float_onnx, candidate, calibration, method, percentile, exclude=[layer], cache=cache)
-            score = score_onnx(candidate, data)
+                progress(stage, i, len(names))
+            score = self.score_with_float([layer])
             results.append(LayerSensitivity(
                 layer, len(all_layers[layer]), score,
-                _points(score.pixel_accuracy, int8_score.pixel_accuracy),
-                _points(float_score.pixel_accuracy, score.pixel_accuracy),
+                _points(score.pixel_accuracy, self.int8_score.pixel_accuracy),
+                _points(self.float_score.pixel_accuracy, score.pixel_accuracy),
             ))
         if progress:
-            progress("sensitivity (one layer in float at a time)", len(names), len(names))
-    results.sort(key=lambda r: -r.recovered)
-    return SensitivityReport(float_score, int8_score, results, data.source, method)
+            progress(stage, len(names), len(names))
+        results.sort(key=lambda r: -r.recovered)
+        return SensitivityReport(self.float_score, self.int8_score, results, self.data.source, self.method)
 
 
 @dataclass
@@ -276,32 +303,27 @@ def mixed_precision(
     if max_drop < 0:
         raise InputError(f"--max-drop must be >= 0 points, got {max_drop}")
     with tempfile.TemporaryDirectory(prefix="segedge-amp-") as work:
-        cache = Path(work) / "ranges.json"
-        candidate = Path(work) / "candidate.onnx"
-        float_score = score_onnx(float_onnx, data)
-        quantize_int8(float_onnx, candidate, calibration, method, percentile, cache=cache)
-        score = score_onnx(candidate, data)
-        drop = _points(float_score.pixel_accuracy, score.pixel_accuracy)
+        base = _Baseline.compute(float_onnx, calibration, data, method, percentile, Path(work))
+        drop = _points(base.float_score.pixel_accuracy, base.int8_score.pixel_accuracy)
         steps = [(0, drop)]
-        best = (drop, [], score)
+        best = (drop, [], base.int8_score)
         if drop > max_drop:
             if ranking is None:
-                ranking = sensitivity_scan(float_onnx, calibration, data, method, percentile, progress=progress)
+                ranking = base.scan(None, progress)
             order = [r.layer for r in ranking.layers if r.recovered > 0]
             for k in range(1, len(order) + 1):
                 if progress:
                     progress("mixed precision (adding float layers)", k, len(order))
-                quantize_int8(float_onnx, candidate, calibration, method, percentile, exclude=order[:k], cache=cache)
-                score = score_onnx(candidate, data)
-                drop = _points(float_score.pixel_accuracy, score.pixel_accuracy)
+                score = base.score_with_float(order[:k])
+                drop = _points(base.float_score.pixel_accuracy, score.pixel_accuracy)
                 steps.append((k, drop))
                 if drop < best[0]:
                     best = (drop, order[:k], score)
                 if drop <= max_drop:
                     break
         drop, float_layers, score = best
-        result = quantize_int8(float_onnx, output, calibration, method, percentile, exclude=float_layers, cache=cache)
-    return MixedPrecisionResult(result.path, float_layers, score, float_score, drop, max_drop, drop <= max_drop, steps)
+        quantize_int8(float_onnx, output, calibration, method, percentile, exclude=float_layers, cache=base.cache)
+    return MixedPrecisionResult(Path(output), float_layers, score, base.float_score, drop, max_drop, drop <= max_drop, steps)
 
 
 def plot_sensitivity(report: SensitivityReport, path: str | os.PathLike[str]) -> Path:
