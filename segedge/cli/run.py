@@ -66,6 +66,7 @@ def run_command(
     workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime on a CPU).")] = 0,
     threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime intra-op threads per worker (0: auto).")] = 0,
     provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.cpu,
+    decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
 ) -> None:
     """Segment a camera, video, stream or image folder live, with overlay, FPS and per-stage timings.
 
@@ -100,7 +101,7 @@ def run_command(
         alpha=alpha, classes=class_ids, outline=outline, smooth=smooth, realtime=realtime, loop=loop,
         max_frames=max_frames, show=show, pipelined=not sequential, workers=workers,
     )
-    with open_source(source) as frames:
+    with open_source(source, decode_threads=decode_threads) as frames:
         sinks = []
         try:
             if output is not None:

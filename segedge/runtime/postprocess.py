@@ -27,10 +27,14 @@ class Postprocessor:
     def __init__(self, num_classes: int, height: int, width: int, smooth: float = 0.0):
         if not 0.0 <= smooth < 1.0:
             raise ValueError(f"smooth must lie in [0, 1), got {smooth}")
+        if not 1 <= num_classes <= 256:
+            raise ValueError(f"num_classes must lie in [1, 256] (uint8 class map), got {num_classes}")
         self.smooth = smooth
         self.mask = np.zeros((height, width), np.uint8)
         self._previous = np.zeros((height, width), np.uint8)
-        self._index = np.zeros((height, width), np.intp)
+        self._best = np.zeros((height, width), np.float32)
+        self._greater = np.zeros((height, width), bool)
+        self._step = np.zeros((height, width), np.uint8)
         self._changed = np.zeros((height, width), bool)
         self._probs = np.zeros((num_classes, height, width), np.float32)
         self._ema = np.zeros((num_classes, height, width), np.float32)
@@ -39,27 +43,51 @@ class Postprocessor:
         self._frames = 0
         self.flicker: float | None = None
 
+    def _argmax(self, scores: np.ndarray, out: np.ndarray) -> None:
+        """``out[...] = argmax(scores, axis=0)`` with NumPy's tie rule (the first maximum
+        wins), as a running maximum over the class planes.
+
+        ``np.argmax`` over the leading axis walks the strided class axis pixel by pixel;
+        here each class costs four contiguous vector operations (~15 µs at 128x128 instead
+        of ~360 µs in all). Classes are visited in increasing order, so where class ``c``
+        is strictly greater than every earlier one, ``max(out, c)`` writes ``c`` (``out``
+        holds a smaller index) and elsewhere ``max(out, 0)`` leaves ``out`` unchanged. A
+        NaN logit never wins, unlike in ``np.argmax``.
+        """
+        out.fill(0)
+        best = scores[0]
+        for index in range(1, scores.shape[0]):
+            np.greater(scores[index], best, out=self._greater)  # strict: earlier classes win ties
+            np.multiply(self._greater.view(np.uint8), index, out=self._step)  # index where greater, else 0
+            np.maximum(out, self._step, out=out)
+            best = np.maximum(best, scores[index], out=self._best)
+
     def __call__(self, logits: np.ndarray) -> np.ndarray:
         """Class map of one frame's ``(C, h, w)`` logits (the returned array is reused)."""
         scores = logits
         if self.smooth > 0:
-            np.max(logits, axis=0, keepdims=True, out=self._peak)
+            # softmax over the class axis, reduced class by class (contiguous planes, no temporaries)
+            np.copyto(self._peak[0], logits[0])
+            for plane in logits[1:]:
+                np.maximum(self._peak[0], plane, out=self._peak[0])
             np.subtract(logits, self._peak, out=self._probs)
             np.exp(self._probs, out=self._probs)
-            np.sum(self._probs, axis=0, keepdims=True, out=self._sum)
+            np.copyto(self._sum[0], self._probs[0])
+            for plane in self._probs[1:]:
+                self._sum[0] += plane
             self._probs /= self._sum
             if self._frames == 0:
                 self._ema[...] = self._probs
             else:
                 self._ema *= self.smooth
-                self._ema += (1.0 - self.smooth) * self._probs
+                self._probs *= 1.0 - self.smooth
+                self._ema += self._probs
             scores = self._ema
-        np.argmax(scores, axis=0, out=self._index)
         self._previous, self.mask = self.mask, self._previous
-        np.copyto(self.mask, self._index, casting="unsafe")
+        self._argmax(scores, self.mask)
         if self._frames:
             np.not_equal(self.mask, self._previous, out=self._changed)
-            self.flicker = float(self._changed.mean())
+            self.flicker = np.count_nonzero(self._changed) / self._changed.size
         self._frames += 1
         return self.mask
 

@@ -270,3 +270,13 @@ def test_overlay_colours_only_drawn_classes():
     only_pet = np.full((4, 6, 3), 100, np.uint8)
     Overlay(alpha=1.0, classes=[0]).draw(only_pet, mask)
     assert tuple(only_pet[3, 0]) == (100, 100, 100)
+
+
+def test_single_threaded_decoding_gives_ffmpegs_frames(libby_video):
+    # the loop decodes with one FFmpeg thread (less CPU beside the inference workers):
+    # the frames must be those of FFmpeg's default frame-threaded decoder
+    with open_source(str(libby_video), decode_threads=1) as one, open_source(str(libby_video), decode_threads=0) as default:
+        assert one.capture.get(cv2.CAP_PROP_N_THREADS) == 1
+        frames_one, frames_default = list(one), list(default)
+    assert len(frames_one) == len(frames_default) == 49
+    assert all(np.array_equal(a, b) for a, b in zip(frames_one, frames_default))
