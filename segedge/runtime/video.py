@@ -5,7 +5,11 @@ batch, a logits buffer) around a ring, so nothing is allocated per frame and the
 never idle waiting for I/O:
 
     reader thread   --captured-->   infer thread(s)   --inferred-->   main thread   --free--> reader
-    (decode)                        (preprocess, infer)               (argmax, draw, sinks, window)
+    (decode, preprocess)            (infer only)                      (argmax, draw, sinks, window)
+
+The infer threads do nothing but inference, so an accelerator (TensorRT, CUDA) is fed the
+next preprocessed frame the moment it finishes one, while the CPU decodes, draws and
+encodes around it.
 
 With ``workers > 1`` several frames are inferred at once (each with fewer intra-op
 threads: on a small CPU, parallel frames use the cores better than one parallel frame) and
@@ -167,6 +171,7 @@ class _Loop:
                 if not self._read_one(slot):
                     self.free.put(slot)
                     break
+                self._preprocess(slot)
                 self.captured.put(slot)
         except BaseException as exc:  # surfaced by the main thread
             self.errors.append(exc)
@@ -190,13 +195,16 @@ class _Loop:
         self.stats.dropped += 1
         return stale
 
-    # ---- stage 2: preprocess + infer -----------------------------------------------------
-    def _infer(self, slot: _Slot) -> None:
+    def _preprocess(self, slot: _Slot) -> None:
         t0 = time.perf_counter()
         self.runner.preprocess(slot.frame, out=slot.batch)
-        t1 = time.perf_counter()
+        slot.preprocess_ms = (time.perf_counter() - t0) * 1000
+
+    # ---- stage 2: infer ------------------------------------------------------------------
+    def _infer(self, slot: _Slot) -> None:
+        t0 = time.perf_counter()
         self.runner.infer(slot.batch, out=slot.logits)
-        slot.preprocess_ms, slot.infer_ms = (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000
+        slot.infer_ms = (time.perf_counter() - t0) * 1000
 
     def _inferrer(self) -> None:
         try:
@@ -314,6 +322,7 @@ class _Loop:
     def run_sequential(self) -> None:
         slot = self.slots[0]
         while not self.interrupt.is_set() and self._read_one(slot):
+            self._preprocess(slot)
             self._infer(slot)
             if not self._deliver(slot):
                 break
