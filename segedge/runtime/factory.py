@@ -59,8 +59,9 @@ def live_parallelism(artifact: str | os.PathLike[str] | None, provider: str = "c
     model) the loop gets one inference worker per core (up to 4), each with one intra-op
     thread: parallel frames use a small CPU better than one frame split across cores,
     whose threads meet at a barrier after every layer and wait whenever the decoder or
-    encoder preempts one of them. Measured here on 2 cores with the embedded model: ONNX
-    Runtime 42-47 against 33-38 frames/s, PyTorch 23 against 11. GPU backends (TensorRT,
+    encoder preempts one of them. Measured here on 2 cores with the embedded model
+    (``benchmarks/live.py``, inference alone): ONNX Runtime 41-45 against 31-32 frames/s,
+    PyTorch 34 against 25 (and 23 against 11 in a worker thread). GPU backends (TensorRT,
     ONNX Runtime's CUDA and TensorRT providers) get one worker and their default threads.
     """
     cores = os.cpu_count() or 1
