@@ -142,7 +142,7 @@ def live(runner, video: Path, frames: int, pipelined: bool, work: Path, workers:
     return measured, result["stats"]
 
 
-def stage_costs(video: Path, runner, frames: int = 100) -> dict[str, float]:
+def stage_costs(video: Path, runner, work: Path, frames: int = 100) -> dict[str, float]:
     """CPU ms per frame of each stage alone, on one thread (``time.thread_time``)."""
     cv2.setNumThreads(1)
     with open_source(str(video)) as source:
@@ -155,7 +155,7 @@ def stage_costs(video: Path, runner, frames: int = 100) -> dict[str, float]:
     batch, logits = np.empty((1, 3, h, w), np.float32), np.empty((1, len(runner.classes), h, w), np.float32)
     post, overlay = Postprocessor(len(runner.classes), h, w), Overlay()
     costs = {"decode": decode, "preprocess": 0.0, "infer (1 thread)": 0.0, "postprocess": 0.0, "draw": 0.0, "encode": 0.0}
-    writer = cv2.VideoWriter(str(Path(tempfile.mkdtemp()) / "encode.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 24, images[0].shape[1::-1])
+    writer = cv2.VideoWriter(str(work / "encode.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 24, images[0].shape[1::-1])
     for i in range(frames):
         frame = images[i % n].copy()
         for stage, call in (
@@ -265,7 +265,7 @@ def main() -> None:
     for video in args.videos:
         path = SHARED / "video" / video
         single_thread = OnnxRuntimeRunner(native, threads=1)
-        c = stage_costs(path, single_thread)
+        c = stage_costs(path, single_thread, work)
         infer_cpu = c["infer (1 thread)"]
         rest = sum(v for k, v in c.items() if k != "infer (1 thread)")
         costs.add_row(video, *(f"{c[k]:.2f}" for k in ("decode", "preprocess", "infer (1 thread)", "postprocess", "draw", "encode")),
