@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from segedge.cli.common import console, handle_errors
-
-
-class Target(str, Enum):
-    tensorrt = "tensorrt"
-    onnxruntime = "onnxruntime"
-
-
-class ExportPrecision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-
-
-class Exporter(str, Enum):
-    dynamo = "dynamo"
-    legacy = "legacy"
+from segedge.contract import Precision, Target
+from segedge.export.options import Exporter
 
 
 def print_export(result) -> None:
@@ -49,12 +35,12 @@ def print_export(result) -> None:
 def export_command(
     source: Annotated[Optional[Path], typer.Argument(help="A segedge checkpoint (.pt; default: the embedded segnet-dsc), or an ONNX file whose MaxPool-Indices + MaxUnpool / ScatterND unpools to rewrite.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Destination .onnx (written atomically; its directory must exist).")] = Path("model.onnx"),
-    target: Annotated[Target, typer.Option(help="tensorrt: standard ops any TensorRT parses; onnxruntime: MaxUnpool, about 2x faster in ONNX Runtime on a CPU.")] = Target.tensorrt,
-    precision: Annotated[ExportPrecision, typer.Option(help="fp32, or fp16 (FP16 inside, float32 input and output: what a strongly typed TensorRT network builds as FP16).")] = ExportPrecision.fp32,
+    target: Annotated[Target, typer.Option(help="tensorrt: standard ops any TensorRT parses; onnxruntime: MaxUnpool, about 2x faster in ONNX Runtime on a CPU.")] = Target.TENSORRT,
+    precision: Annotated[Precision, typer.Option(help="fp32, or fp16 (FP16 inside, float32 input and output: what a strongly typed TensorRT network builds as FP16); int8 is `segedge calibrate` or `segedge build-engine --precision int8`.")] = Precision.FP32,
     opset: Annotated[int, typer.Option(help="ONNX opset; 17 is the newest TensorRT 8.6 to 11 all parse.")] = 17,
     dynamic_batch: Annotated[bool, typer.Option(help="Symbolic batch dimension.")] = True,
     dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help="Symbolic height and width (multiples of 2**stages = 16).")] = False,
-    exporter: Annotated[Exporter, typer.Option(help="dynamo (torch.onnx.export(dynamo=True)) or legacy (TorchScript, module-swapped model).")] = Exporter.dynamo,
+    exporter: Annotated[Exporter, typer.Option(help="dynamo (torch.onnx.export(dynamo=True)) or legacy (TorchScript, module-swapped model).")] = Exporter.DYNAMO,
     lint: Annotated[bool, typer.Option(help="Fail when TensorRT's ONNX parser would reject the graph (tensorrt target).")] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
@@ -70,13 +56,15 @@ def export_command(
     from segedge.errors import InputError
     from segedge.export.onnx import export_onnx, rewrite_onnx
 
+    if precision is Precision.INT8:
+        raise InputError("export writes fp32 or fp16; INT8 needs calibration: `segedge calibrate` or `segedge build-engine --precision int8`")
     if source is not None and source.suffix.lower() == ".onnx":
-        if dynamic_hw or exporter is not Exporter.dynamo or opset != 17 or not dynamic_batch:
+        if dynamic_hw or exporter is not Exporter.DYNAMO or opset != 17 or not dynamic_batch:
             raise InputError("--dynamic-hw, --no-dynamic-batch, --opset and --exporter apply to checkpoints, not to an ONNX input")
-        result = rewrite_onnx(source, output, target.value, precision.value, lint=lint, force=force)
+        result = rewrite_onnx(source, output, target, precision, lint=lint, force=force)
     else:
         result = export_onnx(
-            source, output, opset=opset, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, target=target.value,
-            precision=precision.value, exporter=exporter.value, lint=lint, force=force,
+            source, output, opset=opset, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, target=target,
+            precision=precision, exporter=exporter, lint=lint, force=force,
         )
     print_export(result)

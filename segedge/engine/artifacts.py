@@ -65,7 +65,8 @@ def build_artifact(
     """
     from segedge.engine.profiles import onnx_input_spec, resolve_profile
     from segedge.engine.tensorrt_api import require_engine_support
-    from segedge.export.metadata import load_onnx, read_metadata
+    from segedge.contract import Contract, Target
+    from segedge.export.metadata import load_onnx
 
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
@@ -73,10 +74,10 @@ def build_artifact(
     if output.suffix not in (".engine", ".plan", ".onnx"):
         raise InputError(f"output {output} must end in .engine, .plan or .onnx")
     source = load_onnx(onnx_path)  # fails early, in one line, on a corrupt input
-    target = read_metadata(source).get("target")
+    target = Contract.from_onnx(source, str(onnx_path)).target
     if output.suffix != ".onnx":  # an engine was asked for: fail before writing anything
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
-        if target == "onnxruntime":
+        if target is Target.ONNXRUNTIME:
             raise InputError(
                 f"{onnx_path} uses MaxUnpool (exported with --target onnxruntime), which TensorRT cannot parse; "
                 f"export with --target tensorrt for an engine, or ask for -o {output.with_suffix('.onnx')}"
