@@ -46,7 +46,7 @@ def calibrate_command(
 
     from segedge.calibration.dataset import load_calibration_sets
     from segedge.calibration.quantize import quantize_int8
-    from segedge.calibration.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
+    from segedge.pipeline.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
     from segedge.data.oxford_pet import is_pet_root
     from segedge.errors import DataError
     from segedge.report.drift import measure_latency

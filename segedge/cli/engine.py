@@ -44,7 +44,7 @@ def build_engine_command(
     ONNX Runtime both run).
     `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
-    from segedge.engine.artifacts import build_artifact
+    from segedge.pipeline.build import build_artifact
     from segedge.engine.options import BuildOptions
     from segedge.engine.tensorrt_api import require_engine_support
     from segedge.errors import DataError
