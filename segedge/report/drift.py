@@ -136,7 +136,7 @@ class _Scorer:
             self.per_image.append(round(agree, 6))
             if self.worst_n and agree < 1.0 and (len(self.worst) < self.worst_n or -agree > self.worst[0][0]):
                 truth = None if labels is None else labels[j]
-                item = (-agree, index, name, worst_case_panels(image, ref_pred[j], pred[j], truth))
+                item = (-agree, index, name, worst_case_panels(image, ref_pred[j], pred[j], truth, self.runner.contract.palette))
                 (heapq.heappushpop if len(self.worst) == self.worst_n else heapq.heappush)(self.worst, item)
 
 
