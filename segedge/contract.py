@@ -307,6 +307,34 @@ class Contract:
         """A copy with ``changes`` applied (the dataclass is frozen)."""
         return replace(self, **changes)
 
+    def override(
+        self,
+        classes: Iterable[str] | None = None,
+        mean: Iterable[float] | None = None,
+        std: Iterable[float] | None = None,
+    ) -> "Contract":
+        """A copy declaring what a foreign model's file does not say (``segedge export
+        --classes/--mean/--std``): new classes get the default palette for them; mean and
+        std must come together unless the preprocessing already has the other.
+
+        Raises:
+            InputError: an empty class list, mean/std not three numbers, std not positive.
+        """
+        changes: dict[str, Any] = {"declared": True}
+        if classes is not None:
+            names = tuple(classes)
+            if not names:
+                raise InputError("--classes needs at least one class name")
+            changes.update(classes=names, palette=None)
+        if mean is not None or std is not None:
+            preprocess = replace(
+                self.preprocess,
+                mean=tuple(mean) if mean is not None else self.preprocess.mean or (0.0, 0.0, 0.0),
+                std=tuple(std) if std is not None else self.preprocess.std or (1.0, 1.0, 1.0),
+            )
+            changes["preprocess"] = preprocess
+        return replace(self, **changes)
+
     # -- unprefixed string mapping: the engine sidecar, and the core of every other form --
     def to_metadata(self) -> dict[str, str]:
         """The contract as unprefixed string entries (the order ``segedge export`` writes)."""

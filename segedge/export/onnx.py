@@ -151,6 +151,23 @@ def size_multiple(model: torch.nn.Module) -> int:
     return int(getattr(model, "size_multiple", 1))
 
 
+def onnx_contract(model: onnx.ModelProto, source: str = "ONNX model") -> Contract:
+    """The contract an ONNX declares; for a foreign model, defaults at its input's static
+    size (see :meth:`Contract.from_metadata`).
+
+    Raises:
+        ModelFormatError: malformed metadata, or no metadata and a dynamic input size.
+    """
+    dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
+    size = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims[2:4]) if len(dims) == 4 else (None, None)
+    return Contract.from_onnx(model, source, fallback_size=size)
+
+
+def _output_classes(model: onnx.ModelProto) -> int | None:
+    dims = model.graph.output[0].type.tensor_type.shape.dim if model.graph.output else []
+    return dims[1].dim_value if len(dims) == 4 and dims[1].HasField("dim_value") and dims[1].dim_value > 0 else None
+
+
 def export_contract(ckpt: Checkpoint, target: Target | str, dynamic: list[str]) -> Contract:
     """The deployment contract of a checkpoint's export (see :mod:`segedge.contract`)."""
     return ckpt.contract.replace(
@@ -351,6 +368,9 @@ def rewrite_onnx(
             "export the checkpoint with --target onnxruntime instead"
         )
     if contract is not None:
+        channels = _output_classes(rewritten)
+        if channels is not None and channels != contract.num_classes:
+            raise InputError(f"{source} predicts {channels} classes but {contract.num_classes} class names were given")
         contract.replace(target=form, declared=True).write_onnx(rewritten)
     else:
         Contract.from_onnx(rewritten, str(source)).replace(target=form).write_onnx_step(rewritten, "target", "precision")
