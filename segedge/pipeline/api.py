@@ -179,7 +179,7 @@ def load(
 def compare(
     reference: "Runner | PathLike | None",
     candidates: "Sequence[Runner | PathLike]",
-    data: "EvalData | PathLike",
+    data: "EvalData | PathLike | Sequence[np.ndarray]",
     limit: int | None = None,
     every: int = 1,
     **options: Any,
@@ -190,8 +190,8 @@ def compare(
     Args:
         reference: the reference runner or artifact (usually the PyTorch model).
         candidates: deployed variants, runners or artifact paths.
-        data: an Oxford-IIIT Pet root (labelled), an image folder or a video, or
-            :class:`~segedge.report.drift.EvalData`.
+        data: an Oxford-IIIT Pet root (labelled), an image folder or a video,
+            :class:`~segedge.report.drift.EvalData`, or ``(H, W, 3)`` uint8 BGR images (unlabelled).
         limit: at most this many images or frames.
         every: every n-th frame of a video.
         **options: of :func:`segedge.report.drift.compare` (``latency_runs``, ``batch_size``, ...).
@@ -206,6 +206,9 @@ def compare(
     def runner(item: Any) -> Runner:
         return item if isinstance(item, Runner) else load(item)
 
-    if not isinstance(data, EvalData):
+    if isinstance(data, (str, os.PathLike)):
         data = load_eval_data(data, limit=limit, every=every)
+    elif not isinstance(data, EvalData):
+        items = [(f"image {i}", image, None) for i, image in enumerate(list(data)[:limit])]
+        data = EvalData(f"{len(items)} given images (unlabelled)", len(items), False, lambda: iter(items))
     return drift_compare(runner(reference), [runner(c) for c in candidates], data, **options)

@@ -241,8 +241,8 @@ def _row(runner: Runner, scorer: _Scorer, speed, data: EvalData | None, video: V
     row = ModelReport(
         name=runner.name,
         artifact=str(runner.artifact) if runner.artifact else None,
-        backend=runner.backend,
-        precision=runner.precision,
+        backend=str(runner.backend),
+        precision=str(runner.precision),
         pixel_accuracy=m.pixel_accuracy() if labelled else None,
         miou=m.miou() if labelled else None,
         iou_per_class=iou,
