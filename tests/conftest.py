@@ -98,6 +98,18 @@ def write_tiny_onnx(checkpoint, path: Path, batch: int | None = None) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_onnx_writer():
+    """:func:`write_tiny_onnx`, for tests that need another variant (fixed batch, ...)."""
+    return write_tiny_onnx
+
+
+@pytest.fixture(scope="session")
+def shared_video():
+    """``shared_video("bikes_640x272.mp4")``: a video of ../shared/data/video (skips when absent)."""
+    return lambda name: _require(VIDEO_DIR / name)
+
+
+@pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory, tiny_checkpoint) -> Path:
     """:func:`tiny_checkpoint` as an ONNX with its contract (dynamic batch)."""
     return write_tiny_onnx(tiny_checkpoint, tmp_path_factory.mktemp("tiny") / "tiny.onnx")

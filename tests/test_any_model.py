@@ -53,10 +53,8 @@ class TinyUNet(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def bikes(request):
-    from conftest import VIDEO_DIR, _require
-
-    return _require(VIDEO_DIR / "bikes_640x272.mp4")
+def bikes(shared_video):
+    return shared_video("bikes_640x272.mp4")
 
 
 @pytest.fixture(scope="module")

@@ -110,12 +110,10 @@ def test_close_is_idempotent_and_the_runner_is_a_context_manager(runner):
     runner.close()  # a second close must not fail
 
 
-def test_max_batch_of_a_fixed_batch_artifact_is_enforced(tiny_checkpoint, tmp_path, batch):
-    from conftest import write_tiny_onnx
-
+def test_max_batch_of_a_fixed_batch_artifact_is_enforced(tiny_checkpoint, tiny_onnx_writer, tmp_path, batch):
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
-    runner = OnnxRuntimeRunner(write_tiny_onnx(tiny_checkpoint, tmp_path / "b2.onnx", batch=2))
+    runner = OnnxRuntimeRunner(tiny_onnx_writer(tiny_checkpoint, tmp_path / "b2.onnx", batch=2))
     assert runner.max_batch == 2
     assert runner.infer(batch[:2]).shape[0] == 2
     with pytest.raises(InputError, match="exceeds this artifact's maximum batch 2"):
