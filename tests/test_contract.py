@@ -109,8 +109,7 @@ def _string_literals(path: Path) -> list[tuple[int, str]]:
 
 def test_no_backend_or_precision_literal_and_no_metadata_key_outside_the_contract():
     vocabulary = {m.value for enum in (Precision, Target, Backend) for m in enum} - {"torch"}  # "torch" is also a module name
-    # the TensorRT API conformance checker looks for the module named "tensorrt" in source code
-    allowed = {PACKAGE / "contract.py", PACKAGE / "engine" / "conformance.py"}
+    allowed = {PACKAGE / "contract.py"}
     distribution_names = {(PACKAGE / "pipeline" / "doctor.py", "tensorrt")}  # pip's name for the bindings, not the backend
 
     def metadata_key(text: str) -> bool:
