@@ -85,14 +85,16 @@ def handle_errors(func: F) -> F:
 
 @contextmanager
 def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress display; yields ``update(stage, done, total)``, one bar per stage."""
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    """A rich progress display; yields ``update(stage, done, total, info="")``, one bar per stage;
+    ``info`` (e.g. a throughput) is shown after the bar."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[info]}")]
     with Progress(*columns, console=err_console, transient=False, disable=not sys.stderr.isatty() and os.environ.get("SEGEDGE_PROGRESS") != "1") as progress:
         tasks: dict[str, int] = {}
 
-        def update(stage: str, done: int, total: int) -> None:
+        def update(stage: str, done: int, total: int, info: str = "") -> None:
             if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total)
-            progress.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = progress.add_task(stage, total=total, info=info)
+            progress.update(tasks[stage], completed=done, total=total, info=info)
 
         yield update

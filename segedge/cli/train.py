@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,6 +13,22 @@ from segedge.contract import Interpolation
 from segedge.models.registry import model_choices
 
 ModelName = model_choices()  # every registered model, from the registry
+
+
+class Recipe(str, Enum):
+    """Training recipes (segedge.training.loop.RECIPES)."""
+
+    ARTICLE = "article"
+    ROBUST = "robust"
+
+
+class Amp(str, Enum):
+    """Mixed precision of the training step."""
+
+    AUTO = "auto"
+    BF16 = "bf16"
+    FP16 = "fp16"
+    OFF = "off"
 
 
 @handle_errors
@@ -29,8 +46,12 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most N images per split (quick trials).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
+    recipe: Annotated[Recipe, typer.Option(help="article: the article's augmentation (reproduces it); robust: adds copy-paste onto pet-free backgrounds, zoom-out, colour jitter and blur, for real video.")] = Recipe.ARTICLE,
+    amp: Annotated[Amp, typer.Option(help="Mixed precision of the training step; auto: fp16 on CUDA, bf16 on CPUs with AVX-512 BF16 / AMX, else off.")] = Amp.AUTO,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (fine-tuning) instead of random ones.")] = None,
+    background_video: Annotated[Optional[Path], typer.Option(help="robust: a video showing no animal whose frames add pet-free backgrounds.")] = None,
 ) -> None:
-    """Train SegNet or SegNet-DSC on Oxford-IIIT Pet with the article's recipe.
+    """Train SegNet or SegNet-DSC on Oxford-IIIT Pet with the article's recipe (or --recipe robust).
 
     Recipe of Matani & Singh (2023): 128x128, random
     horizontal flip and contrast jitter 0.3, Adam 1e-3, StepLR(7, 0.7), cross-entropy, batch 64,
@@ -43,7 +64,8 @@ def train_command(
         raise InputError(f"--size {size} must be a multiple of 16 (four 2x2 pooling stages)")
     config = TrainConfig(
         model=model.value, epochs=epochs, batch_size=batch_size, lr=lr, step_size=step_size, gamma=gamma,
-        seed=seed, limit=limit, preprocess=PreprocessConfig(height=size, width=size, interpolation=interpolation.value),
+        seed=seed, limit=limit, recipe=recipe.value, amp=amp.value, init_from=str(init) if init else None,
+        background_video=str(background_video) if background_video else None, preprocess=PreprocessConfig(height=size, width=size, interpolation=interpolation.value),
     )
     with progress_bar() as update:
         history = train(data, out, config, resume=resume, on_progress=update)

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from segedge.errors import CheckpointError
-from segedge.models.checkpoint import load_checkpoint
+from segedge.errors import CheckpointError, InputError
+from segedge.models.checkpoint import EMBEDDED_CHECKPOINT, load_checkpoint
 from segedge.training import TrainConfig, train
 from segedge.training.loop import augment
 
@@ -48,3 +48,48 @@ def test_augmentation_flips_labels_with_images_and_keeps_the_range():
         source = images[i].flip(-1) if flipped[i] else images[i]
         # contrast jitter is an affine blend towards the mean: correlation with the source stays ~1
         assert torch.corrcoef(torch.stack([source.flatten(), out_images[i].flatten()]))[0, 1] > 0.95
+
+
+def test_robust_recipe_under_bf16_trains_and_records_throughput(tmp_path, pet_root):
+    config = TrainConfig(model="segnet-dsc", epochs=1, batch_size=4, limit=8, recipe="robust", amp="bf16")
+    record = train(pet_root, tmp_path, config)["epochs"][0]
+    assert record["amp"] == "bf16" and record["images_per_second"] > 0
+    assert record["loss"] == record["loss"] and record["loss"] > 0  # finite, not nan
+    assert load_checkpoint(tmp_path / "model.pt").meta["recipe"]["recipe"] == "robust"
+
+
+def test_init_from_starts_at_the_given_weights(tmp_path, pet_root):
+    embedded = load_checkpoint()
+    config = TrainConfig(model="segnet-dsc", epochs=1, batch_size=4, limit=4, init_from=str(EMBEDDED_CHECKPOINT), amp="off")
+    train(pet_root, tmp_path / "a", config)
+    scratch = TrainConfig(model="segnet-dsc", epochs=1, batch_size=4, limit=4, amp="off")
+    train(pet_root, tmp_path / "b", scratch)
+    reference = embedded.model.state_dict()
+    distance = {
+        name: sum(float((load_checkpoint(tmp_path / name / "model.pt").model.state_dict()[k] - v).abs().mean())
+                  for k, v in reference.items() if v.is_floating_point())
+        for name in ("a", "b")
+    }
+    assert distance["a"] < 0.5 * distance["b"]  # one epoch of fine-tuning stays near the start
+
+
+@pytest.mark.parametrize("field, value", [("recipe", "fancy"), ("amp", "fp8"), ("p_paste", 0.9)])
+def test_config_refuses_unknown_choices(field, value):
+    with pytest.raises(InputError):
+        TrainConfig(**{field: value, "p_zoom": 0.25})
+
+
+def test_fp16_needs_cuda(tmp_path, pet_root):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: fp16 is valid here")
+    with pytest.raises(InputError, match="CUDA"):
+        train(pet_root, tmp_path, TrainConfig(model="segnet-dsc", epochs=1, batch_size=4, limit=4, amp="fp16"))
+
+
+def test_default_amp_follows_the_device():
+    from segedge.cpuinfo import cpu_info
+    from segedge.training.loop import default_amp
+
+    assert default_amp("cuda:0") == "fp16"
+    bf16 = bool({"avx512_bf16", "amx_bf16"} & set(cpu_info().flags))
+    assert default_amp("cpu") == ("bf16" if bf16 else "off")

@@ -1,0 +1,263 @@
+"""The ``robust`` training recipe's augmentations: teach a model trained on large, centred
+Oxford-IIIT Pet photos that a pet can be small, anywhere, or absent.
+
+Every function takes and returns a batch ``images`` ``(N, 3, H, W)`` float32 RGB in [0, 1]
+with ``labels`` ``(N, H, W)`` int64 class ids (0 pet, 1 background, 2 border: trimap value - 1),
+draws all randomness from the ``torch.Generator`` it is given (same seed, same output) and
+moves label pixels exactly with image pixels (geometry uses the same integer placement for
+both; labels are resized with nearest neighbour so no new class ids appear).
+
+Sources:
+- Copy-paste: Ghiasi et al., "Simple Copy-Paste is a Strong Data Augmentation Method for
+  Instance Segmentation", CVPR 2021 (objects cut out with their masks, pasted at random
+  scale (large-scale jittering) and position, no blending: they found Gaussian blending of
+  the edges does not help).
+- Zoom-out: Liu et al., "SSD: Single Shot MultiBox Detector", ECCV 2016, section 2.2 (place
+  the image, shrunk, at a random position on a larger canvas to create small objects); here
+  the canvas is a real pet-free background instead of the mean colour.
+- Colour jitter (brightness, contrast, saturation as torchvision's ``ColorJitter``
+  ``adjust_*``) and Gaussian blur: Chen et al., "A Simple Framework for Contrastive Learning
+  of Visual Representations" (SimCLR), ICML 2020, appendix A.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+PET, BACKGROUND = 0, 1  # class ids (PET_CLASSES order: pet, background, border)
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as torchvision's rgb_to_grayscale
+
+
+def _randint(low: int, high: int, generator: torch.Generator) -> int:
+    """One integer in ``[low, high]`` (inclusive)."""
+    return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+
+def _uniform(low: float, high: float, generator: torch.Generator) -> float:
+    return low + (high - low) * float(torch.rand(1, generator=generator))
+
+
+def _resize_pair(image: torch.Tensor, label: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize ``(3, h0, w0)`` bilinearly and ``(h0, w0)`` by nearest neighbour to ``(h, w)``."""
+    image = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
+    label = F.interpolate(label[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
+    return image.clamp_(0, 1), label
+
+
+def pet_free_crops(
+    images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, per_image: int = 2, min_side: float = 0.25,
+    tries: int = 30,
+) -> torch.Tensor:
+    """Backgrounds without pets: rectangles of training images that hold only background
+    pixels, resized to the image size (the "pet-free regions of other images" that
+    copy-paste pastes onto).
+
+    Args:
+        images: ``(N, 3, H, W)`` float32 in [0, 1]; labels: ``(N, H, W)`` int64.
+        generator: source of randomness.
+        per_image: at most this many crops per image.
+        min_side: smallest crop side as a fraction of the image side.
+        tries: random rectangles tried per crop.
+
+    Returns:
+        ``(M, 3, H, W)`` float32, ``M <= N * per_image`` (images with no large pet-free
+        rectangle give none).
+    """
+    n, _, h, w = images.shape
+    crops = []
+    for i in range(n):
+        busy = (labels[i] != BACKGROUND).to(torch.int32)
+        table = F.pad(busy.cumsum(0).cumsum(1), (1, 0, 1, 0))  # integral image (H + 1, W + 1)
+        found = 0
+        for _ in range(tries):
+            ch, cw = _randint(int(min_side * h), h, generator), _randint(int(min_side * w), w, generator)
+            y, x = _randint(0, h - ch, generator), _randint(0, w - cw, generator)
+            inside = table[y + ch, x + cw] - table[y, x + cw] - table[y + ch, x] + table[y, x]
+            if int(inside) == 0:
+                crop = images[i, :, y : y + ch, x : x + cw]
+                crops.append(F.interpolate(crop[None], size=(h, w), mode="bilinear", align_corners=False)[0])
+                found += 1
+                if found == per_image:
+                    break
+    return torch.stack(crops) if crops else images.new_zeros((0, 3, h, w))
+
+
+def video_backgrounds(path: str, config, every: int = 5, per_frame: int = 2, seed: int = 0) -> torch.Tensor:
+    """Random crops of the frames of a video that shows no animal, preprocessed like the
+    training images (the copy-paste paper pastes onto other images; a street video adds
+    scenes the pet photos lack).
+
+    Args:
+        path: video file OpenCV can decode.
+        config: the training ``PreprocessConfig`` (size, interpolation).
+        every: keep every n-th frame.
+        per_frame: random crops (each side 50-100% of the frame's) per kept frame.
+        seed: seed of the crop positions.
+
+    Returns:
+        ``(M, 3, H, W)`` float32 RGB in [0, 1].
+
+    Raises:
+        DataError: the video cannot be opened or holds no frame.
+    """
+    import cv2
+
+    from segedge.data.transforms import preprocess
+    from segedge.errors import DataError
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DataError(f"cannot open background video {path}")
+    rng = np.random.default_rng(seed)
+    crops, index = [], 0
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index % every == 0:
+                fh, fw = frame.shape[:2]
+                for _ in range(per_frame):
+                    ch, cw = int(fh * rng.uniform(0.5, 1)), int(fw * rng.uniform(0.5, 1))
+                    y, x = int(rng.integers(0, fh - ch + 1)), int(rng.integers(0, fw - cw + 1))
+                    crops.append(np.ascontiguousarray(frame[y : y + ch, x : x + cw]))
+            index += 1
+    finally:
+        capture.release()
+    if not crops:
+        raise DataError(f"background video {path} holds no frame")
+    return torch.from_numpy(preprocess(crops, config))
+
+
+def _paste(canvas: torch.Tensor, canvas_label: torch.Tensor, image: torch.Tensor, label: torch.Tensor,
+           mask: torch.Tensor, y: int, x: int) -> None:
+    """Write ``image``/``label`` where ``mask`` into ``canvas``/``canvas_label`` at ``(y, x)``, in place."""
+    h, w = label.shape
+    region = canvas[:, y : y + h, x : x + w]
+    canvas[:, y : y + h, x : x + w] = torch.where(mask, image, region)
+    canvas_label[y : y + h, x : x + w] = torch.where(mask, label, canvas_label[y : y + h, x : x + w])
+
+
+def copy_paste(image: torch.Tensor, label: torch.Tensor, background: torch.Tensor, generator: torch.Generator,
+               scale: tuple[float, float] = (0.12, 0.9)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut the pet (its pet and border pixels) out of one image and paste it, resized, at a
+    random position on a pet-free ``background`` (Ghiasi et al. 2021).
+
+    Args:
+        image: ``(3, H, W)`` float32; label: ``(H, W)`` int64; background: ``(3, H, W)``.
+        generator: source of randomness.
+        scale: range of the pasted pet's longer side as a fraction of the image side, drawn
+            log-uniformly (small pets as often as large ones).
+
+    Returns:
+        ``(image, label)``: the composite and its labels (background outside the pet).
+        An image without pet pixels returns the background, all background.
+    """
+    _, h, w = image.shape
+    canvas, canvas_label = background.clone(), torch.full_like(label, BACKGROUND)
+    rows, cols = torch.nonzero(label != BACKGROUND, as_tuple=True)
+    if len(rows) == 0:
+        return canvas, canvas_label
+    y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+    side = math.exp(_uniform(math.log(scale[0]), math.log(scale[1]), generator)) * max(h, w)
+    factor = side / max(y1 - y0, x1 - x0)
+    ph, pw = max(1, min(h, round((y1 - y0) * factor))), max(1, min(w, round((x1 - x0) * factor)))
+    piece, piece_label = _resize_pair(image[:, y0:y1, x0:x1], label[y0:y1, x0:x1], ph, pw)
+    y, x = _randint(0, h - ph, generator), _randint(0, w - pw, generator)
+    _paste(canvas, canvas_label, piece, piece_label, piece_label != BACKGROUND, y, x)
+    return canvas, canvas_label
+
+
+def zoom_out(image: torch.Tensor, label: torch.Tensor, background: torch.Tensor, generator: torch.Generator,
+             scale: tuple[float, float] = (0.35, 0.9)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shrink the whole image by a factor drawn from ``scale`` and place it at a random
+    position on ``background`` (SSD's zoom-out, Liu et al. 2016, with a real background).
+
+    Args:
+        image: ``(3, H, W)``; label: ``(H, W)``; background: ``(3, H, W)``.
+
+    Returns:
+        ``(image, label)``: outside the shrunk image the labels are background.
+    """
+    _, h, w = image.shape
+    s = _uniform(*scale, generator)
+    ph, pw = max(1, round(h * s)), max(1, round(w * s))
+    piece, piece_label = _resize_pair(image, label, ph, pw)
+    canvas, canvas_label = background.clone(), torch.full_like(label, BACKGROUND)
+    y, x = _randint(0, h - ph, generator), _randint(0, w - pw, generator)
+    _paste(canvas, canvas_label, piece, piece_label, torch.ones_like(piece_label, dtype=torch.bool), y, x)
+    return canvas, canvas_label
+
+
+def color_jitter(images: torch.Tensor, generator: torch.Generator, brightness: float = 0.3, contrast: float = 0.3,
+                 saturation: float = 0.3) -> torch.Tensor:
+    """Per-image brightness, contrast and saturation factors drawn from ``[1 - v, 1 + v]``,
+    applied as torchvision's ``adjust_brightness/contrast/saturation`` (SimCLR's colour
+    distortion without hue). Image only; ``(N, 3, H, W)`` in, same shape in [0, 1] out."""
+    n = images.shape[0]
+    luma = images.new_tensor(_LUMA).view(1, 3, 1, 1)
+
+    def factor(v: float) -> torch.Tensor:
+        return (1 + (torch.rand(n, generator=generator) * 2 - 1) * v).view(n, 1, 1, 1)
+
+    images = (images * factor(brightness)).clamp(0, 1)
+    mean = (images * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    f = factor(contrast)
+    images = (f * images + (1 - f) * mean).clamp(0, 1)
+    gray = (images * luma).sum(1, keepdim=True)
+    f = factor(saturation)
+    return (f * images + (1 - f) * gray).clamp(0, 1)
+
+
+def gaussian_blur(images: torch.Tensor, generator: torch.Generator, p: float = 0.3,
+                  sigma: tuple[float, float] = (0.1, 1.5), kernel: int = 5) -> torch.Tensor:
+    """Blur each image with probability ``p`` by a separable Gaussian of standard deviation
+    drawn from ``sigma`` (pixels), reflect padding (SimCLR appendix A; video frames are
+    softer than photos). Image only; shape and range kept."""
+    n = images.shape[0]
+    chosen = torch.rand(n, generator=generator) < p
+    sigmas = sigma[0] + (sigma[1] - sigma[0]) * torch.rand(n, generator=generator)
+    out = images.clone()
+    offsets = torch.arange(kernel, dtype=torch.float32) - kernel // 2
+    for i in torch.nonzero(chosen).flatten().tolist():
+        weights = torch.exp(-0.5 * (offsets / sigmas[i]) ** 2)
+        weights = (weights / weights.sum()).to(images.dtype)
+        x = F.pad(images[i : i + 1], (kernel // 2,) * 4, mode="reflect")
+        x = F.conv2d(x, weights.view(1, 1, 1, kernel).expand(3, 1, 1, kernel), groups=3)
+        out[i] = F.conv2d(x, weights.view(1, 1, kernel, 1).expand(3, 1, kernel, 1), groups=3)[0]
+    return out
+
+
+def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torch.Tensor, generator: torch.Generator,
+                   p_paste: float = 0.5, p_zoom: float = 0.25, jitter: bool = True, blur: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The robust recipe on one batch: each image becomes a copy-paste composite (``p_paste``),
+    a zoomed-out copy (``p_zoom``) or stays as it is, on a background drawn from
+    ``backgrounds``; then colour jitter and blur over the batch.
+
+    Args:
+        images: ``(N, 3, H, W)`` float32 [0, 1]; labels: ``(N, H, W)`` int64.
+        backgrounds: ``(M, 3, H, W)`` pet-free images (:func:`pet_free_crops`,
+            :func:`video_backgrounds`); ``M == 0`` skips paste and zoom.
+        generator: source of randomness.
+
+    Returns:
+        New ``(images, labels)`` of the same shapes and dtypes.
+    """
+    images, labels = images.clone(), labels.clone()
+    if len(backgrounds):
+        draws = torch.rand(len(images), generator=generator)
+        for i, d in enumerate(draws.tolist()):
+            if d < p_paste + p_zoom:
+                background = backgrounds[_randint(0, len(backgrounds) - 1, generator)]
+                op = copy_paste if d < p_paste else zoom_out
+                images[i], labels[i] = op(images[i], labels[i], background, generator)
+    if jitter:
+        images = color_jitter(images, generator)
+    if blur:
+        images = gaussian_blur(images, generator)
+    return images, labels

@@ -1,0 +1,118 @@
+"""The robust recipe's augmentations keep image and labels aligned, keep shapes, dtypes and
+ranges, and repeat exactly for a seed.
+
+Alignment is checked on synthetic images whose label is a function of the pixel colour: pet
+pixels pure red, border pixels pure blue, background pixels green (in the images and the
+backgrounds alike). After a geometric augmentation every pixel's colour must still name its
+label (bilinear resizing mixes colours only along edges, so the check allows a thin seam).
+"""
+
+import pytest
+import torch
+
+from segedge.training.augment import (
+    BACKGROUND,
+    PET,
+    color_jitter,
+    copy_paste,
+    gaussian_blur,
+    pet_free_crops,
+    robust_augment,
+    zoom_out,
+)
+
+BORDER = 2
+COLOURS = {PET: (1.0, 0.0, 0.0), BACKGROUND: (0.0, 1.0, 0.0), BORDER: (0.0, 0.0, 1.0)}
+
+
+def synthetic(n=6, size=64, seed=0):
+    """Images whose colour encodes the label: an ellipse of pet with a border ring, random
+    size and place, on background."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    labels = torch.full((n, size, size), BACKGROUND, dtype=torch.int64)
+    for i in range(n):
+        cy, cx = torch.randint(16, size - 16, (2,), generator=g).tolist()
+        r = int(torch.randint(6, 14, (1,), generator=g))
+        d = ((yy - cy) ** 2 + (xx - cx) ** 2).float().sqrt()
+        labels[i][d < r + 2] = BORDER
+        labels[i][d < r] = PET
+    return paint(labels), labels
+
+
+def paint(labels):
+    palette = torch.tensor([COLOURS[c] for c in range(3)])  # (3 classes, 3 channels)
+    return palette[labels].permute(0, 3, 1, 2).contiguous()
+
+
+def label_from_colour(images):
+    return images.argmax(1).where(images.amax(1) > 0, torch.full_like(images[:, 0], BACKGROUND, dtype=torch.int64))
+
+
+def assert_aligned(images, labels, seam=0.08):
+    """Colour and label agree on all pixels but a thin seam along resized edges."""
+    disagree = (label_from_colour(images) != labels).float().mean()
+    assert disagree <= seam, f"{100 * disagree:.1f}% of pixels have a colour that is not their label"
+
+
+def green(n, size=64):
+    return paint(torch.full((n, size, size), BACKGROUND, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("op", [copy_paste, zoom_out])
+def test_geometry_moves_labels_with_pixels(op):
+    images, labels = synthetic()
+    g = torch.Generator().manual_seed(1)
+    for i in range(len(images)):
+        image, label = op(images[i], labels[i], green(1)[0], g)
+        assert image.shape == images[i].shape and image.dtype == torch.float32
+        assert label.shape == labels[i].shape and label.dtype == torch.int64
+        assert set(label.unique().tolist()) <= {PET, BACKGROUND, BORDER}
+        assert_aligned(image[None], label[None])
+
+
+def test_copy_paste_moves_and_rescales_the_pet():
+    images, labels = synthetic(n=20)
+    g = torch.Generator().manual_seed(2)
+    before = (labels == PET).float().mean((1, 2))
+    results = [copy_paste(images[i], labels[i], green(1)[0], g) for i in range(20)]
+    after = torch.stack([(label == PET).float().mean() for _, label in results])
+    assert (after > 0).all()  # the pet is kept
+    assert (after / before).min() < 0.5 and (after / before).max() > 1.5  # shrunk and grown
+    centres = torch.stack([torch.nonzero(label == PET).float().mean(0) for _, label in results])
+    assert centres.std(0).min() > 5  # pasted at various places (pixels)
+
+
+def test_pet_free_crops_hold_no_pet():
+    images, labels = synthetic(n=8)
+    crops = pet_free_crops(images, labels, torch.Generator().manual_seed(0), min_side=0.2)
+    assert crops.ndim == 4 and crops.shape[1:] == images.shape[1:] and len(crops) > 0
+    assert (label_from_colour(crops) == BACKGROUND).all()  # only green: no pet, no border
+
+
+def test_colour_and_blur_change_only_the_image_and_stay_in_range():
+    images = torch.rand(8, 3, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    jittered = color_jitter(images, g)
+    blurred = gaussian_blur(images, g, p=1.0)
+    for out in (jittered, blurred):
+        assert out.shape == images.shape and out.dtype == images.dtype
+        assert out.min() >= 0 and out.max() <= 1
+        assert not torch.equal(out, images)
+    # a blur averages neighbours: it lowers the variance of white noise
+    assert blurred.var() < 0.8 * images.var()
+
+
+def test_robust_augment_is_aligned_and_deterministic_by_seed():
+    images, labels = synthetic(n=16)
+    backgrounds = green(4)
+    a = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5), jitter=False, blur=False)
+    b = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5), jitter=False, blur=False)
+    c = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(6), jitter=False, blur=False)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[1], c[1])
+    assert a[0].shape == images.shape and a[1].shape == labels.shape and a[1].dtype == torch.int64
+    assert_aligned(*a)
+    jittered = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5))
+    assert torch.equal(jittered[1], a[1])  # colour and blur come after geometry, image only
+    assert torch.equal(robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5))[0], jittered[0])
