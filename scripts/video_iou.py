@@ -28,6 +28,24 @@ def video_pet_iou(model: str | Path, video: str | Path, masks: str | Path) -> li
     return stats.iou
 
 
+def video_pet_fraction(model: str | Path, video: str | Path, max_frames: int | None = None) -> float:
+    """Mean fraction of pixels (model resolution) labelled pet over the frames of ``video``:
+    on a video without any pet, the false-positive rate."""
+    import numpy as np
+
+    from segedge.data.sources import open_source
+    from segedge.runtime.factory import load_runner
+    from segedge.runtime.video import LiveOptions, run_live
+
+    runner = load_runner(Path(model))
+    fractions: list[float] = []
+    pet = runner.classes.index("pet")
+    with open_source(str(video)) as frames, runner:
+        run_live(runner, frames, [], LiveOptions(hud=False, pipelined=False, max_frames=max_frames),
+                 on_frame=lambda index, mask: fractions.append(float(np.mean(mask == pet))))
+    return sum(fractions) / len(fractions)
+
+
 def test_split_figures(model: str | Path, data: str | Path) -> dict[str, float]:
     """Pixel accuracy, mIoU and pet IoU (fractions) of a checkpoint on the sample's test split."""
     import torch
