@@ -72,6 +72,7 @@ def train_command(
     for record in history["epochs"]:
         console.print(
             f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  val pixel accuracy "
-            f"{100 * record['val_pixel_accuracy']:.2f}%  mIoU {100 * record['val_miou']:.2f}%  ({record['seconds']:.0f} s)"
+            f"{100 * record['val_pixel_accuracy']:.2f}%  mIoU {100 * record['val_miou']:.2f}%  ({record['seconds']:.0f} s, "
+            f"{record.get('images_per_second', 0):.1f} images/s, amp {record.get('amp', 'off')})"
         )
     console.print(f"wrote {out / 'model.pt'} (final weights) and {out / 'checkpoint.pt'} (resumable)")
