@@ -29,6 +29,30 @@ class BuildResult:
     note: str  # one line for the user (what was built, or why no engine)
 
 
+def intermediate_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[str], precision: str) -> Path:
+    """The precision-specific ONNX that ``build_artifact(onnx_path, output, precision)`` writes.
+
+    ``-o X.onnx`` writes ``X.onnx``; ``-o X.engine`` writes ``X.<precision>.onnx`` beside the
+    engine (``model.engine`` -> ``model.fp16.onnx``), never ``X.onnx``, which for
+    ``build-engine model.onnx -o model.engine`` is the input itself. An FP32 target that is
+    the input is the input (nothing is written over it).
+
+    Raises:
+        InputError: the output is the input file, or an FP16 / INT8 ONNX would be written
+            over it.
+    """
+    source, output = Path(onnx_path), Path(output)
+    target = output if output.suffix == ".onnx" else output.with_name(f"{output.stem}.{precision}.onnx")
+    overwrites = output.suffix != ".onnx" and output.resolve() == source.resolve()
+    overwrites |= precision != "fp32" and target.resolve() == source.resolve()
+    if overwrites:
+        raise InputError(
+            f"-o {output} would overwrite the input {onnx_path} with the {precision} artifact; choose another -o "
+            f"(e.g. -o {source.with_name(f'{source.stem}-{precision}{output.suffix}')})"
+        )
+    return target
+
+
 def build_artifact(
     onnx_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -43,8 +67,9 @@ def build_artifact(
 
     Args:
         onnx_path: FP32 ONNX from ``segedge export``.
-        output: ``X.engine`` (the engine, and the ONNX it was built from as ``X.onnx``
-            beside it; needs TensorRT and a GPU) or ``X.onnx`` (the ONNX Runtime artifact).
+        output: ``X.engine`` (the engine, and the ONNX it was built from as
+            ``X.<precision>.onnx`` beside it; needs TensorRT and a GPU) or ``X.onnx`` (the
+            ONNX Runtime artifact). Never the input (see :func:`intermediate_onnx`).
         precision: ``fp32``, ``fp16`` or ``int8``.
         calibration: required for ``int8``.
         method: INT8 calibration method (see :mod:`segedge.calibration.quantize`).
@@ -54,7 +79,8 @@ def build_artifact(
             see :class:`~segedge.engine.options.BuildOptions`), for ``.engine`` outputs.
 
     Raises:
-        InputError: unknown precision or output suffix; for an engine, an ONNX exported for
+        InputError: unknown precision or output suffix; an output that would overwrite the
+            input (checked before anything is written); for an engine, an ONNX exported for
             ONNX Runtime (MaxUnpool) or a profile that does not fit its input (both checked
             before anything is written).
         TensorRTRequestError: an ``.engine`` / ``.plan`` output where TensorRT, cuda-python
@@ -73,6 +99,7 @@ def build_artifact(
     if output.suffix not in (".engine", ".plan", ".onnx"):
         raise InputError(f"output {output} must end in .engine, .plan or .onnx")
     source = load_onnx(onnx_path)  # fails early, in one line, on a corrupt input
+    onnx_out = intermediate_onnx(onnx_path, output, precision)
     target = read_metadata(source).get("target")
     if output.suffix != ".onnx":  # an engine was asked for: fail before writing anything
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
@@ -83,7 +110,6 @@ def build_artifact(
             )
         options = engine_options or BuildOptions()
         resolve_profile(onnx_input_spec(source), options.min_shape, options.opt_shape, options.max_shape)
-    onnx_out = output.with_suffix(".onnx")
     cache_note = ""
     if precision == "int8":
         if calibration is None:
@@ -96,7 +122,7 @@ def build_artifact(
         from segedge.export.fp16 import convert_fp16
 
         convert_fp16(onnx_path, onnx_out)
-    elif Path(onnx_path).resolve() != onnx_out.resolve():
+    elif onnx_out.resolve() != Path(onnx_path).resolve():
         with atomic_path(onnx_out) as tmp:
             shutil.copyfile(onnx_path, tmp)
     if output.suffix == ".onnx":
