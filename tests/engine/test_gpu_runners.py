@@ -12,7 +12,7 @@ from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.onnxruntime_runner import provider_chain
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to PyTorch")
-needs_tensorrt = pytest.mark.skipif(not tensorrt_available(), reason="TensorRT is not installed (pip install 'segedge[tensorrt]' on a GPU machine)")
+needs_tensorrt = pytest.mark.skipif(not tensorrt_available(), reason="TensorRT is not installed (pip install 'segedge[tensorrt-cu12]' or '[tensorrt-cu13]' on a GPU machine)")
 
 
 def test_provider_chain_options(tmp_path):
