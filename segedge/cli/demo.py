@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -54,35 +55,36 @@ def demo_command(
         source = str(clip)
         console.print(f"made {clip}: 72 frames of a real cat photo (scikit-image `chelsea`) with simulated camera motion")
 
-    console.rule("2/5 build FP32 and INT8")
-    reference = TorchRunner(None)
-    if data is not None:
-        calibration = load_calibration_set(data, reference.preprocess_config, num_images=64)
-    else:
-        with open_source(source) as frames:
-            sample = [f for i, f in enumerate(frames) if i % 3 == 0][:64]
-        calibration = calibration_set_from_arrays(sample, reference.preprocess_config, f"every 3rd frame of {source}")
-    console.print(f"calibration: {calibration.summary()}")
-    artifacts = []
-    for precision in ("fp32", "int8"):
-        result = build_artifact(exported.path, output / f"segnet-dsc-{precision}{'.engine' if engines else '.onnx'}", precision, calibration)
-        console.print(result.note)
-        artifacts.append(result.engine or result.onnx)
+    with contextlib.ExitStack() as stack:  # every runner the demo opens is closed, however it ends
+        console.rule("2/5 build FP32 and INT8")
+        reference = stack.enter_context(TorchRunner(None))
+        if data is not None:
+            calibration = load_calibration_set(data, reference.preprocess_config, num_images=64)
+        else:
+            with open_source(source) as frames:
+                sample = [f for i, f in enumerate(frames) if i % 3 == 0][:64]
+            calibration = calibration_set_from_arrays(sample, reference.preprocess_config, f"every 3rd frame of {source}")
+        console.print(f"calibration: {calibration.summary()}")
+        artifacts = []
+        for precision in ("fp32", "int8"):
+            result = build_artifact(exported.path, output / f"segnet-dsc-{precision}{'.engine' if engines else '.onnx'}", precision, calibration)
+            console.print(result.note)
+            artifacts.append(result.engine or result.onnx)
 
-    console.rule("3/5 live segmentation")
-    for artifact in artifacts:
-        workers, threads = live_parallelism(artifact)
-        with open_source(source) as frames, load_runner(artifact, threads=threads, spin=workers == 1) as runner:
-            sink = VideoSink(output / f"live-{artifact.stem}.mp4", frames.fps)
-            stats = run_live(runner, frames, [sink], LiveOptions(max_frames=300, workers=workers))
-        print_live_stats(stats, f"{runner.name} on {frames.description}")
+        console.rule("3/5 live segmentation")
+        for artifact in artifacts:
+            workers, threads = live_parallelism(artifact)
+            with open_source(source) as frames, load_runner(artifact, threads=threads, spin=workers == 1) as runner:
+                sink = VideoSink(output / f"live-{artifact.stem}.mp4", frames.fps)
+                stats = run_live(runner, frames, [sink], LiveOptions(max_frames=300, workers=workers))
+            print_live_stats(stats, f"{runner.name} on {frames.description}")
 
-    console.rule("4/5 drift report")
-    eval_data = load_eval_data(data, limit=limit) if data is not None else load_eval_data(source, every=2)
-    runners = [load_runner(a) for a in artifacts]
-    report = compare(reference, runners, eval_data, latency_runs=30)
-    json_path, md_path = write_report(report, output / "report")
-    print_report_table(report)
+        console.rule("4/5 drift report")
+        eval_data = load_eval_data(data, limit=limit) if data is not None else load_eval_data(source, every=2)
+        runners = [stack.enter_context(load_runner(a)) for a in artifacts]
+        report = compare(reference, runners, eval_data, latency_runs=30)
+        json_path, md_path = write_report(report, output / "report")
+        print_report_table(report)
 
     console.rule("5/5 outputs")
     console.print(f"everything is in {output.resolve()}:")

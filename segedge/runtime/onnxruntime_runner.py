@@ -268,6 +268,10 @@ class OnnxRuntimeRunner(Runner):
             self.precision = "tf32"  # TensorRT's TF32 flag is on by default and the provider cannot clear it
         self.metadata = dict(meta)
 
+    def close(self) -> None:
+        """Release the session (its arenas, and device memory on the CUDA and TensorRT providers)."""
+        self.session = None
+
     def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         if self.input_is_fp16:
             batch = batch.astype(np.float16)

@@ -82,6 +82,12 @@ class TorchRunner(Runner):
         self.artifact = ckpt.path
         self.precision = "fp16" if fp16 else "fp32"
 
+    def close(self) -> None:
+        """Drop the private model copy (and, on CUDA, return its cached memory to the driver)."""
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     @torch.inference_mode()
     def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
