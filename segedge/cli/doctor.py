@@ -130,7 +130,7 @@ def doctor_command(
         if ep in providers:
             rows.append(_measure(Row(f"onnxruntime-{provider} fp32"), OnnxRuntimeRunner(exported, provider=provider), sample, reference, budget))
         else:
-            skipped.append(f"ONNX Runtime {provider}: no {ep} (pip install 'segedge[gpu]' on a CUDA machine)")
+            skipped.append(f"ONNX Runtime {provider}: no {ep} (on a CUDA machine: pip uninstall -y onnxruntime && pip install 'segedge[gpu]')")
 
     if gpu and trt_problem is None:
         from segedge.engine.artifacts import build_artifact
