@@ -31,7 +31,7 @@ class HardwareCompatibility(str, Enum):
 @handle_errors
 def build_engine_command(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX from `segedge export`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="X.engine (TensorRT engine + X.engine.json sidecar, and the ONNX it was built from as X.onnx; needs TensorRT and a GPU) or X.onnx (ONNX Runtime artifact).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="X.engine (TensorRT engine + X.engine.json sidecar, and the ONNX it was built from as X.<precision>.onnx; needs TensorRT and a GPU) or X.onnx (ONNX Runtime artifact). Never the input ONNX.")],
     precision: Annotated[Precision, typer.Option(help="fp32, fp16 (FP16 ONNX, float32 I/O) or int8 (Q/DQ ONNX from calibration).")] = Precision.fp32,
     calib_data: Annotated[Optional[Path], typer.Option(help="INT8 calibration images: an Oxford-IIIT Pet root (trainval split), an image folder or a video.")] = None,
     num_images: Annotated[int, typer.Option(min=1, help="Calibration images drawn (seeded).")] = 64,
