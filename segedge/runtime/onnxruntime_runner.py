@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,157 +14,18 @@ import onnx
 from segedge.data.oxford_pet import CLASS_NAMES
 from segedge.data.transforms import PreprocessConfig
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
-from segedge.export.metadata import file_sha256
+from segedge.runtime.onnxruntime_providers import (  # noqa: F401 (provider_chain: public here too)
+    GPU_INSTALL_HINT,
+    PROVIDERS,
+    GraphPrecision,
+    check_active_provider,
+    graph_precision,
+    provider_chain,
+    tf32_disabled_by_environment,
+)
 from segedge.runtime.base import Runner
 
 log = logging.getLogger(__name__)
-
-PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
-GPU_INSTALL_HINT = (
-    "install ONNX Runtime's GPU build instead of the CPU one on a CUDA machine: "
-    "pip uninstall -y onnxruntime && pip install 'segedge[gpu]'"
-)
-
-
-@dataclass(frozen=True)
-class GraphPrecision:
-    """What an ONNX graph computes in, read from the graph itself (not its metadata).
-
-    Attributes:
-        int8: the graph has QuantizeLinear / DequantizeLinear nodes (explicit Q/DQ INT8).
-        fp16: some initializer, input, output or intermediate tensor is FLOAT16, or a Cast
-            produces FLOAT16 (an FP16 model, or an INT8 model on an FP16 base).
-    """
-
-    int8: bool
-    fp16: bool
-
-    @property
-    def label(self) -> str:
-        """``int8``, ``fp16`` or ``fp32``: the lowest precision the graph uses."""
-        return "int8" if self.int8 else "fp16" if self.fp16 else "fp32"
-
-
-def graph_precision(model: onnx.ModelProto) -> GraphPrecision:
-    """Read the precision of ``model`` from its nodes and tensor types.
-
-    Args:
-        model: an ONNX model; external data is not needed (only types are read).
-
-    Returns:
-        :class:`GraphPrecision`.
-    """
-    fp16 = onnx.TensorProto.FLOAT16
-    graph = model.graph
-    int8 = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
-    tensors = [i.data_type for i in graph.initializer]
-    tensors += [v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)]
-    casts = [a.i for n in graph.node if n.op_type == "Cast" for a in n.attribute if a.name == "to"]
-    return GraphPrecision(int8=int8, fp16=fp16 in tensors or fp16 in casts)
-
-
-def tensorrt_cache_dir(model: Path, cache_dir: Path | None = None) -> Path:
-    """Where the TensorRT execution provider keeps the engines and timing cache of ``model``.
-
-    ONNX Runtime names cached engines by the model's file name, graph and versions, not by
-    its weights, so a model re-exported or recalibrated at the same path would silently
-    reuse the old engine. The folder is therefore keyed by the file's SHA-256:
-    ``<cache_dir or <model dir>/<model stem>.trt-cache>/<first 16 hex digits>``.
-
-    Args:
-        model: the ``.onnx`` file (read once to hash it).
-        cache_dir: parent folder of the keyed caches (default beside the model).
-
-    Raises:
-        ModelFormatError: the model file does not exist.
-    """
-    if not model.is_file():
-        raise ModelFormatError(f"ONNX file {model} does not exist")
-    return (cache_dir or model.parent / f"{model.stem}.trt-cache") / file_sha256(model)[:16]
-
-
-def tf32_disabled_by_environment() -> bool:
-    """True if ``NVIDIA_TF32_OVERRIDE=0`` is set: NVIDIA's process-wide switch that turns
-    TF32 off in its libraries (cuBLAS, cuDNN, TensorRT) whatever the framework asks for."""
-    return os.environ.get("NVIDIA_TF32_OVERRIDE") == "0"
-
-
-def provider_chain(
-    provider: str, model: Path, cache_dir: Path | None = None, device_id: int = 0,
-    precision: GraphPrecision = GraphPrecision(int8=False, fp16=False),
-) -> list[tuple[str, dict]]:
-    """Execution providers with their options, most preferred first.
-
-    - ``cuda``: ``use_tf32: 0``, so FP32 convolutions and MatMuls are IEEE FP32 on Ampere
-      and newer (the CUDA provider's default is TF32, which moves logits).
-    - ``tensorrt``: engines and timing cache in :func:`tensorrt_cache_dir` (keyed by the
-      model's SHA-256); ``trt_int8_enable`` for a Q/DQ graph (without it TensorRT's
-      execution provider does not take the INT8 kernels) and ``trt_fp16_enable`` for a graph
-      with FP16 tensors, both read from the graph (``precision``). The TensorRT provider has
-      no TF32 option: its FP32 is TF32 unless ``NVIDIA_TF32_OVERRIDE=0`` is set (see
-      :attr:`OnnxRuntimeRunner.precision`). Nodes TensorRT does not take fall back to CUDA,
-      then the CPU.
-
-    Option names: ONNX Runtime docs, "TensorRT Execution Provider" and "CUDA Execution
-    Provider".
-
-    Args:
-        provider: ``cpu``, ``cuda`` or ``tensorrt``.
-        model: the ``.onnx`` file (hashed for the TensorRT cache folder).
-        cache_dir: parent of the TensorRT cache folders (see :func:`tensorrt_cache_dir`).
-        device_id: CUDA device.
-        precision: what the graph computes in (see :func:`graph_precision`).
-
-    Raises:
-        InputError: unknown provider.
-        ModelFormatError: ``tensorrt`` and the model file does not exist.
-    """
-    if provider not in PROVIDERS:
-        raise InputError(f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
-    if provider == "cpu":
-        return [("CPUExecutionProvider", {})]
-    cuda = ("CUDAExecutionProvider", {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE", "use_tf32": 0})
-    if provider == "cuda":
-        return [cuda, ("CPUExecutionProvider", {})]
-    cache = str(tensorrt_cache_dir(model, cache_dir))
-    tensorrt = ("TensorrtExecutionProvider", {
-        "device_id": device_id,
-        "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": cache,
-        "trt_timing_cache_enable": True,
-        "trt_timing_cache_path": cache,
-        "trt_int8_enable": precision.int8,
-        "trt_fp16_enable": precision.fp16,
-    })
-    return [tensorrt, cuda, ("CPUExecutionProvider", {})]
-
-
-def check_active_provider(provider: str, active: list[str], model: Path) -> None:
-    """Refuse a session whose first active provider is not the one asked for.
-
-    ONNX Runtime falls back to the next provider in the list (in the end the CPU) when a
-    provider fails to initialise (a missing libnvinfer or cuDNN, a CUDA error), with only a
-    log line: the row would be labelled ``tensorrt`` while the CPU ran it.
-
-    Args:
-        provider: what was asked for: ``cpu``, ``cuda`` or ``tensorrt``.
-        active: ``session.get_providers()``, most preferred first.
-        model: for the message.
-
-    Raises:
-        BackendUnavailableError: ``active`` does not start with the asked provider.
-    """
-    wanted = PROVIDERS[provider]
-    if not active or active[0] != wanted:
-        raise BackendUnavailableError(
-            f"ONNX Runtime did not start {wanted} for {model} (active: {', '.join(active) or 'none'}): it failed to "
-            "initialise and ONNX Runtime fell back; check CUDA, cuDNN and TensorRT with `segedge doctor` "
-            "(SEGEDGE_DEBUG=1 shows ONNX Runtime's log)"
-        )
 
 
 class OnnxRuntimeRunner(Runner):
@@ -178,12 +38,14 @@ class OnnxRuntimeRunner(Runner):
     Args:
         path: ``.onnx`` file with one ``(N, 3, H, W)`` float input and one logits output.
         provider: ``cpu``, ``cuda`` or ``tensorrt`` (the last two need onnxruntime-gpu; see
-            :func:`provider_chain` for their options and fallbacks).
+            :func:`~segedge.runtime.onnxruntime_providers.provider_chain` for their options
+            and fallbacks).
         threads: intra-op threads (0: one per physical core, ONNX Runtime's default).
         spin: let idle intra-op threads spin (lowest latency alone; ``False`` when other
             threads need the cores, as in the pipelined live loop).
         cache_dir: parent of the TensorRT execution provider's engine and timing cache
-            folders, which are keyed by the model's SHA-256 (see :func:`tensorrt_cache_dir`).
+            folders, which are keyed by the model's SHA-256 (see
+            :func:`~segedge.runtime.onnxruntime_providers.tensorrt_cache_dir`).
         device_id: CUDA device for ``cuda`` and ``tensorrt``.
 
     Attributes:
@@ -197,7 +59,8 @@ class OnnxRuntimeRunner(Runner):
         InputError: unknown provider.
         ModelFormatError: missing, truncated or invalid ONNX, or not a single-input model.
         BackendUnavailableError: the provider is not in this onnxruntime build, or it failed
-            to start and ONNX Runtime fell back to another (see :func:`check_active_provider`).
+            to start and ONNX Runtime fell back to another (see
+            :func:`~segedge.runtime.onnxruntime_providers.check_active_provider`).
     """
 
     backend = "onnxruntime"
@@ -225,7 +88,9 @@ class OnnxRuntimeRunner(Runner):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 1 if os.environ.get("SEGEDGE_DEBUG") == "1" else 3
         try:
-            graph = graph_precision(onnx.load(str(self.artifact), load_external_data=False)) if provider == "tensorrt" else GraphPrecision(False, False)
+            graph = GraphPrecision(int8=False, fp16=False)  # what the TensorRT provider must enable, from the graph
+            if provider == "tensorrt":
+                graph = graph_precision(onnx.load(str(self.artifact), load_external_data=False))
             chain = provider_chain(provider, self.artifact, Path(cache_dir) if cache_dir else None, device_id, graph)
             available = set(ort.get_available_providers())
             chain = [(name, opts) for name, opts in chain if name in available]

@@ -12,14 +12,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from segedge.errors import BackendUnavailableError, InputError
-from segedge.runtime.onnxruntime_runner import (
+from segedge.runtime.onnxruntime_providers import (
     GraphPrecision,
-    OnnxRuntimeRunner,
     check_active_provider,
     graph_precision,
     provider_chain,
     tensorrt_cache_dir,
 )
+from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
 
 def conv_model(weight: float = 1.0, kind: str = "fp32") -> onnx.ModelProto:
