@@ -84,10 +84,21 @@ def tensorrt_cache_dir(model: Path, cache_dir: Path | None = None) -> Path:
     return (cache_dir or model.parent / f"{model.stem}.trt-cache") / file_sha256(model)[:16]
 
 
-def tf32_disabled_by_environment() -> bool:
-    """True if ``NVIDIA_TF32_OVERRIDE=0`` is set: NVIDIA's process-wide switch that turns
-    TF32 off in its libraries (cuBLAS, cuDNN, TensorRT) whatever the framework asks for."""
-    return os.environ.get("NVIDIA_TF32_OVERRIDE") == "0"
+def fp32_math(provider: str, precision: str) -> str:
+    """How a model's FP32 convolutions run on ``provider``: ``"tf32"`` or ``"ieee"``.
+
+    TensorRT's TF32 builder flag is on by default (10 mantissa bits on Ampere and newer) and
+    ONNX Runtime's TensorRT provider has no option to clear it; ``NVIDIA_TF32_OVERRIDE=0``
+    (NVIDIA's process-wide switch for its libraries) does. The CPU is IEEE, and the CUDA
+    provider is given ``use_tf32: 0`` (see :func:`provider_chain`).
+
+    Args:
+        provider: ``cpu``, ``cuda`` or ``tensorrt``.
+        precision: the model's precision (``fp32``, ``fp16``, ``int8``); only FP32 is affected.
+    """
+    if str(provider) == "tensorrt" and str(precision) == "fp32" and os.environ.get("NVIDIA_TF32_OVERRIDE") != "0":
+        return "tf32"
+    return "ieee"
 
 
 def provider_chain(

@@ -19,9 +19,9 @@ from segedge.runtime.onnxruntime_providers import (  # noqa: F401 (provider_chai
     PROVIDERS,
     GraphPrecision,
     check_active_provider,
+    fp32_math,
     graph_precision,
     provider_chain,
-    tf32_disabled_by_environment,
 )
 from segedge.runtime.base import Runner
 
@@ -49,11 +49,12 @@ class OnnxRuntimeRunner(Runner):
         device_id: CUDA device for ``cuda`` and ``tensorrt``.
 
     Attributes:
-        precision: from the metadata (``fp32``, ``fp16``, ``int8``); ``tf32`` for an FP32
-            model on the ``tensorrt`` provider, whose FP32 convolutions run in TF32 on Ampere
-            and newer (TensorRT's default; the provider has no option to clear it) unless
-            ``NVIDIA_TF32_OVERRIDE=0`` is set. The ``cuda`` provider runs FP32 as FP32
-            (``use_tf32: 0``).
+        precision: from the metadata (``fp32``, ``fp16``, ``int8``).
+        fp32_math: ``ieee``, or ``tf32`` for an FP32 model on the ``tensorrt`` provider,
+            whose FP32 convolutions run in TF32 on Ampere and newer (TensorRT's default; the
+            provider has no option to clear it) unless ``NVIDIA_TF32_OVERRIDE=0`` is set. The
+            row label (:attr:`name`) then says ``tf32``. The ``cuda`` provider runs FP32 as
+            IEEE FP32 (``use_tf32: 0``).
 
     Raises:
         InputError: unknown provider.
@@ -129,9 +130,15 @@ class OnnxRuntimeRunner(Runner):
         except (InputError, json.JSONDecodeError) as exc:
             raise ModelFormatError(f"{self.artifact}: bad segedge metadata: {exc}") from None
         self.precision = meta.get("segedge.precision", "fp16" if self.input_is_fp16 else "fp32")
-        if provider == "tensorrt" and self.precision == "fp32" and not tf32_disabled_by_environment():
-            self.precision = "tf32"  # TensorRT's TF32 flag is on by default and the provider cannot clear it
+        self.fp32_math = fp32_math(provider, self.precision)
         self.metadata = dict(meta)
+
+    @property
+    def name(self) -> str:
+        """``<artifact name> (onnxruntime <precision>)``; ``tf32`` in place of ``fp32`` where
+        the FP32 convolutions run in TF32 (see :attr:`fp32_math`)."""
+        label = "tf32" if self.fp32_math == "tf32" else self.precision
+        return f"{self.artifact.name} ({self.backend} {label})"
 
     def close(self) -> None:
         """Release the session (its arenas, and device memory on the CUDA and TensorRT providers)."""

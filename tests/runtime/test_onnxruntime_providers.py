@@ -15,6 +15,7 @@ from segedge.errors import BackendUnavailableError, InputError
 from segedge.runtime.onnxruntime_providers import (
     GraphPrecision,
     check_active_provider,
+    fp32_math,
     graph_precision,
     provider_chain,
     tensorrt_cache_dir,
@@ -124,3 +125,18 @@ def test_cpu_runner_checks_its_session(tmp_path):
     with OnnxRuntimeRunner(path.with_name("m.onnx")) as runner:
         assert runner.session.get_providers()[0] == "CPUExecutionProvider"
         assert runner.precision == "fp32"
+
+
+def test_fp32_on_the_tensorrt_provider_is_labelled_tf32(monkeypatch, tmp_path):
+    """TensorRT's TF32 flag is on by default and the provider cannot clear it: the report row
+    must say tf32, not fp32, unless NVIDIA_TF32_OVERRIDE=0 turns it off."""
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    assert fp32_math("tensorrt", "fp32") == "tf32"
+    assert fp32_math("tensorrt", "fp16") == fp32_math("tensorrt", "int8") == "ieee"
+    assert fp32_math("cuda", "fp32") == fp32_math("cpu", "fp32") == "ieee"  # use_tf32: 0 on CUDA
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    assert fp32_math("tensorrt", "fp32") == "ieee"
+    with OnnxRuntimeRunner(saved(conv_model(), tmp_path / "m.onnx")) as runner:
+        assert runner.fp32_math == "ieee" and runner.name == "m.onnx (onnxruntime fp32)"
+        runner.fp32_math = "tf32"  # what a TensorRT-provider session of this FP32 model gets
+        assert runner.name == "m.onnx (onnxruntime tf32)"
