@@ -21,10 +21,34 @@ PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
-GPU_INSTALL_HINT = (
-    "install ONNX Runtime's GPU build instead of the CPU one on a CUDA machine: "
-    "pip uninstall -y onnxruntime && pip install 'segedge[gpu]'"
-)
+ONNXRUNTIME_BUILDS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
+
+
+def installed_onnxruntime_builds() -> list[str]:
+    """The ONNX Runtime distributions installed here (each installs the same ``onnxruntime``
+    package; with two, whichever pip installed last owns the files)."""
+    import importlib.metadata
+
+    found = []
+    for name in ONNXRUNTIME_BUILDS:
+        try:
+            importlib.metadata.distribution(name)
+            found.append(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def gpu_install_hint(installed: list[str]) -> str:
+    """The fix for a missing CUDA / TensorRT provider, given :func:`installed_onnxruntime_builds`."""
+    if len(installed) > 1:
+        return (
+            f"{' and '.join(installed)} are both installed and overwrite each other's onnxruntime package "
+            f"(onnxruntime issue 26996): pip uninstall -y {' '.join(installed)} && pip install 'segedge[gpu]'"
+        )
+    if "onnxruntime-gpu" in installed:
+        return "onnxruntime-gpu is installed but has no such provider here: check its CUDA major against the driver with `segedge doctor`"
+    return "install ONNX Runtime's GPU build instead of the CPU one on a CUDA machine: pip uninstall -y onnxruntime && pip install 'segedge[gpu]'"
 
 
 @dataclass(frozen=True)

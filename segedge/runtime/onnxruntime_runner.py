@@ -15,12 +15,13 @@ from segedge.data.oxford_pet import CLASS_NAMES
 from segedge.data.transforms import PreprocessConfig
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.onnxruntime_providers import (  # noqa: F401 (provider_chain: public here too)
-    GPU_INSTALL_HINT,
     PROVIDERS,
     GraphPrecision,
     check_active_provider,
     fp32_math,
+    gpu_install_hint,
     graph_precision,
+    installed_onnxruntime_builds,
     provider_chain,
 )
 from segedge.runtime.base import Runner
@@ -80,7 +81,7 @@ class OnnxRuntimeRunner(Runner):
         if PROVIDERS[provider] not in ort.get_available_providers():
             raise BackendUnavailableError(
                 f"ONNX Runtime has no {PROVIDERS[provider]} here (available: {', '.join(ort.get_available_providers())}); "
-                + GPU_INSTALL_HINT
+                + gpu_install_hint(installed_onnxruntime_builds())
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

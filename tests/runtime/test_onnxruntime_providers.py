@@ -16,7 +16,9 @@ from segedge.runtime.onnxruntime_providers import (
     GraphPrecision,
     check_active_provider,
     fp32_math,
+    gpu_install_hint,
     graph_precision,
+    installed_onnxruntime_builds,
     provider_chain,
     tensorrt_cache_dir,
 )
@@ -140,3 +142,13 @@ def test_fp32_on_the_tensorrt_provider_is_labelled_tf32(monkeypatch, tmp_path):
         assert runner.fp32_math == "ieee" and runner.name == "m.onnx (onnxruntime fp32)"
         runner.fp32_math = "tf32"  # what a TensorRT-provider session of this FP32 model gets
         assert runner.name == "m.onnx (onnxruntime tf32)"
+
+
+def test_the_gpu_hint_names_the_fix_for_what_is_installed():
+    both = gpu_install_hint(["onnxruntime", "onnxruntime-gpu"])
+    assert "both installed" in both and "pip uninstall -y onnxruntime onnxruntime-gpu" in both and "segedge[gpu]" in both
+    assert "pip uninstall -y onnxruntime &&" in gpu_install_hint(["onnxruntime"])
+    assert "CUDA major" in gpu_install_hint(["onnxruntime-gpu"])
+    import onnxruntime  # noqa: F401 (some build is installed where these tests run)
+
+    assert len(installed_onnxruntime_builds()) >= 1
