@@ -13,13 +13,14 @@ from pathlib import Path
 
 import onnx
 
+from segedge.contract import Precision, Provider
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.export.metadata import file_sha256
 
 PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
+    Provider.CPU: "CPUExecutionProvider",
+    Provider.CUDA: "CUDAExecutionProvider",
+    Provider.TENSORRT: "TensorrtExecutionProvider",
 }
 ONNXRUNTIME_BUILDS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
 
@@ -65,9 +66,9 @@ class GraphPrecision:
     fp16: bool
 
     @property
-    def label(self) -> str:
-        """``int8``, ``fp16`` or ``fp32``: the lowest precision the graph uses."""
-        return "int8" if self.int8 else "fp16" if self.fp16 else "fp32"
+    def label(self) -> Precision:
+        """INT8, FP16 or FP32: the lowest precision the graph uses."""
+        return Precision.INT8 if self.int8 else Precision.FP16 if self.fp16 else Precision.FP32
 
 
 def graph_precision(model: onnx.ModelProto) -> GraphPrecision:
@@ -108,7 +109,7 @@ def tensorrt_cache_dir(model: Path, cache_dir: Path | None = None) -> Path:
     return (cache_dir or model.parent / f"{model.stem}.trt-cache") / file_sha256(model)[:16]
 
 
-def fp32_math(provider: str, precision: str) -> str:
+def fp32_math(provider: Provider | str, precision: Precision | str) -> str:
     """How a model's FP32 convolutions run on ``provider``: ``"tf32"`` or ``"ieee"``.
 
     TensorRT's TF32 builder flag is on by default (10 mantissa bits on Ampere and newer) and
@@ -120,7 +121,7 @@ def fp32_math(provider: str, precision: str) -> str:
         provider: ``cpu``, ``cuda`` or ``tensorrt``.
         precision: the model's precision (``fp32``, ``fp16``, ``int8``); only FP32 is affected.
     """
-    if str(provider) == "tensorrt" and str(precision) == "fp32" and os.environ.get("NVIDIA_TF32_OVERRIDE") != "0":
+    if provider == Provider.TENSORRT and precision == Precision.FP32 and os.environ.get("NVIDIA_TF32_OVERRIDE") != "0":
         return "tf32"
     return "ieee"
 
@@ -157,10 +158,10 @@ def provider_chain(
     """
     if provider not in PROVIDERS:
         raise InputError(f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
-    if provider == "cpu":
+    if provider == Provider.CPU:
         return [("CPUExecutionProvider", {})]
     cuda = ("CUDAExecutionProvider", {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE", "use_tf32": 0})
-    if provider == "cuda":
+    if provider == Provider.CUDA:
         return [cuda, ("CPUExecutionProvider", {})]
     cache = str(tensorrt_cache_dir(model, cache_dir))
     tensorrt = ("TensorrtExecutionProvider", {

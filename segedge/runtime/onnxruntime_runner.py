@@ -3,7 +3,6 @@ execution providers with onnxruntime-gpu)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -11,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from segedge.data.oxford_pet import CLASS_NAMES
-from segedge.data.transforms import PreprocessConfig
+from segedge.contract import Backend, Contract, Precision, Provider
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.onnxruntime_providers import (  # noqa: F401 (provider_chain: public here too)
     PROVIDERS,
@@ -65,10 +63,10 @@ class OnnxRuntimeRunner(Runner):
             :func:`~segedge.runtime.onnxruntime_providers.check_active_provider`).
     """
 
-    backend = "onnxruntime"
+    backend = Backend.ONNXRUNTIME
 
     def __init__(
-        self, path: str | os.PathLike[str], provider: str = "cpu", threads: int = 0, spin: bool = True,
+        self, path: str | os.PathLike[str], provider: Provider | str = Provider.CPU, threads: int = 0, spin: bool = True,
         cache_dir: str | os.PathLike[str] | None = None, device_id: int = 0,
     ):
         import onnxruntime as ort
@@ -91,7 +89,7 @@ class OnnxRuntimeRunner(Runner):
         options.log_severity_level = 1 if os.environ.get("SEGEDGE_DEBUG") == "1" else 3
         try:
             graph = GraphPrecision(int8=False, fp16=False)  # what the TensorRT provider must enable, from the graph
-            if provider == "tensorrt":
+            if provider == Provider.TENSORRT:
                 graph = graph_precision(onnx.load(str(self.artifact), load_external_data=False))
             chain = provider_chain(provider, self.artifact, Path(cache_dir) if cache_dir else None, device_id, graph)
             available = set(ort.get_available_providers())
@@ -118,19 +116,11 @@ class OnnxRuntimeRunner(Runner):
         meta = self.session.get_modelmeta().custom_metadata_map
         batch_dim = inputs[0].shape[0]
         self.max_batch = batch_dim if isinstance(batch_dim, int) else None
-        try:
-            if "segedge.preprocess" in meta:
-                self.preprocess_config = PreprocessConfig.from_json(meta["segedge.preprocess"])
-            else:
-                h, w = inputs[0].shape[2:]
-                if not (isinstance(h, int) and isinstance(w, int)):
-                    raise ModelFormatError(f"{self.artifact} has no segedge metadata and a dynamic input size")
-                log.warning("%s has no segedge metadata; assuming the default preprocessing at %dx%d", path, h, w)
-                self.preprocess_config = PreprocessConfig(height=h, width=w)
-            self.classes = tuple(json.loads(meta.get("segedge.classes", json.dumps(CLASS_NAMES))))
-        except (InputError, json.JSONDecodeError) as exc:
-            raise ModelFormatError(f"{self.artifact}: bad segedge metadata: {exc}") from None
-        self.precision = meta.get("segedge.precision", "fp16" if self.input_is_fp16 else "fp32")
+        h, w = (d if isinstance(d, int) else None for d in inputs[0].shape[2:])
+        self.contract = Contract.from_props(
+            meta, str(self.artifact), fallback_size=(h, w),
+            fallback_precision=Precision.FP16 if self.input_is_fp16 else Precision.FP32,
+        )
         self.fp32_math = fp32_math(provider, self.precision)
         self.metadata = dict(meta)
 

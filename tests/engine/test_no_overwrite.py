@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from segedge.cli.main import app
-from segedge.engine.artifacts import intermediate_onnx
+from segedge.pipeline.build import intermediate_onnx
 from segedge.errors import InputError
 
 cli = CliRunner()
