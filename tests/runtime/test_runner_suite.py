@@ -15,7 +15,7 @@ RUNNERS = [
     Backend.TORCH,
     Backend.ONNXRUNTIME,
     pytest.param(Backend.TENSORRT, marks=[pytest.mark.tensorrt, pytest.mark.skipif(
-        not tensorrt_available(), reason="TensorRT is not installed (pip install 'segedge[tensorrt]' on a GPU machine)")]),
+        not tensorrt_available(), reason="TensorRT is not installed (pip install 'segedge[tensorrt-cu12]' or '[tensorrt-cu13]' on a GPU machine)")]),
 ]
 
 
