@@ -14,6 +14,12 @@ import numpy as np
 import triton_python_backend_utils as pb_utils  # provided by the stub
 
 
+def _tensor(name, array):
+    """An output tensor built through DLPack: the stub's pybind11 reads numpy 1's dtype layout,
+    so a numpy 2 array handed to ``pb_utils.Tensor`` arrives with zero bytes (Triton 2.51)."""
+    return pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(array))
+
+
 class TritonPythonModel:
     """One model instance: a segedge runner over the artifact in this version directory."""
 
@@ -30,7 +36,8 @@ class TritonPythonModel:
         self.input_name = config["input"][0]["name"]
 
     def execute(self, requests):
-        arrays = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
+        # through DLPack too: Tensor.as_numpy() misreads the data under numpy 2 (see _tensor)
+        arrays = [np.from_dlpack(pb_utils.get_input_tensor_by_name(r, self.input_name)) for r in requests]
         logits = self.runner.infer(np.ascontiguousarray(np.concatenate(arrays)))
         responses, start = [], 0
         for request, array in zip(requests, arrays):
@@ -39,9 +46,9 @@ class TritonPythonModel:
             wanted = set(request.requested_output_names()) or {self.logits_name, "classmap"}
             outputs = []
             if self.logits_name in wanted:
-                outputs.append(pb_utils.Tensor(self.logits_name, np.ascontiguousarray(part)))
+                outputs.append(_tensor(self.logits_name, part))
             if "classmap" in wanted:
-                outputs.append(pb_utils.Tensor("classmap", part.argmax(1).astype(np.uint8)))
+                outputs.append(_tensor("classmap", part.argmax(1).astype(np.uint8)))
             responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
         return responses
 
