@@ -36,7 +36,7 @@ from pathlib import Path
 
 from segedge.errors import BackendUnavailableError
 
-INSTALL = "pip install 'segedge[serve]' (nvidia-pytriton, installed with --no-deps: see the README)"
+INSTALL = "pip install 'segedge[serve]' && pip install --no-deps nvidia-pytriton==0.7.0"
 
 
 @dataclass(frozen=True)
