@@ -24,9 +24,10 @@ def serve_command(
 ) -> None:
     """Serve an artifact through a real Triton Inference Server (PyTriton's bundled server, Python backend).
 
-    Dynamic batching, HTTP (/v2/health/ready, /v2/models/NAME/infer), gRPC and Prometheus metrics
-    (/metrics), all bound to 127.0.0.1 unless --host. Clients: `segedge run --engine triton://HOST:PORT/NAME`.
-    Runs until Ctrl-C or SIGTERM, then stops the server. Needs `pip install 'segedge[serve]'` (exit 4 without).
+    Dynamic batching, HTTP (/v2/health/ready, /v2/models/NAME/infer), gRPC and Prometheus metrics (/metrics),
+    all bound to 127.0.0.1 unless --host. Clients: `segedge run --engine triton://HOST:PORT/NAME`. Runs until
+    Ctrl-C or SIGTERM, then stops the server. Needs the serve extra and `pip install --no-deps nvidia-pytriton==0.7.0`
+    (README, "Many cameras"); without them, or where the server cannot run, one line and exit code 4.
     """
     import shutil
     import signal
@@ -43,18 +44,20 @@ def serve_command(
     name = name or model_name(artifact)
     work = Path(tempfile.mkdtemp(prefix="segedge-serve-"))
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         options = TritonOptions(max_batch=max_batch, queue_delay_us=queue_delay_us, instances=instances, device="cpu", class_map=True)
         serving_repository(artifact, work / "repo", options, name=name, threads=threads)
-        with TritonServer(work / "repo", host, port, log=work / "tritonserver.log") as server:
+        log = Path(tempfile.gettempdir()) / f"segedge-serve-{port}.log"  # kept: the server's own account of a failure
+        with TritonServer(work / "repo", host, port, log=log) as server:
             server.wait_ready(ready_timeout)
             console.print(f"serving {artifact} as {name!r}: triton://{server.local}/{name} (HTTP), triton+grpc://{host}:{port + 1}/{name}, "
-                          f"metrics http://{host}:{port + 2}/metrics; Ctrl-C stops")
+                          f"metrics http://{host}:{port + 2}/metrics; log {log}; Ctrl-C stops")
             while not stop.wait(0.5):
                 if server.process.poll() is not None:
                     raise BackendUnavailableError(f"Triton exited ({server.last_error() or 'see its log'})")
         console.print("stopped")
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         shutil.rmtree(work, ignore_errors=True)

@@ -36,9 +36,9 @@ def load_runner(
         from segedge.runtime.torch_runner import TorchRunner
 
         return TorchRunner(None, threads=threads)
-    if str(artifact).startswith("triton"):
-        from segedge.runtime.triton_runner import TritonRunner
+    from segedge.runtime.triton_runner import TritonRunner, is_triton_url
 
+    if is_triton_url(artifact):
         return TritonRunner(str(artifact))
     path = Path(artifact)
     backend = SUFFIXES.get(path.suffix.lower())
@@ -71,7 +71,9 @@ def live_parallelism(artifact: str | os.PathLike[str] | None, provider: str = "c
     A Triton server gets 4 workers, i.e. 4 requests in flight, so the network round trip of
     one frame overlaps the server's work on the others.
     """
-    if artifact is not None and str(artifact).startswith("triton"):
+    from segedge.runtime.triton_runner import is_triton_url
+
+    if is_triton_url(artifact):
         return 4, 0
     cores = os.cpu_count() or 1
     suffix = Path(artifact).suffix.lower() if artifact is not None else ".pt"

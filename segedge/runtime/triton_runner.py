@@ -24,6 +24,7 @@ from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.base import Runner
 
 # "triton://h:p/m"; a pathlib.Path turns "//" into "/", so the CLI's Path options arrive as "triton:/h:p/m"
+SCHEME = re.compile(r"^triton(?:\+[A-Za-z]+)?:/")
 URL = re.compile(r"^triton(?:\+(?P<protocol>http|grpc))?:/{1,2}(?P<address>[^/]+)/(?P<model>[A-Za-z0-9_.-]+)/?$")
 
 
@@ -40,8 +41,9 @@ def parse_url(url: str) -> tuple[str, str, str]:
 
 
 def is_triton_url(value) -> bool:
-    """Whether ``value`` (a string or a ``Path``) names a Triton model."""
-    return value is not None and str(value).startswith("triton")  and URL.match(str(value)) is not None
+    """Whether ``value`` (a string or a ``Path``) is meant as a Triton address: its scheme is
+    ``triton`` or ``triton+PROTOCOL`` (:func:`parse_url` then checks the rest)."""
+    return value is not None and SCHEME.match(str(value)) is not None
 
 
 class TritonRunner(Runner):

@@ -77,7 +77,7 @@ def served(exported_onnx, tmp_path_factory):
                 time.sleep(1)
         else:
             pytest.skip(f"Triton did not start: {log.read_text(errors='replace').strip().splitlines()[-1:]}")
-        yield {"port": port, "onnx": exported_onnx}
+        yield {"port": port, "onnx": exported_onnx, "log": log}
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -134,6 +134,23 @@ def test_metrics_count_inferences_and_batches(served):
     counters = read_counters(f"127.0.0.1:{served['port'] + 2}", "dsc")
     assert counters.requests >= 1 and counters.inferences >= counters.requests and counters.executions >= 1
     assert counters.inferences >= counters.executions
+
+
+def test_serve_binds_127_0_0_1_by_default(served):
+    port = served["port"]
+    printed = served["log"].read_text(errors="replace")
+    assert f"triton://127.0.0.1:{port}/dsc" in printed and f"http://127.0.0.1:{port + 2}/metrics" in printed
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=5) as response:
+        assert response.status == 200
+
+
+def test_serve_bad_artifact_is_one_line(tmp_path, one_line_error):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    assert "does not exist" in one_line_error(cli.invoke(app, ["serve", str(tmp_path / "nope.onnx")]))
+    result = cli.invoke(app, ["serve", str(bad), "--port", str(free_ports())])
+    assert result.exit_code in (2, 4)  # 4 where the server cannot run here at all
+    one_line_error(result)
 
 
 def test_unreachable_server_is_one_line_exit_4(tmp_path, libby_video, one_line_error):
