@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segedge._io import atomic_path, atomic_write_text
-from segedge.deploy.contract import read_artifact
+from segedge.deploy.artifact import read_artifact
 from segedge.errors import ExportError, InputError
 
 # [property] keys of Gst-nvinfer's configuration file (DeepStream docs, "Gst-nvinfer configuration

@@ -210,7 +210,7 @@ def serving_repository(artifact: Path, repo: Path, options, name: str | None = N
     """
     import json
 
-    from segedge.deploy.contract import ArtifactInfo, TensorSpec, read_artifact
+    from segedge.deploy.artifact import ArtifactInfo, TensorSpec, read_artifact
     from segedge.deploy.triton import write_model
     from segedge.runtime.factory import load_runner
 

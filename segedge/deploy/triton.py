@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segedge._io import atomic_path, atomic_write_text
-from segedge.deploy.contract import ArtifactInfo, TensorSpec, onnx_info, read_artifact
+from segedge.deploy.artifact import ArtifactInfo, TensorSpec, onnx_info, read_artifact
 from segedge.errors import BackendUnavailableError, ExportError, InputError
 
 PRECISION_MODE = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
@@ -94,7 +94,7 @@ def config_text(name: str, info: ArtifactInfo, options: TritonOptions, backend: 
     """
     max_batch = batch_limit(info, options)
     batched = max_batch > 0
-    head = f'platform: "tensorrt_plan"' if backend == "tensorrt_plan" else f"backend: {_q(backend)}"
+    head = 'platform: "tensorrt_plan"' if backend == "tensorrt_plan" else f"backend: {_q(backend)}"
     kind = "KIND_GPU" if options.device == "gpu" and backend != "python" else "KIND_CPU"
     lines = [
         f"# written by segedge from {info.path.name}; the segedge.* parameters are its deployment contract",
@@ -214,7 +214,7 @@ def write_model(info: ArtifactInfo, repo: Path, options: TritonOptions, name: st
     """Write one model directory into ``repo`` and check its config.
 
     Args:
-        info: the artifact (:func:`~segedge.deploy.contract.read_artifact`).
+        info: the artifact (:func:`~segedge.deploy.artifact.read_artifact`).
         repo: repository root (created).
         options: batching, instances, device, class map.
         name: model name (default: from the file name).

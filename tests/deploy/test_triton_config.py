@@ -78,7 +78,7 @@ def test_fixed_batch_cpu_without_class_map(tmp_path, make_segmenter):
 
 
 def test_check_catches_a_config_that_does_not_match(tmp_path, make_segmenter):
-    from segedge.deploy.contract import read_artifact
+    from segedge.deploy.artifact import read_artifact
 
     src = make_segmenter(tmp_path / "m.onnx", 3)
     (model_dir,) = write_repository([src], tmp_path / "repo")
