@@ -36,6 +36,7 @@ def parse_url(url: str) -> tuple[str, str, str]:
     """
     match = URL.match(str(url))
     if match is None:
+        url = re.sub(r"^(triton[^:/]*):/+", r"\1://", str(url))  # as typed, before pathlib folded its "//"
         raise InputError(f"{url!r} is not a Triton address; expected triton://HOST:PORT/MODEL or triton+grpc://HOST:PORT/MODEL")
     return match["protocol"] or "http", match["address"], match["model"]
 
