@@ -15,7 +15,8 @@ The TensorRT execution accelerator of the ``onnxruntime`` backend (Triton onnxru
 README, "Model Config Options": ``optimization { execution_accelerators {
 gpu_execution_accelerator: [{ name: "tensorrt" ... }] } }``) is set to the artifact's
 precision (``precision_mode`` FP32 / FP16 / INT8: a Q/DQ model needs INT8 enabled for
-TensorRT to take its Q/DQ nodes), with the engine cache on; the CUDA execution provider
+TensorRT to take its Q/DQ nodes), with the engine cache on and, for a batched model, one
+optimization profile from batch 1 to ``max_batch_size``; the CUDA execution provider
 runs whatever TensorRT does not take. ``--device cpu`` writes ``KIND_CPU`` instances and
 no accelerator.
 """
@@ -120,8 +121,13 @@ def config_text(name: str, info: ArtifactInfo, options: TritonOptions, backend: 
             '  parameters { key: "max_workspace_size_bytes" value: "1073741824" }',
             '  parameters { key: "trt_engine_cache_enable" value: "1" }',
             '  parameters { key: "trt_engine_cache_path" value: "/tmp/segedge-trt-cache" }',
-            "} ] } }",
         ]
+        if batched:  # one engine for every batch the batcher forms, instead of a rebuild per new shape
+            inp = info.inputs[0]
+            dims = "x".join(str(d) for d in inp.shape[1:])
+            for key, n in (("min", 1), ("opt", max_batch), ("max", max_batch)):
+                lines.append(f'  parameters {{ key: "trt_profile_{key}_shapes" value: "{inp.name}:{n}x{dims}" }}')
+        lines.append("} ] } }")
     params = {f"segedge.{k}": v for k, v in sorted(info.metadata.items())}
     params.setdefault("segedge.classes", json.dumps(info.classes))
     params.setdefault("segedge.precision", info.precision)

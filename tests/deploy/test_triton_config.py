@@ -48,6 +48,8 @@ def test_config_matches_model(tmp_path, make_segmenter, classes, precision, mode
     assert config.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU and config.instance_group[0].count == 1
     (accel,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accel.name == "tensorrt" and accel.parameters["precision_mode"] == mode
+    assert accel.parameters["trt_profile_min_shapes"] == "input:1x3x32x48"
+    assert accel.parameters["trt_profile_max_shapes"] == "input:8x3x32x48"
     labels = (model_dir / outputs["logits"].label_filename).read_text().splitlines()
     assert labels == [f"c{i}" for i in range(classes)]
     assert json.loads(config.parameters["segedge.classes"].string_value) == labels
