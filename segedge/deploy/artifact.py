@@ -123,8 +123,8 @@ def read_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
         raise ModelFormatError(f"{sidecar}: not a segedge engine sidecar ({exc})") from None
     if classes is None:
         raise ModelFormatError(f"{sidecar}: no classes in the engine metadata; rebuild it with segedge build-engine")
-    dtype = "TYPE_FP16" if meta.get("precision") == "fp16" and info.get("io_fp16") else "TYPE_FP32"
-    inputs = (TensorSpec(info.get("input_name", "input"), dtype, (-1, c, h, w)),)
+    # segedge engines keep float32 input and output at every precision (FP16 and INT8 live inside)
+    inputs = (TensorSpec(info.get("input_name", "input"), "TYPE_FP32", (-1, c, h, w)),)
     outputs = (TensorSpec(info.get("output_name", "logits"), "TYPE_FP32", (-1, classes, h, w)),)
     meta.setdefault("precision", info.get("precision", "fp32"))
     return ArtifactInfo(path, "plan", inputs, outputs, meta, max_profile_batch=max_batch)

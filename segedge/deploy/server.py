@@ -21,6 +21,7 @@ standard library it imports. An interpreter built without a shared libpython (no
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -223,9 +224,8 @@ def serving_repository(artifact: Path, repo: Path, options, name: str | None = N
             meta = {"preprocess": runner.preprocess_config.to_json(), "classes": json.dumps(list(runner.classes)), "precision": runner.precision}
         info = ArtifactInfo(artifact, artifact.suffix.lstrip("."), (TensorSpec("input", "TYPE_FP32", (-1, 3, h, w)),),
                             (TensorSpec("logits", "TYPE_FP32", (-1, c, h, w)), TensorSpec("classmap", "TYPE_UINT8", (-1, h, w))), meta)
-    if threads:
-        info.metadata["serve_threads"] = str(threads)
-    info.metadata["served_by"] = "segedge serve (Triton python backend)"
+    extra = {"served_by": "segedge serve (Triton python backend)", **({"serve_threads": str(threads)} if threads else {})}
+    info = dataclasses.replace(info, metadata={**info.metadata, **extra})
     model = Path(__file__).with_name("triton_model.py")
     model_dir = write_model(info, repo, options, name=name, backend="python", python_model=model)
     if artifact.suffix.lower() in (".engine", ".plan"):  # the TensorRT runner checks the engine against its sidecar
