@@ -93,7 +93,10 @@ def stub_environment(install: TritonInstall) -> dict[str, str]:
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, str(install.libs), env.get("LD_LIBRARY_PATH", "")) if p)
     env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
-    paths = [p for p in sys.path if p and Path(p).is_dir()]  # segedge and the venv's site-packages for the stub
+    # the stub imports segedge and its dependencies: this process's import path, plus segedge's own root
+    # (an editable install is found through an import hook that a PYTHONPATH entry does not carry)
+    package_root = str(Path(__file__).resolve().parents[2])
+    paths = [package_root] + [p for p in sys.path if p and Path(p).is_dir()]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return env
 
