@@ -128,6 +128,12 @@ def test_runner_logits_and_class_map_match_onnxruntime(served, scheme, offset):
         np.testing.assert_array_equal(remote.predict([image]), local.predict([image]))
 
 
+def test_bench_times_the_served_model(served):
+    result = cli.invoke(app, ["bench", f"triton+grpc://127.0.0.1:{served['port'] + 1}/dsc", "--runs", "4", "--warmup", "1"])
+    assert result.exit_code == 0, result.output
+    assert "dsc@127.0.0.1" in result.output and "triton" in result.output  # the row's name (the table may wrap it)
+
+
 def test_metrics_count_inferences_and_batches(served):
     from segedge.deploy.metrics import read_counters
 
