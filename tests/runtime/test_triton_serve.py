@@ -97,10 +97,10 @@ def masks(folder: Path) -> np.ndarray:
 def test_run_through_triton_agrees_with_local_onnxruntime(served, libby_video, tmp_path):
     url = f"triton://127.0.0.1:{served['port']}/dsc"
     for engine, out in ((url, "remote"), (str(served["onnx"]), "local")):
-        result = cli.invoke(app, ["run", "--engine", engine, "--source", str(libby_video), "--save-masks", str(tmp_path / out), "--max-frames", "24"])
+        result = cli.invoke(app, ["run", "--engine", engine, "--source", str(libby_video), "--save-masks", str(tmp_path / out)])
         assert result.exit_code == 0, result.output
     remote, local = masks(tmp_path / "remote"), masks(tmp_path / "local")
-    assert remote.shape == local.shape and remote.shape[0] == 24
+    assert remote.shape == local.shape and remote.shape[0] >= 40  # every frame of the clip
     assert (remote == local).mean() >= 0.999
 
 
