@@ -1,7 +1,8 @@
-"""What a deployment config needs from an artifact: its tensors and its ``segedge.*`` contract.
+"""What a deployment config needs from an artifact: its tensors and its contract.
 
-Read from an ONNX file (graph inputs/outputs and ``metadata_props``) or from a TensorRT
-engine's JSON sidecar (``segedge/engine/sidecar.py``); no TensorRT is needed for either.
+Tensors come from an ONNX graph or a TensorRT engine's JSON sidecar (``segedge/engine/sidecar.py``;
+no TensorRT is needed); the contract is read by :class:`~segedge.contract.Contract`, the only
+reader of segedge metadata.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segedge.contract import Contract, Precision, PreprocessConfig
 from segedge.errors import ModelFormatError
 
 # ONNX TensorProto element type -> Triton data type (model_config.proto DataType)
@@ -37,42 +39,40 @@ class ArtifactInfo:
     """An artifact as a server sees it.
 
     Attributes:
-        path: the ONNX file or TensorRT engine.
-        kind: ``onnx`` or ``plan``.
+        path: the ONNX file, TensorRT engine or checkpoint.
+        kind: ``onnx``, ``plan`` or the suffix of another artifact (``pt``).
         inputs, outputs: graph tensors (the first output holds the ``(N, C, H, W)`` logits).
-        metadata: ``segedge.*`` contract, keys without the prefix (``preprocess``, ``classes``,
-            ``palette``, ``precision``, ...), values as stored (JSON text for lists).
-        max_profile_batch: largest batch of a plan's optimization profile (``None`` for ONNX).
+        contract: the deployment contract (:class:`~segedge.contract.Contract`: preprocessing,
+            classes, palette, precision, provenance), read by the contract type itself.
+        max_profile_batch: largest batch of a plan's optimization profile (``None`` otherwise).
     """
 
     path: Path
     kind: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    metadata: dict[str, str] = field(default_factory=dict)
+    contract: Contract = field(default_factory=Contract)
     max_profile_batch: int | None = None
 
     @property
     def classes(self) -> list[str]:
-        """Class names in logit order (from ``segedge.classes``, else ``class_0..``)."""
-        if "classes" in self.metadata:
-            return list(json.loads(self.metadata["classes"]))
-        return [f"class_{i}" for i in range(self.outputs[0].shape[1])]
+        """Class names in logit order."""
+        return list(self.contract.classes)
 
     @property
-    def preprocess(self) -> dict:
-        """``segedge.preprocess`` as a dict: ``height``, ``width``, ``scale``, ``channel_order``
-        and, for models normalised per channel, ``mean`` / ``std`` (applied after ``scale``:
-        ``y = (x * scale - mean[c]) / std[c]``, in the model's channel order)."""
-        if "preprocess" not in self.metadata:
-            _, _, h, w = self.inputs[0].shape
-            return {"height": h, "width": w, "scale": 1 / 255, "channel_order": "RGB"}
-        return json.loads(self.metadata["preprocess"])
+    def preprocess(self) -> PreprocessConfig:
+        """The preprocessing (``x = (pixel * scale - mean) / std`` per channel, see
+        :class:`~segedge.contract.PreprocessConfig`)."""
+        return self.contract.preprocess
 
     @property
-    def precision(self) -> str:
-        """``fp32``, ``fp16`` or ``int8`` (from the contract; FP16 input tensors mean fp16)."""
-        return self.metadata.get("precision", "fp16" if self.inputs[0].dtype == "TYPE_FP16" else "fp32")
+    def precision(self) -> Precision:
+        """Numeric precision of the artifact."""
+        return self.contract.precision
+
+    def parameters(self) -> dict[str, str]:
+        """The contract as Triton config ``parameters``: ``segedge.``-prefixed strings."""
+        return self.contract.to_props()
 
 
 def _onnx_tensor(value) -> TensorSpec:
@@ -84,16 +84,23 @@ def _onnx_tensor(value) -> TensorSpec:
 
 
 def onnx_info(model, path: Path) -> ArtifactInfo:
-    """:class:`ArtifactInfo` of a loaded ``onnx.ModelProto`` (``path``: where it came from)."""
-    from segedge.export.metadata import read_metadata
+    """:class:`ArtifactInfo` of a loaded ``onnx.ModelProto`` (``path``: where it came from).
 
+    Raises:
+        ModelFormatError: not a single-input segmentation model, or a malformed contract.
+    """
     initializers = {i.name for i in model.graph.initializer}
     inputs = tuple(_onnx_tensor(v) for v in model.graph.input if v.name not in initializers)
     outputs = tuple(_onnx_tensor(v) for v in model.graph.output)
     if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs[0].shape) != 4:
         raise ModelFormatError(f"{path}: expected one (N, 3, H, W) input and (N, C, H, W) logits, found inputs "
                                f"{[i.shape for i in inputs]} and outputs {[o.shape for o in outputs]}")
-    return ArtifactInfo(path, "onnx", inputs, outputs, read_metadata(model))
+    _, _, h, w = inputs[0].shape
+    contract = Contract.from_onnx(model, str(path), fallback_size=(h if h > 0 else None, w if w > 0 else None),
+                                  fallback_precision=Precision.FP16 if inputs[0].dtype == "TYPE_FP16" else Precision.FP32)
+    if contract.num_classes != outputs[0].shape[1]:
+        raise ModelFormatError(f"{path}: {contract.num_classes} classes in its contract but {outputs[0].shape[1]} logit channels")
+    return ArtifactInfo(path, "onnx", inputs, outputs, contract)
 
 
 def read_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
@@ -115,16 +122,13 @@ def read_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
         raise ModelFormatError(f"{path}: engine or its sidecar {sidecar.name} is missing (segedge build-engine writes both)")
     try:
         info = json.loads(sidecar.read_text())
-        meta = dict(info.get("metadata", {}))
         _, c, h, w = info["profile"]["max"]
         max_batch = int(info["profile"]["max"][0])
-        classes = len(json.loads(meta["classes"])) if "classes" in meta else None
+        meta = {"precision": info.get("precision", "fp32"), **dict(info.get("metadata", {}))}
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelFormatError(f"{sidecar}: not a segedge engine sidecar ({exc})") from None
-    if classes is None:
-        raise ModelFormatError(f"{sidecar}: no classes in the engine metadata; rebuild it with segedge build-engine")
+    contract = Contract.from_metadata(meta, str(sidecar), fallback_size=(h, w))
     # segedge engines keep float32 input and output at every precision (FP16 and INT8 live inside)
     inputs = (TensorSpec(info.get("input_name", "input"), "TYPE_FP32", (-1, c, h, w)),)
-    outputs = (TensorSpec(info.get("output_name", "logits"), "TYPE_FP32", (-1, classes, h, w)),)
-    meta.setdefault("precision", info.get("precision", "fp32"))
-    return ArtifactInfo(path, "plan", inputs, outputs, meta, max_profile_batch=max_batch)
+    outputs = (TensorSpec(info.get("output_name", "logits"), "TYPE_FP32", (-1, contract.num_classes, h, w)),)
+    return ArtifactInfo(path, "plan", inputs, outputs, contract, max_profile_batch=max_batch)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segedge._io import atomic_path, atomic_write_text
+from segedge.contract import Precision, PreprocessConfig
 from segedge.deploy.artifact import read_artifact
 from segedge.errors import ExportError, InputError
 
@@ -41,7 +42,7 @@ disable-output-host-copy force-implicit-batch-dim infer-dims num-classes
 """.split())
 REQUIRED = ("onnx-file", "labelfile-path", "batch-size", "network-mode", "network-type", "num-detected-classes",
             "infer-dims", "output-blob-names", "net-scale-factor", "offsets", "model-color-format", "segmentation-threshold")
-NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
+NETWORK_MODE = {Precision.FP32: 0, Precision.INT8: 1, Precision.FP16: 2}
 SCALING_FILTER = {"nearest": 0, "linear": 1, "cubic": 2, "area": 1}  # NvBufSurfTransform_Inter: 0 nearest, 1 bilinear, 2 cubic (GPU)
 
 
@@ -60,17 +61,11 @@ class NvinferPreprocess:
     fold_std: tuple[float, float, float] | None
 
 
-def nvinfer_preprocess(preprocess: dict) -> NvinferPreprocess:
-    """Map a segedge preprocessing contract (``scale``, optional ``mean``/``std``) onto nvinfer's.
-
-    Raises:
-        InputError: ``scale`` is not positive, or mean/std are not three numbers.
-    """
-    scale = float(preprocess.get("scale", 1 / 255))
-    mean = [float(m) for m in preprocess.get("mean", (0.0, 0.0, 0.0))]
-    std = [float(s) for s in preprocess.get("std", (1.0, 1.0, 1.0))]
-    if scale <= 0 or len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
-        raise InputError(f"preprocessing {preprocess} cannot be expressed for nvinfer: need scale > 0 and three means and stds > 0")
+def nvinfer_preprocess(preprocess: PreprocessConfig) -> NvinferPreprocess:
+    """Map a segedge preprocessing contract (``scale``, optional ``mean``/``std``) onto nvinfer's."""
+    scale = preprocess.scale
+    mean = preprocess.mean or (0.0, 0.0, 0.0)
+    std = preprocess.std or (1.0, 1.0, 1.0)
     offsets = tuple(m / scale for m in mean)
     if max(std) - min(std) <= 1e-12 * max(std):
         return NvinferPreprocess(scale / std[0], offsets, None)
@@ -96,7 +91,7 @@ def write_deepstream(artifact: str | os.PathLike[str], out_dir: str | os.PathLik
         The config path.
 
     Raises:
-        InputError: not an ONNX file, or a contract nvinfer cannot express.
+        InputError: not an ONNX file.
         ModelFormatError: unreadable ONNX.
         ExportError: the written config misses a required key (should not happen).
     """
@@ -126,15 +121,15 @@ def write_deepstream(artifact: str | os.PathLike[str], out_dir: str | os.PathLik
         "onnx-file": onnx_name,
         "labelfile-path": "labels.txt",
         "batch-size": batch_size,
-        "network-mode": NETWORK_MODE.get(info.precision, 0),
+        "network-mode": NETWORK_MODE[info.precision],
         "network-type": 2,
         "num-detected-classes": len(info.classes),
         "infer-dims": f"{c};{h};{w}",
         "output-blob-names": "probabilities",
         "net-scale-factor": _fmt(mapped.net_scale_factor),
         "offsets": ";".join(_fmt(o) for o in mapped.offsets),
-        "model-color-format": 0 if pre.get("channel_order", "RGB") == "RGB" else 1,
-        "scaling-filter": SCALING_FILTER.get(pre.get("interpolation", "linear"), 1),
+        "model-color-format": 0 if pre.channel_order == "RGB" else 1,
+        "scaling-filter": SCALING_FILTER.get(pre.interpolation, 1),
         "maintain-aspect-ratio": 0,
         "segmentation-threshold": "0.0",
         "segmentation-output-order": 0,

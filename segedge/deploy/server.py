@@ -212,8 +212,6 @@ def serving_repository(artifact: Path, repo: Path, options, name: str | None = N
     Raises:
         ModelFormatError, CheckpointError: the artifact cannot be loaded.
     """
-    import json
-
     from segedge.deploy.artifact import ArtifactInfo, TensorSpec, read_artifact
     from segedge.deploy.triton import write_model
     from segedge.runtime.factory import load_runner
@@ -222,13 +220,13 @@ def serving_repository(artifact: Path, repo: Path, options, name: str | None = N
         info = read_artifact(artifact)
     else:  # a checkpoint or an engine: the contract as its runner reads it
         with load_runner(artifact) as runner:
-            h, w = runner.preprocess_config.size
-            c = len(runner.classes)
-            meta = {"preprocess": runner.preprocess_config.to_json(), "classes": json.dumps(list(runner.classes)), "precision": runner.precision}
+            contract = runner.contract
+        h, w = contract.preprocess.size
         info = ArtifactInfo(artifact, artifact.suffix.lstrip("."), (TensorSpec("input", "TYPE_FP32", (-1, 3, h, w)),),
-                            (TensorSpec("logits", "TYPE_FP32", (-1, c, h, w)), TensorSpec("classmap", "TYPE_UINT8", (-1, h, w))), meta)
-    extra = {"served_by": "segedge serve (Triton python backend)", **({"serve_threads": str(threads)} if threads else {})}
-    info = dataclasses.replace(info, metadata={**info.metadata, **extra})
+                            (TensorSpec("logits", "TYPE_FP32", (-1, contract.num_classes, h, w)), TensorSpec("classmap", "TYPE_UINT8", (-1, h, w))),
+                            contract)
+    serving = {"served_by": "segedge serve (Triton python backend)", **({"serve_threads": str(threads)} if threads else {})}
+    info = dataclasses.replace(info, contract=info.contract.replace(extra={**info.contract.extra, **serving}))
     model = Path(__file__).with_name("triton_model.py")
     model_dir = write_model(info, repo, options, name=name, backend="python", python_model=model)
     if artifact.suffix.lower() in (".engine", ".plan"):  # the TensorRT runner checks the engine against its sidecar

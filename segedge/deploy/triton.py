@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segedge._io import atomic_path, atomic_write_text
+from segedge.contract import Precision
 from segedge.deploy.artifact import ArtifactInfo, TensorSpec, onnx_info, read_artifact
 from segedge.errors import BackendUnavailableError, ExportError, InputError
 
-PRECISION_MODE = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
+PRECISION_MODE = {Precision.FP32: "FP32", Precision.FP16: "FP16", Precision.INT8: "INT8"}
 LABELS = "labels.txt"
 
 
@@ -128,9 +129,7 @@ def config_text(name: str, info: ArtifactInfo, options: TritonOptions, backend: 
             for key, n in (("min", 1), ("opt", max_batch), ("max", max_batch)):
                 lines.append(f'  parameters {{ key: "trt_profile_{key}_shapes" value: "{inp.name}:{n}x{dims}" }}')
         lines.append("} ] } }")
-    params = {f"segedge.{k}": v for k, v in sorted(info.metadata.items())}
-    params.setdefault("segedge.classes", json.dumps(info.classes))
-    params.setdefault("segedge.precision", info.precision)
+    params = dict(sorted(info.parameters().items()))
     params["segedge.logits_output"] = outputs[0].name
     for key, value in params.items():
         lines.append(f"parameters {{ key: {_q(key)} value: {{ string_value: {_q(value)} }} }}")

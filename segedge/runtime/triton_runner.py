@@ -13,13 +13,12 @@ fed without gaps; the server's dynamic batcher joins them into batches.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 
 import numpy as np
 
-from segedge.data.transforms import PreprocessConfig
+from segedge.contract import Backend, Contract
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.base import Runner
 
@@ -61,7 +60,7 @@ class TritonRunner(Runner):
         ModelFormatError: the model's config carries no segedge contract.
     """
 
-    backend = "triton"
+    backend = Backend.TRITON
 
     def __init__(self, url: str, timeout_s: float = 30.0):
         self.protocol, self.address, self.model = parse_url(url)
@@ -87,16 +86,13 @@ class TritonRunner(Runner):
         params = {k: v.get("string_value", v.get("stringValue", "")) for k, v in config.get("parameters", {}).items()}
         if "segedge.preprocess" not in params:
             raise ModelFormatError(f"model {self.model!r} at {where} has no segedge.preprocess parameter; write it with segedge deploy triton")
-        self.preprocess_config = PreprocessConfig.from_json(params["segedge.preprocess"])
-        self.classes = tuple(json.loads(params["segedge.classes"]))
-        self.precision = params.get("segedge.precision", "fp32")
+        self.contract = Contract.from_props(params, source=f"model {self.model!r} at {where}")
         self.logits_name = params.get("segedge.logits_output", config["output"][0]["name"])
         self.input_name = config["input"][0]["name"]
         dtype = config["input"][0].get("data_type", config["input"][0].get("dataType"))
         self.input_dtype = "FP16" if dtype == "TYPE_FP16" else "FP32"
         self.has_class_map = any(o["name"] == "classmap" for o in config["output"])
         self.max_batch = int(config.get("max_batch_size", config.get("maxBatchSize", 0))) or 1
-        self.metadata = params
 
     @property
     def name(self) -> str:
