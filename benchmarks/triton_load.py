@@ -40,7 +40,7 @@ from segedge.cpuinfo import cpu_info  # noqa: E402
 from segedge.data.sources import open_source  # noqa: E402
 from segedge.deploy.metrics import read_counters  # noqa: E402
 from segedge.deploy.server import TritonServer, serving_repository  # noqa: E402
-from segedge.deploy.triton import TritonOptions  # noqa: E402
+from segedge.deploy.triton import Device, TritonOptions  # noqa: E402
 from segedge.runtime.stats import LatencyHistogram  # noqa: E402
 from segedge.runtime.triton_runner import TritonRunner  # noqa: E402
 from segedge.runtime.video import LiveOptions, run_live  # noqa: E402
@@ -128,7 +128,7 @@ def main() -> None:
             model = work / "segnet-dsc.onnx"
             export_onnx(load_checkpoint(), model, target="onnxruntime")
         port = free_base_port()
-        options = TritonOptions(max_batch=8, queue_delay_us=2000, instances=args.instances, device="cpu")
+        options = TritonOptions(max_batch=8, queue_delay_us=2000, instances=args.instances, device=Device.CPU)
         serving_repository(model, work / "repo", options, name="dsc")
         with TritonServer(work / "repo", HOST, port, log=work / "tritonserver.log") as server:
             server.wait_ready(180)

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from segedge.cli.common import console, handle_errors
+from segedge.contract import Backend
+from segedge.deploy.triton import Device
 
 deploy_app = typer.Typer(help="Write server deployments of artifacts: Triton model repositories, DeepStream nvinfer configs.",
                          no_args_is_help=True)
 
 
-class Device(str, Enum):
-    gpu = "gpu"
-    cpu = "cpu"
-
-
-@deploy_app.command("triton")
+@deploy_app.command(Backend.TRITON.value)
 @handle_errors
 def triton_command(
     artifacts: Annotated[list[Path], typer.Argument(help="Artifacts: .onnx (onnxruntime backend) or .engine/.plan with its sidecar (tensorrt_plan).", show_default=False)],
@@ -27,7 +23,7 @@ def triton_command(
     max_batch: Annotated[int, typer.Option(min=0, help="max_batch_size for a symbolic batch axis (an engine: at most its profile's maximum); 0 disables batching.")] = 8,
     queue_delay_us: Annotated[int, typer.Option(min=0, help="Dynamic batcher's max_queue_delay_microseconds.")] = 2000,
     instances: Annotated[int, typer.Option(min=1, help="instance_group count per device.")] = 1,
-    device: Annotated[Device, typer.Option(help="gpu: KIND_GPU instances with the TensorRT accelerator at the artifact's precision; cpu: KIND_CPU.")] = Device.gpu,
+    device: Annotated[Device, typer.Option(help="gpu: KIND_GPU instances with the TensorRT accelerator at the artifact's precision; cpu: KIND_CPU.")] = Device.GPU,
     class_map: Annotated[bool, typer.Option("--class-map/--no-class-map", help="Add a uint8 'classmap' output (argmax) to ONNX models, so clients need not fetch logits.")] = True,
 ) -> None:
     """Write a Triton model repository: config.pbtxt (I/O, batching, instances, accelerators, the contract
@@ -35,7 +31,7 @@ def triton_command(
     against its model."""
     from segedge.deploy.triton import TritonOptions, write_repository
 
-    options = TritonOptions(max_batch=max_batch, queue_delay_us=queue_delay_us, instances=instances, device=device.value, class_map=class_map)
+    options = TritonOptions(max_batch=max_batch, queue_delay_us=queue_delay_us, instances=instances, device=device, class_map=class_map)
     for model_dir in write_repository(artifacts, output, options):
         console.print(f"wrote {model_dir}/config.pbtxt (checked against {model_dir.name}'s model)")
 

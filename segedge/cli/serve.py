@@ -35,7 +35,7 @@ def serve_command(
     import threading
 
     from segedge.deploy.server import TritonServer, find_triton, serving_repository, stub_environment
-    from segedge.deploy.triton import TritonOptions, model_name
+    from segedge.deploy.triton import Device, TritonOptions, model_name
     from segedge.errors import BackendUnavailableError, InputError
 
     if not artifact.is_file():
@@ -46,7 +46,7 @@ def serve_command(
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        options = TritonOptions(max_batch=max_batch, queue_delay_us=queue_delay_us, instances=instances, device="cpu", class_map=True)
+        options = TritonOptions(max_batch=max_batch, queue_delay_us=queue_delay_us, instances=instances, device=Device.CPU, class_map=True)
         serving_repository(artifact, work / "repo", options, name=name, threads=threads)
         log = Path(tempfile.gettempdir()) / f"segedge-serve-{port}.log"  # kept: the server's own account of a failure
         with TritonServer(work / "repo", host, port, log=log) as server:

@@ -124,7 +124,7 @@ def read_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
         info = json.loads(sidecar.read_text())
         _, c, h, w = info["profile"]["max"]
         max_batch = int(info["profile"]["max"][0])
-        meta = {"precision": info.get("precision", "fp32"), **dict(info.get("metadata", {}))}
+        meta = {"precision": info.get("precision", Precision.FP32.value), **dict(info.get("metadata", {}))}
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelFormatError(f"{sidecar}: not a segedge engine sidecar ({exc})") from None
     contract = Contract.from_metadata(meta, str(sidecar), fallback_size=(h, w))

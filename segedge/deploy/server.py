@@ -225,10 +225,8 @@ def serving_repository(artifact: Path, repo: Path, options, name: str | None = N
         info = ArtifactInfo(artifact, artifact.suffix.lstrip("."), (TensorSpec("input", "TYPE_FP32", (-1, 3, h, w)),),
                             (TensorSpec("logits", "TYPE_FP32", (-1, contract.num_classes, h, w)), TensorSpec("classmap", "TYPE_UINT8", (-1, h, w))),
                             contract)
-    serving = {"served_by": "segedge serve (Triton python backend)", **({"serve_threads": str(threads)} if threads else {})}
-    info = dataclasses.replace(info, contract=info.contract.replace(extra={**info.contract.extra, **serving}))
     model = Path(__file__).with_name("triton_model.py")
-    model_dir = write_model(info, repo, options, name=name, backend="python", python_model=model)
+    model_dir = write_model(info, repo, dataclasses.replace(options, threads=threads or options.threads), name=name, backend="python", python_model=model)
     if artifact.suffix.lower() in (".engine", ".plan"):  # the TensorRT runner checks the engine against its sidecar
         shutil.copyfile(artifact.with_name(artifact.name + ".json"), model_dir / "1" / f"model{artifact.suffix}.json")
     return model_dir

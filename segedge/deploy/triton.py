@@ -23,20 +23,33 @@ no accelerator.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from segedge._io import atomic_path, atomic_write_text
-from segedge.contract import Precision
+from segedge.contract import Backend, Contract, Precision
 from segedge.deploy.artifact import ArtifactInfo, TensorSpec, onnx_info, read_artifact
 from segedge.errors import BackendUnavailableError, ExportError, InputError
 
+ONNXRUNTIME = Backend.ONNXRUNTIME.value  # Triton's backend of that name
+LOGITS_OUTPUT = "logits_output"  # config parameter: the output holding the logits
+SERVE_THREADS = "serve_threads"  # config parameter (python backend): intra-op threads per instance
 PRECISION_MODE = {Precision.FP32: "FP32", Precision.FP16: "FP16", Precision.INT8: "INT8"}
 LABELS = "labels.txt"
+
+
+class Device(str, Enum):
+    """Where Triton runs a model's instances."""
+
+    GPU = "gpu"  # KIND_GPU, with the TensorRT execution accelerator for ONNX models
+    CPU = "cpu"  # KIND_CPU
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -50,13 +63,15 @@ class TritonOptions:
         instances: model instances (parallel executions) per device.
         device: ``gpu`` (``KIND_GPU``, TensorRT accelerator) or ``cpu`` (``KIND_CPU``).
         class_map: add the uint8 ``classmap`` output (ONNX only).
+        threads: intra-op threads of each instance (``segedge serve``'s python backend; 0: default).
     """
 
     max_batch: int = 8
     queue_delay_us: int = 2000
     instances: int = 1
-    device: str = "gpu"
+    device: Device = Device.GPU
     class_map: bool = True
+    threads: int = 0
 
 
 def model_name(path: Path) -> str:
@@ -97,7 +112,7 @@ def config_text(name: str, info: ArtifactInfo, options: TritonOptions, backend: 
     max_batch = batch_limit(info, options)
     batched = max_batch > 0
     head = 'platform: "tensorrt_plan"' if backend == "tensorrt_plan" else f"backend: {_q(backend)}"
-    kind = "KIND_GPU" if options.device == "gpu" and backend != "python" else "KIND_CPU"
+    kind = "KIND_GPU" if options.device == Device.GPU and backend != "python" else "KIND_CPU"
     lines = [
         f"# written by segedge from {info.path.name}; the segedge.* parameters are its deployment contract",
         f"name: {_q(name)}",
@@ -113,7 +128,7 @@ def config_text(name: str, info: ArtifactInfo, options: TritonOptions, backend: 
     if batched:
         lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {options.queue_delay_us} }}")
     lines.append(f"instance_group [ {{ count: {options.instances} kind: {kind} }} ]")
-    if backend == "onnxruntime" and kind == "KIND_GPU":
+    if backend == ONNXRUNTIME and kind == "KIND_GPU":
         mode = PRECISION_MODE.get(info.precision, "FP32")
         lines += [
             "optimization { execution_accelerators { gpu_execution_accelerator: [ {",
@@ -130,7 +145,9 @@ def config_text(name: str, info: ArtifactInfo, options: TritonOptions, backend: 
                 lines.append(f'  parameters {{ key: "trt_profile_{key}_shapes" value: "{inp.name}:{n}x{dims}" }}')
         lines.append("} ] } }")
     params = dict(sorted(info.parameters().items()))
-    params["segedge.logits_output"] = outputs[0].name
+    params[LOGITS_OUTPUT] = outputs[0].name
+    if backend == "python" and options.threads:
+        params[SERVE_THREADS] = str(options.threads)
     for key, value in params.items():
         lines.append(f"parameters {{ key: {_q(key)} value: {{ string_value: {_q(value)} }} }}")
     return "\n".join(lines) + "\n"
@@ -171,7 +188,7 @@ def check_config(config, info: ArtifactInfo, model_dir: Path) -> None:
     problems = []
     if config.name != model_dir.name:
         problems.append(f"name {config.name!r} is not the directory name {model_dir.name!r}")
-    files = {"onnxruntime": "model.onnx", "python": "model.py"}
+    files = {ONNXRUNTIME: "model.onnx", "python": "model.py"}
     expected = "model.plan" if config.platform == "tensorrt_plan" else files.get(config.backend)
     if expected is None or not (model_dir / "1" / expected).is_file():
         problems.append(f"backend {config.backend or config.platform!r} has no 1/{expected} beside it")
@@ -201,15 +218,16 @@ def check_config(config, info: ArtifactInfo, model_dir: Path) -> None:
     if config.HasField("dynamic_batching") and not batched:
         problems.append("dynamic_batching without batching (max_batch_size 0)")
     labelled = [o for o in config.output if o.label_filename]
-    classes = json.loads(config.parameters["segedge.classes"].string_value) if "segedge.classes" in config.parameters else None
+    declared = Contract.from_props({k: v.string_value for k, v in config.parameters.items()}, f"{model_dir}/config.pbtxt")
+    classes = list(declared.classes) if declared.declared else None
+    if declared != info.contract or not declared.declared:
+        problems.append("the segedge.* parameters do not carry the model's contract")
     if classes is None or len(classes) != info.outputs[0].shape[1]:
-        problems.append(f"segedge.classes {classes} does not match the {info.outputs[0].shape[1]} logit channels")
+        problems.append(f"classes {classes} do not match the {info.outputs[0].shape[1]} logit channels")
     for output in labelled:
         path = model_dir / output.label_filename
         if not path.is_file() or (classes and path.read_text().splitlines() != classes):
             problems.append(f"label file {output.label_filename} is missing or does not list the classes in order")
-    if "segedge.preprocess" not in config.parameters:
-        problems.append("no segedge.preprocess parameter (clients cannot preprocess)")
     if problems:
         raise ExportError(f"{model_dir / 'config.pbtxt'}: " + "; ".join(problems))
 
@@ -257,7 +275,7 @@ def write_model(info: ArtifactInfo, repo: Path, options: TritonOptions, name: st
             shutil.copyfile(info.path, tmp)
     if backend == "python":
         atomic_write_text(version / "model.py", Path(python_model).read_text())
-    kind = backend or ("onnxruntime" if info.kind == "onnx" else "tensorrt_plan")
+    kind = backend or (ONNXRUNTIME if info.kind == "onnx" else "tensorrt_plan")
     atomic_write_text(model_dir / LABELS, "\n".join(info.classes) + "\n")
     atomic_write_text(model_dir / "config.pbtxt", config_text(name, served, options, kind, served.outputs))
     check_config(parse_config(model_dir / "config.pbtxt"), served, model_dir)

@@ -30,9 +30,9 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         version = Path(args["model_repository"]) / args["model_version"]
         artifact = next(p for p in sorted(version.iterdir()) if p.stem == "model" and p.suffix in (".onnx", ".pt", ".engine", ".plan"))
-        threads = int(params.get("segedge.serve_threads", "0"))
+        threads = int(params.get("serve_threads", "0"))  # see segedge.deploy.triton SERVE_THREADS
         self.runner = load_runner(artifact, threads=threads)
-        self.logits_name = params["segedge.logits_output"]
+        self.logits_name = params["logits_output"]  # LOGITS_OUTPUT
         self.input_name = config["input"][0]["name"]
 
     def execute(self, requests):

@@ -84,10 +84,10 @@ class TritonRunner(Runner):
             raise BackendUnavailableError(f"model {self.model!r} is not ready on Triton at {where}")
         config = config.get("config", config)
         params = {k: v.get("string_value", v.get("stringValue", "")) for k, v in config.get("parameters", {}).items()}
-        if "segedge.preprocess" not in params:
-            raise ModelFormatError(f"model {self.model!r} at {where} has no segedge.preprocess parameter; write it with segedge deploy triton")
         self.contract = Contract.from_props(params, source=f"model {self.model!r} at {where}")
-        self.logits_name = params.get("segedge.logits_output", config["output"][0]["name"])
+        if not self.contract.declared:
+            raise ModelFormatError(f"model {self.model!r} at {where} carries no segedge contract in its parameters; write it with segedge deploy triton")
+        self.logits_name = params.get("logits_output", config["output"][0]["name"])  # written by segedge.deploy.triton
         self.input_name = config["input"][0]["name"]
         dtype = config["input"][0].get("data_type", config["input"][0].get("dataType"))
         self.input_dtype = "FP16" if dtype == "TYPE_FP16" else "FP32"

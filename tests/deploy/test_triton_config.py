@@ -15,7 +15,7 @@ from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2 as pb  # noqa: E402
 
 from segedge.cli.main import app  # noqa: E402
-from segedge.deploy.triton import TritonOptions, check_config, write_repository  # noqa: E402
+from segedge.deploy.triton import Device, TritonOptions, check_config, write_repository  # noqa: E402
 from segedge.errors import ExportError  # noqa: E402
 
 cli = CliRunner()
@@ -70,7 +70,7 @@ def test_class_map_output_is_the_argmax(tmp_path, make_segmenter):
 
 def test_fixed_batch_cpu_without_class_map(tmp_path, make_segmenter):
     src = make_segmenter(tmp_path / "fixed.onnx", 3, batch=1)
-    options = TritonOptions(device="cpu", class_map=False, instances=2)
+    options = TritonOptions(device=Device.CPU, class_map=False, instances=2)
     (model_dir,) = write_repository([src], tmp_path / "repo", options)
     config = parse(model_dir / "config.pbtxt")
     assert config.max_batch_size == 0 and list(config.input[0].dims) == [1, 3, 32, 48]
