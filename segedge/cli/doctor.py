@@ -8,7 +8,8 @@ PyTorch FP32 / FP16 autocast and ONNX Runtime's CUDA and TensorRT providers; the
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib
+import json
 import os
 import platform
 import tempfile
@@ -20,7 +21,10 @@ from typing import Annotated, Callable, Optional
 import numpy as np
 import typer
 
+from segedge._io import atomic_write_text
 from segedge.cli.common import console, handle_errors
+from segedge.engine.options import BuildOptions
+from segedge.errors import SegEdgeError
 
 BATCHES = (1, 8, 32)
 DEFAULT_DATA = Path(os.environ.get("SEGEDGE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / "oxford-iiit-pet-sample"
@@ -35,11 +39,34 @@ class Row:
     ms: dict[int, float] = field(default_factory=dict)  # batch -> median ms per call
 
 
-def _version(dist: str) -> str:
+def installed_versions() -> dict[str, str]:
+    """What is importable here, by importing it (never by package metadata: JetPack's apt
+    TensorRT and a ``tensorrt-cu12``-only install have no ``tensorrt`` distribution, and a
+    package can be present but fail to load its libraries).
+
+    Returns:
+        ``{"tensorrt": "10.3.0" | "not installed (...)", "cuda-python": ..., "onnxruntime": ...,
+        "torch": ...}``; the reason is given when an import fails.
+    """
+    versions: dict[str, str] = {}
     try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+        from segedge.engine.tensorrt_api import import_tensorrt
+
+        versions["tensorrt"] = str(import_tensorrt().__version__)
+    except SegEdgeError as exc:
+        versions["tensorrt"] = f"not installed ({exc})"
+    try:
+        import cuda.bindings as bindings  # cuda-python >= 12.6 (the layout segedge uses)
+
+        versions["cuda-python"] = str(getattr(bindings, "__version__", "installed"))
+    except ImportError as exc:
+        versions["cuda-python"] = f"not installed ({exc.msg})"
+    for name in ("onnxruntime", "torch"):
+        try:
+            versions[name] = str(importlib.import_module(name).__version__)
+        except ImportError as exc:
+            versions[name] = f"not installed ({exc.msg})"
+    return versions
 
 
 def _time(infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, budget_s: float) -> float:
@@ -67,6 +94,14 @@ def _measure(row: Row, runner, sample: np.ndarray | None, reference: np.ndarray 
     return row
 
 
+def _attempt(rows: list[Row], failed: list[str], name: str, measure: Callable[[], Row]) -> None:
+    """Run one backend row; a failure is recorded (one line) and the next row still runs."""
+    try:
+        rows.append(measure())
+    except Exception as exc:  # noqa: BLE001 - a GPU check reports every backend, whatever breaks one
+        failed.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
 @handle_errors
 def doctor_command(
     gpu: Annotated[bool, typer.Option("--gpu", help="Also build TensorRT engines and time the GPU backends (what is missing is skipped, with the reason).")] = False,
@@ -74,6 +109,7 @@ def doctor_command(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Keep the exported ONNX and engines here (default: a temporary directory).")] = None,
     images: Annotated[int, typer.Option(min=1, help="Sample images compared against PyTorch.")] = 32,
     budget: Annotated[float, typer.Option(min=0.1, help="Seconds of timing per backend and batch size.")] = 1.0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results (versions, rows, skipped, failed) as JSON here.")] = None,
 ) -> None:
     """Report the installation and compare every available backend with PyTorch: agreement, latency, throughput."""
     import onnxruntime as ort
@@ -88,16 +124,18 @@ def doctor_command(
     providers = ort.get_available_providers()
     trt_problem = None
     try:
-        trt = require_engine_support("building engines")
-        trt_version = trt.__version__
+        require_engine_support("building engines")
     except TensorRTRequestError as exc:
-        trt_problem, trt_version = str(exc), "unavailable"
+        trt_problem = str(exc)
+    versions = installed_versions()
+    device = torch.cuda.get_device_name(0) if cuda else "no device visible"
     console.print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPU cores")
-    console.print(f"torch {torch.__version__}; CUDA: {torch.cuda.get_device_name(0) if cuda else 'no device visible'}")
-    console.print(f"onnxruntime {ort.__version__}; providers: {', '.join(providers)}")
-    console.print(f"tensorrt {trt_version} (bindings {_version('tensorrt')}); cuda-python {_version('cuda-python')}")
+    console.print(f"torch {versions['torch']}; CUDA: {device}")
+    console.print(f"onnxruntime {versions['onnxruntime']}; providers: {', '.join(providers)}")
+    console.print(f"tensorrt {versions['tensorrt']}; cuda-python {versions['cuda-python']}")
 
     skipped: list[str] = []
+    failed: list[str] = []
     data = data or DEFAULT_DATA
     reference_runner = TorchRunner(None)
     sample = reference = None
@@ -115,7 +153,8 @@ def doctor_command(
     rows: list[Row] = [_measure(Row("torch-cpu fp32"), reference_runner, sample, reference, budget)]
     if gpu and cuda:
         for fp16 in (False, True):
-            rows.append(_measure(Row(f"torch-cuda {'fp16' if fp16 else 'fp32'}"), TorchRunner(None, device="cuda", fp16=fp16), sample, reference, budget))
+            name = f"torch-cuda {'fp16' if fp16 else 'fp32'}"
+            _attempt(rows, failed, name, lambda: _measure(Row(name), TorchRunner(None, device="cuda", fp16=fp16), sample, reference, budget))
     elif gpu:
         skipped.append("PyTorch on CUDA: torch sees no CUDA device")
 
@@ -128,28 +167,18 @@ def doctor_command(
         if not gpu:
             continue
         if ep in providers:
-            rows.append(_measure(Row(f"onnxruntime-{provider} fp32"), OnnxRuntimeRunner(exported, provider=provider), sample, reference, budget))
+            name = f"onnxruntime-{provider} fp32"
+            _attempt(rows, failed, name, lambda: _measure(Row(name), OnnxRuntimeRunner(exported, provider=provider), sample, reference, budget))
         else:
-            skipped.append(f"ONNX Runtime {provider}: no {ep} (pip install 'segedge[gpu]' on a CUDA machine)")
+            skipped.append(f"ONNX Runtime {provider}: no {ep} (onnxruntime-gpu is not installed)")
 
     if gpu and trt_problem is None:
-        from segedge.engine.artifacts import build_artifact
-        from segedge.engine.options import BuildOptions
-        from segedge.runtime.tensorrt_runner import TensorRTRunner
-
         options = BuildOptions.from_strings(max_shape=f"{max(BATCHES)}x3x128x128", timing_cache=workdir / "timing.cache")
         for precision in ("fp32", "fp16", "int8"):
             if precision == "int8" and sample is None:
                 skipped.append("TensorRT int8: no calibration images (pass --data)")
                 continue
-            calibration = None
-            if precision == "int8":
-                from segedge.calibration.dataset import load_calibration_set
-
-                calibration = load_calibration_set(data, reference_runner.preprocess_config, num_images=64, seed=0)
-            result = build_artifact(exported, workdir / f"segnet-dsc-{precision}.engine", precision, calibration, engine_options=options)
-            with TensorRTRunner(result.engine) as runner:
-                rows.append(_measure(Row(f"tensorrt {precision}"), runner, sample, reference, budget))
+            _attempt(rows, failed, f"tensorrt {precision}", lambda: _tensorrt_row(precision, exported, workdir, data, options, reference_runner, sample, reference, budget))
     elif gpu:
         skipped.append(f"TensorRT engines: {trt_problem}")
     else:
@@ -169,6 +198,34 @@ def doctor_command(
     console.print(table)
     for line in skipped:
         console.print(f"skipped: {line}")
+    for line in failed:
+        console.print(f"failed: {line}")
+    if json_path is not None:
+        report = {
+            "python": platform.python_version(), "machine": platform.machine(), "cpu_cores": os.cpu_count(),
+            "cuda_device": device, "onnxruntime_providers": providers, "versions": versions,
+            "sample_images": 0 if sample is None else len(sample),
+            "rows": [{"backend": r.name, "agreement": r.agreement, "median_ms": {str(n): ms for n, ms in r.ms.items()}} for r in rows],
+            "skipped": skipped, "failed": failed,
+        }
+        atomic_write_text(json_path, json.dumps(report, indent=2))
+    if failed:
+        raise typer.Exit(1)
+
+
+def _tensorrt_row(precision, exported, workdir, data, options, reference_runner, sample, reference, budget) -> Row:
+    """Build one engine of ``precision`` from the exported ONNX and measure it."""
+    from segedge.engine.artifacts import build_artifact
+    from segedge.runtime.tensorrt_runner import TensorRTRunner
+
+    calibration = None
+    if precision == "int8":
+        from segedge.calibration.dataset import load_calibration_set
+
+        calibration = load_calibration_set(data, reference_runner.preprocess_config, num_images=64, seed=0)
+    result = build_artifact(exported, workdir / f"segnet-dsc-{precision}.engine", precision, calibration, engine_options=options)
+    with TensorRTRunner(result.engine) as runner:
+        return _measure(Row(f"tensorrt {precision}"), runner, sample, reference, budget)
 
 
 if __name__ == "__main__":  # scripts/gpu-check.sh runs this module directly
