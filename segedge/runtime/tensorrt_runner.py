@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from segedge.engine.sidecar import check_engine_compatibility, load_engine_info
 from segedge.engine.tensorrt_api import cuda_check, import_cudart, require_engine_support, trt_logger
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.base import Runner
+
+if TYPE_CHECKING:  # annotations only: tensorrt is imported lazily
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,9 @@ class _Buffer:
 class _Slot:
     """What one thread needs to run the engine: context, stream, buffers, CUDA graphs by shape."""
 
-    def __init__(self, engine, plan: BufferPlan, input_name: str, output_name: str, artifact: Path):
+    context: trt.IExecutionContext | None
+
+    def __init__(self, engine: trt.ICudaEngine, plan: BufferPlan, input_name: str, output_name: str, artifact: Path):
         cudart = import_cudart()
         self.stream = None
         self.buffers: list[_Buffer] = []
