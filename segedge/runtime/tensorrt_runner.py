@@ -58,7 +58,7 @@ class _Buffer:
 
 
 class _Slot:
-    """What one thread needs to run the engine: context, stream, buffers, CUDA graphs by shape."""
+    """What one thread needs to run the engine: context, stream, buffers, the CUDA graph of its current shape."""
 
     context: trt.IExecutionContext | None
 
@@ -66,7 +66,8 @@ class _Slot:
         cudart = import_cudart()
         self.stream = None
         self.buffers: list[_Buffer] = []
-        self.graphs: dict[tuple[int, ...], object | None] = {}  # shape -> graph exec (None: capture failed)
+        self.graph = None  # CUDA graph exec of the last plain enqueue's shape (None: none captured)
+        self.no_graph: set[tuple[int, ...]] = set()  # shapes whose capture failed: plain enqueue only
         self.shape: tuple[int, ...] | None = None  # the input shape the context was last enqueued with
         self.context = engine.create_execution_context()
         if self.context is None:
@@ -83,12 +84,14 @@ class _Slot:
             self.free()
             raise
 
+    def drop_graph(self) -> None:
+        if self.graph is not None:
+            import_cudart().cudaGraphExecDestroy(self.graph)
+            self.graph = None
+
     def free(self) -> None:
         cudart = import_cudart()
-        for graph in self.graphs.values():
-            if graph is not None:
-                cudart.cudaGraphExecDestroy(graph)
-        self.graphs.clear()
+        self.drop_graph()
         if self.stream is not None:
             cudart.cudaStreamDestroy(self.stream)
             self.stream = None
@@ -108,8 +111,9 @@ class TensorRTRunner(Runner):
 
     Args:
         path: the ``.engine`` (its ``.engine.json`` sidecar beside it).
-        cuda_graph: capture each input shape's enqueue as a CUDA graph (after one plain
-            enqueue of that shape) and replay it; a shape whose capture fails runs plainly.
+        cuda_graph: capture the enqueue as a CUDA graph (after one plain enqueue of the
+            shape) and replay it while the shape stays the same; a shape change drops the
+            graph and captures again; a shape whose capture fails runs plainly.
 
     Raises:
         TensorRTRequestError: TensorRT, cuda-python or a GPU is missing (exit code 2).
@@ -183,17 +187,24 @@ class TensorRTRunner(Runner):
         return slot
 
     def _enqueue(self, slot: _Slot, shape: tuple[int, ...]) -> None:
-        """Run the engine on ``slot``'s stream; the input shape is already set."""
+        """Run the engine on ``slot``'s stream; the input shape is already set.
+
+        With CUDA graphs: the graph captured for this shape is replayed while the context
+        stays on it; a new shape is enqueued plainly once (TensorRT needs that after a shape
+        change), the old graph is dropped, and the new shape captured.
+        """
         cudart = import_cudart()
-        graph = slot.graphs.get(shape) if self._use_graph and slot.shape == shape else None
-        if graph is not None:
-            cuda_check(cudart.cudaGraphLaunch(graph, slot.stream))
+        if slot.graph is not None and slot.shape == shape:
+            cuda_check(cudart.cudaGraphLaunch(slot.graph, slot.stream))
             return
+        slot.drop_graph()  # captured for another shape: never replayed after a shape change
         if not slot.context.execute_async_v3(int(slot.stream)):
             raise BackendUnavailableError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
         slot.shape = shape
-        if self._use_graph and shape not in slot.graphs:  # enqueued once with this shape: capture it now
-            slot.graphs[shape] = self._capture(slot)
+        if self._use_graph and shape not in slot.no_graph:
+            slot.graph = self._capture(slot)
+            if slot.graph is None:
+                slot.no_graph.add(shape)
 
     def _capture(self, slot: _Slot):
         """Capture one enqueue on ``slot``'s stream; ``None`` (plain enqueue from then on) on failure."""
