@@ -161,27 +161,33 @@ def doctor_command(
     from segedge.export.onnx import export_onnx
 
     target = "tensorrt" if gpu and trt_problem is None else "onnxruntime"
-    exported = export_onnx(None, workdir / "segnet-dsc-fp32.onnx", target=target, force=True).path
-    rows.append(_measure(Row("onnxruntime-cpu fp32"), OnnxRuntimeRunner(exported), sample, reference, budget))
-    for provider, ep in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
-        if not gpu:
-            continue
-        if ep in providers:
-            name = f"onnxruntime-{provider} fp32"
-            _attempt(rows, failed, name, lambda: _measure(Row(name), OnnxRuntimeRunner(exported, provider=provider), sample, reference, budget))
-        else:
-            skipped.append(f"ONNX Runtime {provider}: no {ep} (onnxruntime-gpu is not installed)")
+    exported = None
+    try:
+        exported = export_onnx(None, workdir / "segnet-dsc-fp32.onnx", target=target, force=True).path
+    except Exception as exc:  # noqa: BLE001 - e.g. onnxscript missing on a bare GPU machine: report, go on
+        failed.append(f"ONNX export: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        skipped.append("ONNX Runtime and TensorRT rows: no exported ONNX")
+    if exported is not None:
+        _attempt(rows, failed, "onnxruntime-cpu fp32", lambda: _measure(Row("onnxruntime-cpu fp32"), OnnxRuntimeRunner(exported), sample, reference, budget))
+        for provider, ep in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
+            if not gpu:
+                continue
+            if ep in providers:
+                name = f"onnxruntime-{provider} fp32"
+                _attempt(rows, failed, name, lambda: _measure(Row(name), OnnxRuntimeRunner(exported, provider=provider), sample, reference, budget))
+            else:
+                skipped.append(f"ONNX Runtime {provider}: no {ep} (onnxruntime-gpu is not installed)")
 
-    if gpu and trt_problem is None:
+    if gpu and trt_problem is None and exported is not None:
         options = BuildOptions.from_strings(max_shape=f"{max(BATCHES)}x3x128x128", timing_cache=workdir / "timing.cache")
         for precision in ("fp32", "fp16", "int8"):
             if precision == "int8" and sample is None:
                 skipped.append("TensorRT int8: no calibration images (pass --data)")
                 continue
             _attempt(rows, failed, f"tensorrt {precision}", lambda: _tensorrt_row(precision, exported, workdir, data, options, reference_runner, sample, reference, budget))
-    elif gpu:
+    elif gpu and trt_problem is not None:
         skipped.append(f"TensorRT engines: {trt_problem}")
-    else:
+    elif not gpu:
         skipped.append("GPU backends: pass --gpu")
 
     table = Table(title=f"agreement with PyTorch FP32 and latency (median ms per call) / throughput (images/s); artifacts in {workdir}")

@@ -44,8 +44,12 @@ class _Buffer:
     def __init__(self, nbytes: int, dtype: np.dtype):
         cudart = import_cudart()
         self.host_ptr = self.device = None
-        self.host_ptr = cuda_check(cudart.cudaMallocHost(nbytes))
-        self.device = cuda_check(cudart.cudaMalloc(nbytes))
+        try:
+            self.host_ptr = cuda_check(cudart.cudaMallocHost(nbytes))
+            self.device = cuda_check(cudart.cudaMalloc(nbytes))
+        except BaseException:  # the host half must not leak when the device half fails
+            self.free()
+            raise
         self.host = host_view(self.host_ptr, nbytes, dtype)
 
     def free(self) -> None:
