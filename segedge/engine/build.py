@@ -85,8 +85,12 @@ class BuilderSettings:
 def builder_settings(options: BuildOptions, precision: str) -> BuilderSettings:
     """Translate builder options and the ONNX precision into ``IBuilderConfig`` settings.
 
-    TensorRT turns ``BuilderFlag.TF32`` on by default, so on Ampere and newer an "FP32" engine
-    runs its convolutions with 10-bit mantissas; an ``fp32`` build clears it. FP16 and INT8
+    TensorRT turns ``BuilderFlag.TF32`` on by default (the 10.3 and 11.4 bindings: "Allow (but
+    not require) computations on tensors of type DataType.FLOAT to use TF32 ... Enabled by
+    default"), so on Ampere and newer an "FP32" engine runs its convolutions with 10-bit
+    mantissas; an ``fp32`` build clears it. The flag changes no tensor type, so strongly typed
+    networks keep it (11.x, where every network is strongly typed, still has it);
+    :func:`_configure` reads it back and the sidecar records what TensorRT kept. FP16 and INT8
     builds keep TensorRT's default for the FP32 layers they still have (recorded as
     ``tf32: true`` in the sidecar).
 

@@ -224,3 +224,20 @@ def test_no_other_module_touches_tensorrt():
     assert outside <= allowed, outside - allowed
     for name in outside:
         assert not [u for u in collect_usage([ROOT / name]) if u.name not in ("__version__",)], name
+
+
+def test_tf32_is_on_by_default_in_both_releases_so_fp32_builds_clear_it():
+    """Both releases' bindings document BuilderFlag.TF32 as "Allow (but not require) computations
+    on tensors of type DataType.FLOAT to use TF32 ... Enabled by default"; 11.4 keeps it although
+    every 11.x network is strongly typed (it changes no tensor type, only the math of FLOAT ones)."""
+    import zipfile
+
+    for path in WHEELS:
+        wheel = _find(path)
+        if wheel is None:
+            pytest.skip("bindings wheels not fetched")
+        with zipfile.ZipFile(wheel) as archive:
+            binary = next(archive.read(m) for m in archive.namelist() if re.search(r"/tensorrt[^/]*\.so$", m))
+        assert b"computations on tensors of type DataType.FLOAT to use TF32" in binary and b"Enabled by default." in binary, path
+    source = (ROOT / "segedge" / "engine" / "build.py").read_text()
+    assert "config.clear_flag(trt.BuilderFlag.TF32)" in source
