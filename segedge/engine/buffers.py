@@ -104,3 +104,79 @@ def host_view(address: int, nbytes: int, dtype: np.dtype | type) -> np.ndarray:
     dtype = np.dtype(dtype)
     raw = (ctypes.c_char * nbytes).from_address(int(address))
     return np.frombuffer(raw, dtype=dtype, count=nbytes // dtype.itemsize)
+
+
+# --- CUDA graph policy and per-worker slots (pure, tested on a CPU) -------------------------
+
+REPLAY = "replay"  # launch the graph captured for this shape
+ENQUEUE_AND_CAPTURE = "enqueue+capture"  # plain enqueue (required after a shape change), then capture this shape
+ENQUEUE = "enqueue"  # plain enqueue only (graphs off, or this shape's capture failed before)
+
+
+def graph_step(use_graph: bool, graph_shape: tuple[int, ...] | None, shape: tuple[int, ...], failed: set[tuple[int, ...]]) -> str:
+    """What one inference does with CUDA graphs, given the context's state.
+
+    TensorRT's developer guide ("CUDA Graphs"): after an input shape change the context must
+    enqueue once before a capture, and a graph holds the kernels of the shape it was captured
+    with. So a graph is replayed only while the shape stays the one it was captured with; any
+    other shape is enqueued plainly (and captured, unless its capture failed before).
+
+    Args:
+        use_graph: CUDA graphs asked for.
+        graph_shape: the shape of the graph held now (None: no graph).
+        shape: the input shape of this call.
+        failed: shapes whose capture failed (never retried).
+
+    Returns:
+        :data:`REPLAY`, :data:`ENQUEUE_AND_CAPTURE` or :data:`ENQUEUE`.
+    """
+    if use_graph and graph_shape == shape:
+        return REPLAY
+    if use_graph and shape not in failed:
+        return ENQUEUE_AND_CAPTURE
+    return ENQUEUE
+
+
+class SlotPool:
+    """Per-caller resources (an execution context with its stream and buffers): a caller takes
+    a slot no other caller holds, and gives it back; new slots are made only when all are busy,
+    so N concurrent workers end up with N slots, each used by one thread at a time (TensorRT
+    developer guide, "Threading": an execution context must not be used by two threads at once).
+
+    Args:
+        create: makes a new slot (called outside the lock; may raise).
+    """
+
+    def __init__(self, create):
+        import threading
+
+        self._create = create
+        self._lock = threading.Lock()
+        self._free: list = []
+        self.all: list = []  # every slot made, for closing
+
+    def add(self, slot) -> None:
+        """Register an already made slot as free (the one made up front to fail early)."""
+        with self._lock:
+            self.all.append(slot)
+            self._free.append(slot)
+
+    def take(self):
+        """A slot no other caller holds (made if none is free)."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        slot = self._create()
+        with self._lock:
+            self.all.append(slot)
+        return slot
+
+    def give_back(self, slot) -> None:
+        with self._lock:
+            self._free.append(slot)
+
+    def drain(self) -> list:
+        """Forget every slot and return them (to be freed)."""
+        with self._lock:
+            slots, self.all, self._free = self.all, [], []
+        return slots

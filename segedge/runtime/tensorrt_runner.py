@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from segedge.data.oxford_pet import CLASS_NAMES
 from segedge.data.transforms import PreprocessConfig
-from segedge.engine.buffers import BufferPlan, host_view, plan_buffers
+from segedge.engine.buffers import ENQUEUE_AND_CAPTURE, REPLAY, BufferPlan, SlotPool, graph_step, host_view, plan_buffers
 from segedge.engine.build import current_gpu
 from segedge.engine.profiles import Profile, format_shape
 from segedge.engine.sidecar import check_engine_compatibility, load_engine_info
@@ -70,7 +69,8 @@ class _Slot:
         cudart = import_cudart()
         self.stream = None
         self.buffers: list[_Buffer] = []
-        self.graph = None  # CUDA graph exec of the last plain enqueue's shape (None: none captured)
+        self.graph = None  # CUDA graph exec captured for ``graph_shape`` (None: none held)
+        self.graph_shape: tuple[int, ...] | None = None
         self.no_graph: set[tuple[int, ...]] = set()  # shapes whose capture failed: plain enqueue only
         self.shape: tuple[int, ...] | None = None  # the input shape the context was last enqueued with
         self.context = engine.create_execution_context()
@@ -91,7 +91,7 @@ class _Slot:
     def drop_graph(self) -> None:
         if self.graph is not None:
             import_cudart().cudaGraphExecDestroy(self.graph)
-            self.graph = None
+        self.graph = self.graph_shape = None
 
     def free(self) -> None:
         cudart = import_cudart()
@@ -131,9 +131,7 @@ class TensorRTRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, path: str | os.PathLike[str], cuda_graph: bool = False):
-        self._slots: list[_Slot] = []  # every slot created (freed by close)
-        self._free_slots: list[_Slot] = []
-        self._lock = threading.Lock()
+        self._pool = SlotPool(self._new_slot)  # one context + stream + buffers per concurrent caller
         self.artifact = Path(path)
         if not self.artifact.is_file():
             raise ModelFormatError(f"engine {self.artifact} does not exist")
@@ -179,16 +177,13 @@ class TensorRTRunner(Runner):
                 len(self.classes), str(self.artifact),
             )
             del first  # sizing only; each thread's slot has its own context
-            self._free_slots.append(self._new_slot())  # fail here, not on the first frame
+            self._pool.add(self._new_slot())  # fail here, not on the first frame
         except BaseException:
             self.close()
             raise
 
     def _new_slot(self) -> _Slot:
-        slot = _Slot(self.engine, self._plan, self.input_name, self.output_name, self.artifact)
-        with self._lock:
-            self._slots.append(slot)
-        return slot
+        return _Slot(self.engine, self._plan, self.input_name, self.output_name, self.artifact)
 
     def _enqueue(self, slot: _Slot, shape: tuple[int, ...]) -> None:
         """Run the engine on ``slot``'s stream; the input shape is already set.
@@ -198,17 +193,20 @@ class TensorRTRunner(Runner):
         change), the old graph is dropped, and the new shape captured.
         """
         cudart = import_cudart()
-        if slot.graph is not None and slot.shape == shape:
+        step = graph_step(self._use_graph, slot.graph_shape if slot.graph is not None else None, shape, slot.no_graph)
+        if step == REPLAY:
             cuda_check(cudart.cudaGraphLaunch(slot.graph, slot.stream))
             return
         slot.drop_graph()  # captured for another shape: never replayed after a shape change
         if not slot.context.execute_async_v3(int(slot.stream)):
             raise BackendUnavailableError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
         slot.shape = shape
-        if self._use_graph and shape not in slot.no_graph:
+        if step == ENQUEUE_AND_CAPTURE:
             slot.graph = self._capture(slot)
             if slot.graph is None:
                 slot.no_graph.add(shape)
+            else:
+                slot.graph_shape = shape
 
     def _capture(self, slot: _Slot):
         """Capture one enqueue on ``slot``'s stream; ``None`` (plain enqueue from then on) on failure."""
@@ -238,15 +236,11 @@ class TensorRTRunner(Runner):
                 f"input {format_shape(batch.shape)} is outside the profile of {self.artifact.name} ({self.profile.describe()}); "
                 "rebuild it with --min-shape/--max-shape covering it"
             )
-        with self._lock:
-            slot = self._free_slots.pop() if self._free_slots else None
-        if slot is None:
-            slot = self._new_slot()
+        slot = self._pool.take()
         try:
             return self._run(slot, batch, out)
         finally:
-            with self._lock:
-                self._free_slots.append(slot)
+            self._pool.give_back(slot)
 
     def _run(self, slot: _Slot, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         cudart = import_cudart()
@@ -274,7 +268,5 @@ class TensorRTRunner(Runner):
 
     def close(self) -> None:
         """Free every slot's context, stream, buffers and graphs (safe after a failed ``__init__``)."""
-        with self._lock:
-            slots, self._slots, self._free_slots = self._slots, [], []
-        for slot in slots:
+        for slot in self._pool.drain() if hasattr(self, "_pool") else ():
             slot.free()
