@@ -3,7 +3,7 @@
 The compiled bindings are read from NVIDIA's wheels (``tensorrt-cu12-bindings`` 10.3, the
 JetPack 6 release, and ``tensorrt-cu13-bindings`` 11.4), fetched once into ``.whl/``
 (git-ignored); the names segedge uses are collected from its source with ``ast``
-(:mod:`segedge.engine.conformance`). Nothing here imports TensorRT.
+(`tests/engine/conformance.py`). Nothing here imports TensorRT.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from segedge.engine.conformance import (
+from conformance import (
     binding_names, check_uses, class_evidence, collect_usage, missing_names, reference_problems, removed_names_used,
 )
 from segedge.engine.tensorrt_api import REMOVED_IN_11

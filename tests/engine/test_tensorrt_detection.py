@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from segedge.engine.conformance import collect_usage
+from conformance import collect_usage
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ TensorRT 10.3 (JetPack 6) and 11.4.
 
 Names are checked class-qualified, with signatures (:func:`check_uses`): every use has the
 class of its receiver (``IExecutionContext.execute_async_v3``, ``BuilderFlag.TF32``), which
-must be a member of that class in :data:`segedge.engine.trt_reference.REFERENCE` on the use's
+must be a member of that class in `REFERENCE` (`tests/engine/trt_reference.py`) on the use's
 version path, called with arguments its signature accepts, and present in that release's
 bindings. A flat set of names is not enough: ``execute_async`` and ``max_batch_size`` are in
 both releases' bindings (as ``IPluginV2`` members) although ``IExecutionContext.execute_async``
@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from segedge.engine.bindings_wheel import binding_names, class_evidence  # noqa: F401  (public here too)
-from segedge.engine.trt_reference import MODULE, REFERENCE, Member
+from bindings_wheel import binding_names, class_evidence  # noqa: F401  (public here too)
+from trt_reference import MODULE, REFERENCE, Member
 
 PATHS = ("10", "11")  # version paths: "10" = weak typing still present, "11" = removed
 _DETECTOR = "has_weak_typing"

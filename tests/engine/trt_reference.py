@@ -7,7 +7,7 @@ latest/_static/python-api/: ``infer/Core/Builder.html``, ``BuilderConfig.html``,
 supports (10.3, the JetPack 6 release, and 11.4). Argument names are the keyword names of
 the bindings' signatures (``execute_async_v3(self, stream_handle: int) -> bool``).
 
-:mod:`segedge.engine.conformance` checks every use in segedge's source against this table
+`tests/engine/conformance.py` checks every use in segedge's source against this table
 (class-qualified: ``IExecutionContext.execute_async`` is not ``IPluginV2.execute_async``) and
 ``tests/engine/test_tensorrt_api_conformance.py`` checks the table against the compiled
 bindings: every member and argument name exists in the release's module, and where the

@@ -5,7 +5,7 @@ Python bindings alone on PyPI (``tensorrt-cu12-bindings`` 10.x, ``tensorrt-cu13-
 11.x). The pybind11 module stores every class, method, property, enum member and argument
 name as a NUL-terminated string (:func:`binding_names`), and the symbol names of its build
 name the owner class of part of them (:func:`class_evidence`). Used by
-:mod:`segedge.engine.conformance`.
+`tests/engine/conformance.py`.
 """
 
 from __future__ import annotations
