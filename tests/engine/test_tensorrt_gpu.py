@@ -171,3 +171,30 @@ def test_engine_from_elsewhere_corrupt_or_of_other_classes_is_one_line(tmp_path,
     engine.write_bytes(engine.read_bytes()[:1000])
     with pytest.raises(ModelFormatError, match="cannot deserialise"):
         TensorRTRunner(engine)
+
+
+def test_a_failed_init_frees_what_it_allocated(tmp_path, engines):
+    """Ten refused loads (class-count mismatch, found after the sizing context was made) leave
+    the GPU's free memory where it was (within 64 MB of allocator noise)."""
+    import gc
+
+    from segedge.engine.sidecar import load_engine_info
+    from segedge.engine.tensorrt_api import cuda_check, import_cudart
+    from segedge.runtime.tensorrt_runner import TensorRTRunner
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(engines["fp32"].read_bytes())
+    info = load_engine_info(engines["fp32"])
+    info.metadata = {**info.metadata, "classes": json.dumps(["a", "b"])}
+    info.save(engine)
+    cudart = import_cudart()
+    with pytest.raises(ModelFormatError):  # warm-up: TensorRT's one-time allocations
+        TensorRTRunner(engine)
+    gc.collect()
+    free_before, _ = cuda_check(cudart.cudaMemGetInfo())
+    for _ in range(10):
+        with pytest.raises(ModelFormatError, match="outputs 3 classes but its contract names 2"):
+            TensorRTRunner(engine)
+    gc.collect()
+    free_after, _ = cuda_check(cudart.cudaMemGetInfo())
+    assert free_before - free_after < 64 << 20, (free_before, free_after)
