@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segedge._io import atomic_path
+from segedge.contract import HardwareCompatibility, Precision
 from segedge.engine.options import BuildOptions, check_dla
 from segedge.engine.profiles import Profile, onnx_input_spec, resolve_profile
 from segedge.engine.sidecar import SIDECAR_SUFFIX, EngineInfo, load_engine_info, sidecar_path  # noqa: F401  (public here too)
@@ -82,7 +83,7 @@ class BuilderSettings:
     dla_core: int | None  # default_device_type = DeviceType.DLA, DLA_core, BuilderFlag.GPU_FALLBACK
 
 
-def builder_settings(options: BuildOptions, precision: str) -> BuilderSettings:
+def builder_settings(options: BuildOptions, precision: Precision | str) -> BuilderSettings:
     """Translate builder options and the ONNX precision into ``IBuilderConfig`` settings.
 
     TensorRT turns ``BuilderFlag.TF32`` on by default (the 10.3 and 11.4 bindings: "Allow (but
@@ -101,9 +102,9 @@ def builder_settings(options: BuildOptions, precision: str) -> BuilderSettings:
     return BuilderSettings(
         workspace_bytes=options.workspace_mib << 20,
         optimization_level=options.optimization_level,
-        clear_tf32=precision == "fp32",
+        clear_tf32=Precision(precision) is Precision.FP32,
         version_compatible=options.version_compatible,
-        ampere_plus=options.hardware_compatibility == "ampere+",
+        ampere_plus=options.hardware_compatibility == HardwareCompatibility.AMPERE_PLUS,
         dla_core=options.dla_core,
     )
 
@@ -174,14 +175,15 @@ def build_engine(
             profile, or the build fails.
     """
     import segedge
-    from segedge.export.metadata import file_sha256, load_onnx, read_metadata
+    from segedge.contract import Contract
+    from segedge.export.metadata import file_sha256, load_onnx
 
     options = options or BuildOptions()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     model = load_onnx(onnx_path)
-    metadata = read_metadata(model)
+    contract = Contract.from_onnx(model, str(onnx_path))
     profile: Profile = resolve_profile(onnx_input_spec(model), options.min_shape, options.opt_shape, options.max_shape)
-    precision = metadata.get("precision", "fp32")
+    precision = contract.precision
     check_dla(options, precision, profile)
     trt = import_tensorrt()
     gpu, capability = current_gpu()
@@ -211,11 +213,11 @@ def build_engine(
         tensorrt_version=trt.__version__,
         gpu=gpu,
         compute_capability=capability,
-        precision=precision,
+        precision=contract.precision.value,
         input_name=tensor.name,
         profile=profile.to_dict(),
         onnx_sha256=file_sha256(onnx_path),
-        metadata=metadata,
+        metadata=contract.to_metadata() if contract.declared else {},
         built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         segedge_version=segedge.__version__,
         onnx=str(onnx_path),

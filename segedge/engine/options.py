@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segedge.contract import HardwareCompatibility, Precision
 from segedge.engine.profiles import Shape, format_shape, parse_shape
 from segedge.errors import InputError
 
-HARDWARE_COMPATIBILITY = ("none", "ampere+")  # ampere+: HardwareCompatibilityLevel.AMPERE_PLUS (sm 8.0 and newer)
+HARDWARE_COMPATIBILITY = tuple(h.value for h in HardwareCompatibility)  # ampere+: HardwareCompatibilityLevel.AMPERE_PLUS (sm 8.0 and newer)
 OPTIMIZATION_LEVELS = range(0, 6)  # TensorRT's builder_optimization_level: 0 (fastest build) .. 5, default 3
 
 
@@ -114,7 +115,7 @@ class BuildOptions:
         return args
 
 
-def check_dla(options: BuildOptions, precision: str, profile: Any) -> None:
+def check_dla(options: BuildOptions, precision: Precision | str, profile: Any) -> None:
     """Refuse a DLA build TensorRT would silently move to the GPU, before anything is written.
 
     The DLA runs FP16 and INT8 layers only, and only static shapes ("Working with DLA" in the
@@ -132,7 +133,7 @@ def check_dla(options: BuildOptions, precision: str, profile: Any) -> None:
     """
     if options.dla_core is None:
         return
-    if precision == "fp32":
+    if Precision(precision) is Precision.FP32:
         raise InputError(f"--dla-core {options.dla_core}: the DLA runs FP16 and INT8 only, so an FP32 engine would run entirely on the GPU; use --precision fp16 or int8")
     if tuple(profile.min) != tuple(profile.max):
         raise InputError(
@@ -141,7 +142,7 @@ def check_dla(options: BuildOptions, precision: str, profile: Any) -> None:
         )
 
 
-def check_dla_request(onnx_path: str | Path, precision: str, options: BuildOptions) -> None:
+def check_dla_request(onnx_path: str | Path, precision: Precision | str, options: BuildOptions) -> None:
     """:func:`check_dla` for an ONNX file (its input decides the profile), before TensorRT is
     even looked for; nothing to check without ``--dla-core``.
 

@@ -13,7 +13,6 @@ a non-default stream; a graph is valid for the shape it was captured with), and 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -21,8 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from segedge.data.oxford_pet import CLASS_NAMES
-from segedge.data.transforms import PreprocessConfig
+from segedge.contract import Backend, default_palette
 from segedge.engine.buffers import ENQUEUE_AND_CAPTURE, REPLAY, BufferPlan, SlotPool, graph_step, host_view, plan_buffers
 from segedge.engine.build import current_gpu
 from segedge.engine.profiles import Profile, format_shape
@@ -128,7 +126,7 @@ class TensorRTRunner(Runner):
         InputError: missing or malformed sidecar.
     """
 
-    backend = "tensorrt"
+    backend = Backend.TENSORRT
 
     def __init__(self, path: str | os.PathLike[str], cuda_graph: bool = False):
         self._pool = SlotPool(self._new_slot)  # one context + stream + buffers per concurrent caller
@@ -150,10 +148,7 @@ class TensorRTRunner(Runner):
         self.engine = self._runtime.deserialize_cuda_engine(self.artifact.read_bytes())
         if self.engine is None:
             raise ModelFormatError(f"TensorRT cannot deserialise {self.artifact} (corrupt or truncated?); rebuild it with `segedge build-engine`")
-        meta = info.metadata
-        self.preprocess_config = PreprocessConfig.from_json(meta["preprocess"]) if "preprocess" in meta else PreprocessConfig()
-        self.classes = tuple(json.loads(meta.get("classes", json.dumps(CLASS_NAMES))))
-        self.precision = info.precision
+        self.contract = info.contract
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
@@ -171,8 +166,12 @@ class TensorRTRunner(Runner):
                 raise BackendUnavailableError(f"TensorRT could not create an execution context for {self.artifact} (out of GPU memory?)")
             if not first.set_input_shape(self.input_name, high):
                 raise ModelFormatError(f"{self.artifact}: TensorRT rejected its own profile's largest input {format_shape(high)}")
+            out_at_max = tuple(first.get_tensor_shape(self.output_name))
+            if not self.contract.declared and len(out_at_max) == 4 and out_at_max[1] > 0 and out_at_max[1] != self.contract.num_classes:
+                names = tuple(f"class {i}" for i in range(out_at_max[1]))  # no contract in the sidecar: the engine decides
+                self.contract = self.contract.replace(classes=names, palette=default_palette(names))
             self._plan = plan_buffers(
-                high, tuple(first.get_tensor_shape(self.output_name)),
+                high, out_at_max,
                 trt.nptype(self.engine.get_tensor_dtype(self.input_name)), trt.nptype(self.engine.get_tensor_dtype(self.output_name)),
                 len(self.classes), str(self.artifact),
             )

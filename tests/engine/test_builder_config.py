@@ -62,7 +62,7 @@ def test_dla_cli_is_one_line_and_writes_nothing(tmp_path, tiny_onnx, one_line_er
 
 
 def test_dla_library_call_refuses_before_tensorrt(tmp_path, tiny_onnx):
-    from segedge.engine.artifacts import build_artifact
+    from segedge.pipeline.build import build_artifact
 
     with pytest.raises(InputError, match="FP16 and INT8 only"):
         build_artifact(tiny_onnx, tmp_path / "m.engine", "fp32", engine_options=BuildOptions(dla_core=0))

@@ -22,6 +22,19 @@ def make_info(**builder) -> EngineInfo:
     )
 
 
+def test_sidecar_contract_is_read_by_the_contract_type():
+    from segedge.contract import Contract, Precision, PreprocessConfig
+
+    contract = Contract(preprocess=PreprocessConfig(64, 96, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2)), classes=("a", "b"), precision=Precision.INT8)
+    info = make_info()
+    info.metadata = contract.to_metadata()
+    assert info.contract == contract and info.classes == ("a", "b")
+    assert info.contract.preprocess.mean == (0.5, 0.5, 0.5)
+    bare = make_info()
+    bare.metadata = {}
+    assert bare.classes is None and bare.contract.precision is Precision.INT8  # from the sidecar's own field
+
+
 def test_round_trip(tmp_path):
     info = make_info(max_shape=(4, 3, 128, 128), version_compatible=True)
     path = info.save(tmp_path / "m.engine")
@@ -107,6 +120,8 @@ def test_version_compatible_engines_follow_nvidias_support_matrix(built, here, a
     assert (message is None) is allowed, message
     if not allowed:
         assert "\n" not in message and "rebuild it here: segedge build-engine" in message
+        assert f"built with TensorRT {built}" in message and f"this machine has TensorRT {here}" in message  # both releases named
+        assert "compute capability" not in message  # the GPU matches: only the version is the reason
 
 
 def test_a_plain_tensorrt_10_engine_is_refused_on_11_with_the_rebuild_command():

@@ -18,7 +18,7 @@ def test_doctor_finds_a_tensorrt_without_package_metadata(tmp_path):
     (site / "tensorrt" / "__init__.py").write_text('__version__ = "10.3.0"\n')  # what JetPack 6 ships, metadata-free
     code = (
         "import importlib.metadata, json\n"
-        "from segedge.cli.doctor import installed_versions\n"
+        "from segedge.pipeline.doctor import installed_versions\n"
         "try:\n    meta = importlib.metadata.version('tensorrt')\nexcept importlib.metadata.PackageNotFoundError:\n    meta = None\n"
         "print(json.dumps({'metadata': meta, 'doctor': installed_versions()['tensorrt']}))\n"
     )

@@ -66,7 +66,7 @@ def pet_images_or_photos(embedded):
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory, exported_onnx, calibration):
     """FP32, FP16 and INT8 engines of the embedded model (batch 1..4), built once."""
-    from segedge.engine.artifacts import build_artifact
+    from segedge.pipeline.build import build_artifact
     from segedge.engine.options import BuildOptions
 
     folder = tmp_path_factory.mktemp("engines")
