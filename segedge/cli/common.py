@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from segedge.contract import Backend
 from segedge.errors import BackendUnavailableError, SegEdgeError
 
 # Wide enough for the report tables when output goes to a file or CI log (rich assumes 80).
@@ -82,7 +83,7 @@ def handle_errors(func: F) -> F:
         except Exception as exc:  # a bug: still one line, never a traceback unless asked
             if os.environ.get("SEGEDGE_DEBUG") == "1":
                 raise
-            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "onnxruntime":
+            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == Backend.ONNXRUNTIME:  # its module name
                 fail(ONNXRUNTIME_MISSING, BackendUnavailableError.exit_code)  # an extra, CPU or GPU build
             fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SEGEDGE_DEBUG=1 for the traceback)", INTERNAL_ERROR)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import onnx
 
-from segedge.contract import Precision, Provider
+from segedge.contract import Backend, Precision, Provider
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.export.metadata import file_sha256
 
@@ -22,7 +22,8 @@ PROVIDERS = {
     Provider.CUDA: "CUDAExecutionProvider",
     Provider.TENSORRT: "TensorrtExecutionProvider",
 }
-ONNXRUNTIME_BUILDS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
+# distributions that install the `onnxruntime` package (the CPU build is named like the backend)
+ONNXRUNTIME_BUILDS = (Backend.ONNXRUNTIME.value, "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
 
 
 def installed_onnxruntime_builds() -> list[str]:
