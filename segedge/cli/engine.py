@@ -23,6 +23,18 @@ class Method(str, Enum):
     percentile = "percentile"
 
 
+class Target(str, Enum):
+    tensorrt = "tensorrt"
+    onnxruntime = "onnxruntime"
+
+
+TARGET_HELP = (
+    "INT8 form: tensorrt (Q/DQ on convolution inputs, symmetric INT8, FP16 between them: what a strongly typed "
+    "engine builds) or onnxruntime (QLinearConv, uint8 activations: ONNX Runtime's CPU integer kernels; needs "
+    "the MaxUnpool export). Default: the FP32 ONNX's target (`segedge export --target`)."
+)
+
+
 class HardwareCompatibility(str, Enum):
     none = "none"
     ampere_plus = "ampere+"
@@ -38,7 +50,8 @@ def build_engine_command(
     method: Annotated[Method, typer.Option(help="INT8 range calibration.")] = Method.percentile,
     percentile: Annotated[float, typer.Option(min=50.0, max=100.0, help="Percentile of |activation| kept in range (--method percentile).")] = 99.9,
     seed: Annotated[int, typer.Option(help="Seed of the calibration draw.")] = 0,
-    calib_cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data and method match, recomputed when anything changed.")] = None,
+    calib_cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data, method and target match, recomputed when anything changed.")] = None,
+    target: Annotated[Optional[Target], typer.Option(help=TARGET_HELP)] = None,
     min_shape: Annotated[Optional[str], typer.Option(help="Smallest input NxCxHxW of the engine's profile (default: batch 1 at the model's size).")] = None,
     opt_shape: Annotated[Optional[str], typer.Option(help="Input shape TensorRT tunes for (default: batch 1, the camera loop).")] = None,
     max_shape: Annotated[Optional[str], typer.Option(help="Largest input NxCxHxW (default: batch 8). H and W other than the model's need an ONNX exported with --dynamic-hw.")] = None,
@@ -56,9 +69,11 @@ def build_engine_command(
     TensorRT version, GPU, profile and builder options; without TensorRT it stops with exit
     code 2 and writes nothing.
 
-    INT8 is explicit quantization: symmetric signed INT8, per-channel weights, per-tensor
-    activations, Q/DQ on convolution inputs (what TensorRT's strongly typed builder and
-    ONNX Runtime both run).
+    INT8 follows the FP32 ONNX's target. The tensorrt form is explicit quantization for
+    TensorRT: symmetric signed INT8, per-channel weights, per-tensor activations, Q/DQ on
+    convolution inputs, FP16 between the INT8 convolutions (opset 19). The onnxruntime form
+    (from `segedge export --target onnxruntime`) is for CPUs: QLinearConv with uint8
+    activations and int8 per-channel weights, which ONNX Runtime runs on its integer kernels.
     `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
     from segedge.engine.artifacts import build_artifact
@@ -83,5 +98,8 @@ def build_engine_command(
         config = OnnxRuntimeRunner(model).preprocess_config
         calibration = load_calibration_set(calib_data, config, num_images=num_images, seed=seed)
         console.print(f"calibration: {calibration.summary()}")
-    result = build_artifact(model, output, precision.value, calibration, method.value, percentile, calib_cache, engine_options=options)
+    result = build_artifact(
+        model, output, precision.value, calibration, method.value, percentile, calib_cache, engine_options=options,
+        target=target.value if target is not None else None,
+    )
     console.print(result.note)
