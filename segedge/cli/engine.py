@@ -94,6 +94,10 @@ def build_engine_command(
             raise DataError("--precision int8 needs --calib-data DIR (an Oxford-IIIT Pet root, an image folder or a video)")
         from segedge.calibration.dataset import load_calibration_set
         from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+        from segedge.calibration.quantize import int8_target
+        from segedge.export.metadata import load_onnx
+
+        int8_target(load_onnx(model), target.value if target is not None else None, model)  # before a minute of calibration
 
         config = OnnxRuntimeRunner(model).preprocess_config
         calibration = load_calibration_set(calib_data, config, num_images=num_images, seed=seed)

@@ -3,6 +3,7 @@ optimized graph), the TensorRT form on an FP16 base, the target taken from the F
 and a calibration cache keyed by target."""
 
 import collections
+import json
 
 import onnx
 import pytest
@@ -14,6 +15,7 @@ from segedge.calibration.sensitivity import held_out_set, mixed_precision
 from segedge.cli.main import app
 from segedge.cpuinfo import CpuInfo
 from segedge.errors import InputError
+from segedge.export.metadata import read_metadata
 
 pytestmark = pytest.mark.slow
 
@@ -131,3 +133,13 @@ def test_calibrate_cli_refuses_a_target_the_model_cannot_take(tmp_path, exported
                                       "-o", str(tmp_path / "q.onnx")])
     line = one_line_error(result)
     assert result.exit_code == 2 and "MaxUnpool" in line and not (tmp_path / "q.onnx").exists()
+
+
+def test_build_engine_target_option(tmp_path, exported_onnx, native_onnx, pet_root, one_line_error):
+    runner = CliRunner()
+    base = ["build-engine", "--precision", "int8", "--calib-data", str(pet_root), "--num-images", "4"]
+    line = one_line_error(runner.invoke(app, [*base, str(exported_onnx), "--target", "onnxruntime", "-o", str(tmp_path / "a.onnx")]))
+    assert "MaxUnpool export" in line and not (tmp_path / "a.onnx").exists()
+    result = runner.invoke(app, [*base, str(native_onnx), "-o", str(tmp_path / "b.onnx")])
+    assert result.exit_code == 0 and "onnxruntime form" in result.stdout, result.stdout
+    assert json.loads(read_metadata(onnx.load(str(tmp_path / "b.onnx")))["calibration"])["target"] == "onnxruntime"
