@@ -55,15 +55,16 @@ from segedge.calibration.dataset import CalibrationSet
 from segedge.cpuinfo import CpuInfo, cpu_info
 from segedge.errors import DataError, ExportError, InputError
 from segedge.export.layers import conv_layers
-from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter, read_metadata, set_metadata
+from segedge.contract import Contract, Precision, Target
+from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter
 
 METHODS = ("minmax", "entropy", "percentile")
-TARGETS = ("tensorrt", "onnxruntime")
+TARGETS = tuple(t.value for t in Target)
 # Version tag of the quantizer settings per target; part of the calibration cache key, so a
 # change of settings invalidates cached ranges. Bump it whenever the options or ops change.
 SETTINGS = {
-    "tensorrt": "qdq-s8-sym-perchannel-conv-v2",
-    "onnxruntime": "qoperator-u8-asym-s8-perchannel-conv-relu-maxpool-v1",
+    Target.TENSORRT.value: "qdq-s8-sym-perchannel-conv-v2",
+    Target.ONNXRUNTIME.value: "qoperator-u8-asym-s8-perchannel-conv-relu-maxpool-v1",
 }
 FP16_BASE_OPSET = 19  # Q/DQ with FP16 scales and tensors
 
@@ -106,19 +107,20 @@ def default_reduce_range(info: CpuInfo | None = None) -> bool:
     return info.arch in ("x86_64", "AMD64") and not info.int8_dot_product
 
 
-def int8_target(model: onnx.ModelProto, target: str | None, path: object = "the model") -> str:
+def int8_target(model: onnx.ModelProto, target: str | Target | None, path: object = "the model") -> str:
     """The INT8 form for an FP32 model: ``target``, or the model's ``segedge.target``.
 
     Raises:
         InputError: unknown target, or ``onnxruntime`` for a model that is not the MaxUnpool
             export (the CPU form runs MaxPool on uint8 with the indices MaxUnpool reads).
     """
-    form = read_metadata(model).get("target", "tensorrt")
+    form = (Contract.from_onnx(model, str(path)).target or Target.TENSORRT).value
     if target is None:
-        return form if form in TARGETS else "tensorrt"
+        return form
+    target = str(target)
     if target not in TARGETS:
         raise InputError(f"unknown INT8 target {target!r}; expected one of {', '.join(TARGETS)}")
-    if target == "onnxruntime" and form != "onnxruntime":
+    if target == Target.ONNXRUNTIME and form != Target.ONNXRUNTIME:
         raise InputError(
             f"--target onnxruntime quantizes the MaxUnpool export, and {path} is the {form} form; "
             "export it with `segedge export --target onnxruntime`"
@@ -235,11 +237,11 @@ def quantize_int8(
     started = time.perf_counter()
     model = load_onnx(onnx_path)
     target = int8_target(model, target, onnx_path)
-    cpu_form = target == "onnxruntime"
+    cpu_form = target == Target.ONNXRUNTIME
     fp16_base = fp16_base and not cpu_form
     if cpu_form and reduce_range is None:
         reduce_range = default_reduce_range()
-    metadata = read_metadata(model)
+    contract = Contract.from_onnx(model, str(onnx_path))
     input_name = model.graph.input[0].name
     calibrate_method = {
         "minmax": CalibrationMethod.MinMax,
@@ -303,18 +305,16 @@ def quantize_int8(
                     from segedge.export.fp16 import to_fp16
 
                     quantized = to_fp16(quantized, fp32_layers=0)
-                metadata.update(
-                    precision="int8",
-                    calibration=json.dumps(
-                        {"method": method, "images": len(calibration), "source": calibration.source,
-                         "percentile": percentile if method == "percentile" else None,
-                         "float_layers": float_layers, "target": target,
-                         "format": "QOperator (QLinearConv)" if cpu_form else "QDQ",
-                         "activations": "uint8 asymmetric" if cpu_form else "int8 symmetric",
-                         "base": "fp16" if fp16_base else "fp32", "reduce_range": bool(reduce_range)}
-                    ),
+                record = json.dumps(
+                    {"method": method, "images": len(calibration), "source": calibration.source,
+                     "percentile": percentile if method == "percentile" else None,
+                     "float_layers": float_layers, "target": target,
+                     "format": "QOperator (QLinearConv)" if cpu_form else "QDQ",
+                     "activations": "uint8 asymmetric" if cpu_form else "int8 symmetric",
+                     "base": "fp16" if fp16_base else "fp32", "reduce_range": bool(reduce_range)}
                 )
-                set_metadata(quantized, metadata)
+                extra = {k: v for k, v in contract.extra.items() if k != "fp32_nodes"} | {"calibration": record}
+                contract.replace(precision=Precision.INT8, extra=extra).write_onnx_step(quantized, "precision", "calibration")
                 onnx.save(quantized, str(tmp))
         except (DataError, InputError):
             raise

@@ -40,7 +40,8 @@ from onnx import TensorProto
 from segedge._io import atomic_path
 from segedge.errors import ExportError
 from segedge.export.layers import conv_layers
-from segedge.export.metadata import load_onnx, read_metadata, set_metadata
+from segedge.contract import Contract, Precision
+from segedge.export.metadata import load_onnx
 
 # Op types the converter leaves in FP32 (passed explicitly: its default blocks Max, see above).
 OP_BLOCK_LIST: tuple[str, ...] = ()
@@ -125,7 +126,7 @@ def to_fp16(model: onnx.ModelProto, fp32_layers: int = 1) -> onnx.ModelProto:
     import onnx_ir as ir
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    metadata = read_metadata(model)
+    contract = Contract.from_onnx(model)
     kept = fp32_prefix(model, fp32_layers)
     try:
         converted = convert_float_to_float16(
@@ -138,10 +139,8 @@ def to_fp16(model: onnx.ModelProto, fp32_layers: int = 1) -> onnx.ModelProto:
         graph_model = ir.from_proto(converted)
         graph_model.graph.sort()
         converted = onnx.shape_inference.infer_shapes(ir.to_proto(graph_model), strict_mode=True)
-        metadata["precision"] = "fp16"
-        if kept:
-            metadata["fp32_nodes"] = ",".join(kept)
-        set_metadata(converted, metadata)
+        extra = {**contract.extra, **({"fp32_nodes": ",".join(kept)} if kept else {})}
+        contract.replace(precision=Precision.FP16, extra=extra).write_onnx_step(converted, "precision", "fp32_nodes")
         onnx.checker.check_model(converted)
     except Exception as exc:
         raise ExportError(f"FP16 conversion failed: {str(exc).splitlines()[0][:300]}") from None

@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from segedge.calibration.dataset import load_calibration_set
 from segedge.calibration.quantize import conv_layers, default_reduce_range, quantize_int8
-from segedge.calibration.sensitivity import held_out_set, mixed_precision
+from segedge.pipeline.sensitivity import held_out_set, mixed_precision
 from segedge.cli.main import app
 from segedge.cpuinfo import CpuInfo
 from segedge.errors import InputError
-from segedge.export.metadata import read_metadata
+from segedge.contract import Contract
 
 pytestmark = pytest.mark.slow
 
@@ -142,4 +142,4 @@ def test_build_engine_target_option(tmp_path, exported_onnx, native_onnx, pet_ro
     assert "MaxUnpool export" in line and not (tmp_path / "a.onnx").exists()
     result = runner.invoke(app, [*base, str(native_onnx), "-o", str(tmp_path / "b.onnx")])
     assert result.exit_code == 0 and "onnxruntime form" in result.stdout, result.stdout
-    assert json.loads(read_metadata(onnx.load(str(tmp_path / "b.onnx")))["calibration"])["target"] == "onnxruntime"
+    assert json.loads(Contract.from_onnx(onnx.load(str(tmp_path / "b.onnx"))).extra["calibration"])["target"] == "onnxruntime"
