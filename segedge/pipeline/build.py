@@ -63,6 +63,7 @@ def build_artifact(
     percentile: float = 99.9,
     calib_cache: str | os.PathLike[str] | None = None,
     engine_options: BuildOptions | None = None,
+    target: Target | str | None = None,
 ) -> BuildResult:
     """Build the deployable artifact of ``precision`` from an FP32 ONNX.
 
@@ -78,12 +79,15 @@ def build_artifact(
         calib_cache: calibration cache file (see :mod:`segedge.calibration.cache`).
         engine_options: TensorRT builder options (profile, workspace, timing cache, ...;
             see :class:`~segedge.engine.options.BuildOptions`), for ``.engine`` outputs.
+        target: INT8 form, ``tensorrt`` or ``onnxruntime`` (default: the FP32 model's
+            ``segedge.target``; see :func:`~segedge.calibration.quantize.quantize_int8`).
 
     Raises:
         InputError: unknown precision or output suffix; an output that would overwrite the
-            input; for an engine, an ONNX exported for ONNX Runtime (MaxUnpool), a profile that
-            does not fit its input, or ``--dla-core`` with fp32 or a dynamic profile (all
-            checked before anything is written).
+            input; for an engine, an ONNX exported for ONNX Runtime (MaxUnpool),
+            ``target="onnxruntime"`` for INT8, a profile that does not fit its input, or
+            ``--dla-core`` with fp32 or a dynamic profile (all checked before anything is
+            written); an INT8 target the model cannot take.
         TensorRTRequestError: an ``.engine`` / ``.plan`` output where TensorRT, cuda-python
             or a GPU is missing (exit code 2, checked before anything is written; ask for
             ``X.onnx`` for the ONNX Runtime artifact).
@@ -102,13 +106,22 @@ def build_artifact(
         raise InputError(f"output {output} must end in .engine, .plan or .onnx")
     source = load_onnx(onnx_path)  # fails early, in one line, on a corrupt input
     onnx_out = intermediate_onnx(onnx_path, output, precision)
-    target = Contract.from_onnx(source, str(onnx_path)).target
+    form = Contract.from_onnx(source, str(onnx_path)).target
+    if precision is Precision.INT8:
+        from segedge.calibration.quantize import int8_target
+
+        target = int8_target(source, target, onnx_path)  # refuses a bad --target before calibration
     if output.suffix != ".onnx":  # an engine was asked for: fail before writing anything
         options = engine_options or BuildOptions()
         profile = resolve_profile(onnx_input_spec(source), options.min_shape, options.opt_shape, options.max_shape)
         check_dla(options, precision, profile)
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
-        if target is Target.ONNXRUNTIME:
+        if target == Target.ONNXRUNTIME and precision is Precision.INT8:
+            raise InputError(
+                f"--target onnxruntime makes the CPU INT8 form (QLinearConv), which TensorRT does not build; "
+                f"use --target tensorrt for an engine, or ask for -o {output.with_suffix('.onnx')}"
+            )
+        if form is Target.ONNXRUNTIME:
             raise InputError(
                 f"{onnx_path} uses MaxUnpool (exported with --target onnxruntime), which TensorRT cannot parse; "
                 f"export with --target tensorrt for an engine, or ask for -o {output.with_suffix('.onnx')}"
@@ -119,8 +132,11 @@ def build_artifact(
             raise DataError("INT8 needs a calibration set: pass --calib-data DIR (a Pet root or an image folder)")
         from segedge.calibration.quantize import quantize_int8
 
-        quantized = quantize_int8(onnx_path, onnx_out, calibration, method=method, percentile=percentile, cache=calib_cache)
-        cache_note = f" (calibration cache {calib_cache}: {quantized.cache})" if calib_cache else ""
+        quantized = quantize_int8(
+            onnx_path, onnx_out, calibration, method=method, percentile=percentile, cache=calib_cache, target=target,
+        )
+        cache_note = f" ({quantized.target} form"
+        cache_note += f"; calibration cache {calib_cache}: {quantized.cache})" if calib_cache else ")"
     elif precision is Precision.FP16:
         from segedge.export.fp16 import convert_fp16
 
