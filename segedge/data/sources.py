@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -21,6 +22,25 @@ from segedge.data.images import IMAGE_SUFFIXES, list_images, read_image
 from segedge.errors import DataError, SourceError
 
 log = logging.getLogger(__name__)
+
+# scheme://user[:password]@host -> scheme://host; up to the last "@" before the path (a password may hold "@").
+_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """Remove the credentials from every URL in ``text``.
+
+    ``rtsp://admin:secret@10.0.0.5/stream`` becomes ``rtsp://10.0.0.5/stream``. Every source
+    description, error message, summary line and statistics record goes through it, so a
+    camera password given on the command line is never printed, logged or served.
+
+    Args:
+        text: any message; text without ``scheme://user@`` is returned unchanged.
+
+    Returns:
+        ``text`` with each ``user[:password]@`` after a ``scheme://`` removed.
+    """
+    return _CREDENTIALS.sub(r"\1", text)
 
 
 class FrameSource:
@@ -176,7 +196,7 @@ def open_source(spec: str | int, decode_threads: int = 1) -> FrameSource:
     if text.isdigit():
         return CaptureSource(int(text), f"camera {text}", live=True)
     if "://" in text:
-        return CaptureSource(text, f"stream {text}", live=True, decode_threads=decode_threads)
+        return CaptureSource(text, f"stream {redact_url(text)}", live=True, decode_threads=decode_threads)
     path = Path(text)
     if path.is_dir():
         try:
@@ -192,4 +212,4 @@ def open_source(spec: str | int, decode_threads: int = 1) -> FrameSource:
         if not files:
             raise SourceError(f"no image matches {text}")
         return ImageFilesSource(files, f"{len(files)} images matching {text}")
-    raise SourceError(f"source {text} is neither a camera index, a URL, a file, a folder nor a glob that matches")
+    raise SourceError(f"source {redact_url(text)} is neither a camera index, a URL, a file, a folder nor a glob that matches")
