@@ -42,13 +42,24 @@ def setup_logging() -> None:
     root = logging.getLogger("segedge")
     if not root.handlers:
         handler = _StderrHandler()  # one line per record, never wrapped
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.setFormatter(_RedactingFormatter("%(levelname)s: %(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.DEBUG if os.environ.get("SEGEDGE_DEBUG") == "1" else logging.WARNING)
         root.propagate = False
 
 
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from segedge.data.sources import redact_url
+
+        return redact_url(super().format(record)).replace("\n", " ")
+
+
 def fail(message: str, code: int) -> None:
+    """Print ``message`` as one red line (URL credentials removed) and exit with ``code``."""
+    from segedge.data.sources import redact_url
+
+    message = redact_url(" ".join(str(message).split()))
     err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
