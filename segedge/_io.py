@@ -190,7 +190,9 @@ def check_output(
             raise InputError(f"{option} {out} is a folder; expected a file name")
         if out.exists() and not force:
             raise InputError(f"{out} exists; pass --force to overwrite it")
-    probe_writable(out.parent if not (directory and out.is_dir()) else out)
+    probe_writable(out.parent)
+    if directory and out.is_dir():
+        probe_writable(out)
     return out
 
 

@@ -38,7 +38,19 @@ def demo_command(
 
     from segedge.engine.tensorrt_api import engine_build_available
 
-    output.mkdir(parents=True, exist_ok=True)
+    from segedge._io import check_output
+
+    # Every input is checked before the first second of export work, and before the output
+    # folder is created (a refused demo leaves nothing behind).
+    check_output(output, [data, Path(source) if source is not None else None], directory=True, option="--output")
+    reference = TorchRunner(None)
+    calibration = None
+    if data is not None:
+        calibration = load_calibration_set(data, reference.preprocess_config, num_images=64)
+    if source is not None:
+        with open_source(source):
+            pass
+    output.mkdir(exist_ok=True)
     console.rule("1/5 export")
     # With TensorRT, the standard-op form it parses; without, MaxUnpool, about 2x faster in ONNX Runtime.
     engines = engine_build_available()
@@ -55,10 +67,7 @@ def demo_command(
         console.print(f"made {clip}: 72 frames of a real cat photo (scikit-image `chelsea`) with simulated camera motion")
 
     console.rule("2/5 build FP32 and INT8")
-    reference = TorchRunner(None)
-    if data is not None:
-        calibration = load_calibration_set(data, reference.preprocess_config, num_images=64)
-    else:
+    if calibration is None:
         with open_source(source) as frames:
             sample = [f for i, f in enumerate(frames) if i % 3 == 0][:64]
         calibration = calibration_set_from_arrays(sample, reference.preprocess_config, f"every 3rd frame of {source}")

@@ -39,6 +39,9 @@ class Sink:
         return None
 
 
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv")  # containers OpenCV writes mp4v into
+
+
 def _partial_name(path: Path) -> Path:
     return path.with_name(f"{path.stem}.partial{path.suffix}")
 
