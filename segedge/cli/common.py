@@ -23,6 +23,7 @@ console = Console(stderr=False, highlight=False, soft_wrap=True, markup=False, w
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, width=_width)
 F = TypeVar("F", bound=Callable[..., object])
 INTERNAL_ERROR = 70  # EX_SOFTWARE
+INPUT_ERROR = 2  # what InputError gives: a path the user named cannot be used
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -86,6 +87,15 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130)
+        except OSError as exc:  # a full disk, a read-only folder, a folder where a file was expected
+            if debug:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or exc} (check the path, free space and permissions)", INPUT_ERROR)
+        except MemoryError:
+            if debug:
+                raise
+            fail("out of memory (a very large input? try a smaller image, --limit or fewer --workers)", 1)
         except Exception as exc:  # a bug: still one line, never a traceback unless asked
             if os.environ.get("SEGEDGE_DEBUG") == "1":
                 raise

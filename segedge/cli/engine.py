@@ -48,6 +48,7 @@ def build_engine_command(
     version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine runs on later TensorRT releases of the same major version.")] = False,
     hardware_compatibility: Annotated[HardwareCompatibility, typer.Option(help="ampere+: engine runs on any Ampere or newer GPU (compute capability 8.0+).")] = HardwareCompatibility.none,
     dla_core: Annotated[Optional[int], typer.Option(min=0, help="Run on this DLA core (Jetson); layers the DLA cannot run fall back to the GPU.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output (an output that is an input is refused even so).")] = False,
 ) -> None:
     """Build an FP32, FP16 or INT8 (calibrated Q/DQ) artifact: an ONNX for ONNX Runtime, or a TensorRT engine.
 
@@ -66,6 +67,12 @@ def build_engine_command(
     from segedge.engine.tensorrt_api import require_engine_support
     from segedge.errors import DataError
 
+    from segedge._io import check_output
+    from segedge.export.metadata import self_contained
+
+    check_output(output, [model, calib_data, calib_cache, timing_cache], force=force)
+    if calib_cache is not None:
+        check_output(calib_cache, [model, output, calib_data], force=True, option="--calib-cache")
     options = BuildOptions.from_strings(
         min_shape, opt_shape, max_shape, workspace_mib=workspace, optimization_level=builder_optimization_level,
         timing_cache=timing_cache, version_compatible=version_compatible,
@@ -73,6 +80,14 @@ def build_engine_command(
     )
     if output.suffix in (".engine", ".plan"):  # before a minute of calibration, not after
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
+    with self_contained(model) as model:  # an ONNX with external weight data, made single-file
+        _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options)
+
+
+def _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options) -> None:
+    from segedge.engine.artifacts import build_artifact
+    from segedge.errors import DataError
+
     calibration = None
     if precision is Precision.int8:
         if calib_data is None:

@@ -15,6 +15,7 @@ BatchNorm2d on its input).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -31,6 +32,9 @@ INTERPOLATIONS = {
 }
 
 
+MAX_INPUT_PIXELS = 16 * 2**20  # a model input of 4096x4096 is far beyond any segmentation network on an edge device
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """Parameters of :func:`preprocess`; stored with every artifact."""
@@ -42,8 +46,14 @@ class PreprocessConfig:
     scale: float = 1.0 / 255.0  # uint8 -> float multiplier: [0, 255] -> [0, 1]
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.height, int) and isinstance(self.width, int)) or isinstance(self.height, bool) or isinstance(self.width, bool):
+            raise InputError(f"input size must be whole pixels, got {self.height!r}x{self.width!r}")
         if self.height <= 0 or self.width <= 0:
             raise InputError(f"input size must be positive, got {self.height}x{self.width}")
+        if self.height * self.width > MAX_INPUT_PIXELS:  # a tampered record would allocate GBs per frame
+            raise InputError(f"input size {self.height}x{self.width} is over the {MAX_INPUT_PIXELS // 2**20} Mpixel limit of a model input")
+        if not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale)):
+            raise InputError(f"scale must be a finite number, got {self.scale!r}")
         if self.interpolation not in INTERPOLATIONS:
             raise InputError(
                 f"unknown interpolation {self.interpolation!r}; expected one of {', '.join(INTERPOLATIONS)}"

@@ -120,7 +120,8 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None) -> Checkpoint:
 
     Raises:
         CheckpointError: missing, truncated or not a checkpoint; unknown model; weights
-            that do not fit the named model (the first mismatching tensor is named).
+            that do not fit the named model (the first mismatching tensor is named), are not
+            tensors, or hold NaN or infinity; an input size over the model-input limit.
     """
     path = Path(path) if path is not None else default_checkpoint()
     if not path.is_file():
@@ -146,10 +147,13 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None) -> Checkpoint:
         name, state_dict = data.get("model"), data.get("state_dict")
         try:
             preprocess = PreprocessConfig.from_dict(data.get("preprocess", {}))
-        except (InputError, TypeError) as exc:
+        except (InputError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{path}: bad preprocessing record: {exc}") from None
-        classes = tuple(data.get("classes", CLASS_NAMES))
-        meta = dict(data.get("meta", {}))
+        try:
+            classes = tuple(str(c) for c in data.get("classes", CLASS_NAMES))
+            meta = dict(data.get("meta", {}))
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{path}: the classes or meta record is malformed") from None
     elif all(isinstance(v, torch.Tensor) for v in data.values()) and data:
         state_dict, name = data, _match_bare_state_dict(data)
         if name is None:
@@ -175,11 +179,17 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None) -> Checkpoint:
             f"tensors ({detail})"
         )
     for key, tensor in expected.items():
-        if tuple(state_dict[key].shape) != tuple(tensor.shape):
+        value = state_dict[key]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: state_dict entry {key} is a {type(value).__name__}, not a tensor")
+        if tuple(value.shape) != tuple(tensor.shape):
             raise CheckpointError(
                 f"{path} does not fit model {name!r}: {key} is {tuple(state_dict[key].shape)}, "
                 f"expected {tuple(tensor.shape)}"
             )
+    for key, value in state_dict.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: {key} holds NaN or infinite weights (a diverged training run?); it cannot be deployed")
     if len(classes) != model.config.num_classes:
         raise CheckpointError(f"{path} lists {len(classes)} classes but the model predicts {model.config.num_classes}")
     model.load_state_dict(state_dict)

@@ -111,8 +111,14 @@ class OnnxRuntimeRunner(Runner):
                 first = "not a valid ONNX file (truncated or corrupt?)"
             raise ModelFormatError(f"ONNX Runtime cannot load {self.artifact}: {first[:300]}") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise ModelFormatError(f"{self.artifact}: expected one (N, 3, H, W) input, found {[i.shape for i in inputs]}")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            classes = tuple(json.loads(meta.get("segedge.classes", json.dumps(CLASS_NAMES))))
+        except json.JSONDecodeError as exc:
+            raise ModelFormatError(f"{self.artifact}: bad segedge metadata: {exc}") from None
+        from segedge.export.metadata import check_segmentation_io  # imports onnx: only when a model is loaded
+
+        check_segmentation_io(self.artifact, inputs, outputs, classes, "segedge.classes" in meta)
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_is_fp16 = inputs[0].type == "tensor(float16)"
         self.output_is_fp32 = outputs[0].type == "tensor(float)"

@@ -398,10 +398,9 @@ def run_live(
         loop.stats.seconds = time.perf_counter() - started
         loop.stats.skipped = source.skipped
         loop.stats.missing = getattr(source, "missing", 0)
-        failed = bool(loop.errors) or loop.stats.error is not None
-        for sink in loop.sinks:  # every sink is closed, even when one fails
+        for sink in loop.sinks:  # every sink is closed, even when one fails (a failure marks the later ones failed)
             try:
-                written = sink.close(failed=failed)
+                written = sink.close(failed=bool(loop.errors) or loop.stats.error is not None)
             except Exception as exc:
                 loop.errors.append(exc)
                 continue
