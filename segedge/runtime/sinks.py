@@ -34,7 +34,8 @@ class Sink:
 
         Args:
             failed: the run ended with an error. A file sink then leaves an earlier output
-                untouched and keeps what it wrote aside (``NAME.partial.SUFFIX``).
+                untouched and keeps what it wrote aside (``NAME.partial.SUFFIX``); with no
+                earlier output, what it wrote (whole, finalised) takes the name.
         """
         return None
 
@@ -118,7 +119,7 @@ class VideoSink(Sink):
                 kept = f"the earlier {self.path.name} is kept" if self.path.exists() else "nothing was written"
                 raise SourceError(f"video {self.path} is incomplete: the finished file holds {written} of {self.frames} frames (disk full?); {kept}")
             os.chmod(self._tmp, 0o644)
-            if failed:  # never replace an earlier recording with a failed run's frames
+            if failed and os.path.lexists(self.path):  # never replace an earlier recording with a failed run's frames
                 self.partial = _partial_name(self.path)
                 os.replace(self._tmp, self.partial)
                 return None
@@ -194,7 +195,7 @@ class StatsSink(Sink):
         try:
             self._handle.close()
             os.chmod(self._tmp, 0o644)
-            if failed:
+            if failed and os.path.lexists(self.path):
                 self.partial = _partial_name(self.path)
                 os.replace(self._tmp, self.partial)
                 return None
