@@ -127,6 +127,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, overwrite: bool =
     return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
 
 
+def resolved(path: str | os.PathLike[str]) -> Path:
+    """``path`` made absolute with symlinks followed; a symlink loop is left unresolved
+    (``Path.resolve`` raises on one)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """True when ``a`` and ``b`` name the same file (after symlinks, hard links included)."""
     try:
@@ -134,7 +143,7 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
             return os.path.samefile(a, b)
     except OSError:
         pass
-    return Path(a).resolve() == Path(b).resolve()
+    return resolved(a) == resolved(b)
 
 
 def probe_writable(directory: str | os.PathLike[str]) -> None:

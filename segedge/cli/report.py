@@ -62,7 +62,7 @@ def report_command(
     argmax agreement with the reference, with deltas; logits error; the worst images; latency p50/p90/p99 and
     throughput at batch 1 and 8, size and memory. With --video, agreement frame by frame. Writes report.json,
     report.md and a self-contained report.html."""
-    from segedge._io import check_output
+    from segedge._io import check_output, resolved
     from segedge.errors import InputError
     from segedge.report.drift import compare, load_eval_data
     from segedge.report.render import check_report_folder, write_report
@@ -83,10 +83,10 @@ def report_command(
     if (output / "report.json").exists() and not force:
         raise InputError(f"{output} holds a report; pass --force to replace it")
     for path in inputs:
-        if path is not None and path.resolve().is_relative_to(output.resolve()):
+        if path is not None and resolved(path).is_relative_to(resolved(output)):
             raise InputError(f"--output {output} holds the input {path}; a report replaces its folder whole: write elsewhere")
+    runners = [load_runner(p) for p in paths]  # a bad candidate fails before the reference loads
     ref = TorchRunner(reference)
-    runners = [load_runner(p) for p in paths]
     eval_data = load_eval_data(data, split=split, limit=limit) if data is not None else None
     with progress_bar() as update:
         clip = video_drift(ref, runners, video, gt_masks, every=every, limit=limit, progress=update) if video is not None else None

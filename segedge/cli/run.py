@@ -76,7 +76,7 @@ def run_command(
     window, --serve MJPEG page, --save-masks PNGs, --stats JSON lines. Prints FPS, per-stage
     latency p50/p99, flicker and (with --gt-masks) IoU at the end.
     """
-    from segedge._io import check_output
+    from segedge._io import check_output, resolved
     from segedge.data.sources import open_source
     from segedge.errors import InputError, SourceError
     from segedge.runtime.factory import live_parallelism, load_runner
@@ -103,7 +103,7 @@ def run_command(
     for path, option in ((output, "--output"), (stats_file, "--stats")):
         if path is not None:
             check_output(path, inputs, force=force, option=option)
-    if output is not None and stats_file is not None and output.resolve() == stats_file.resolve():
+    if output is not None and stats_file is not None and resolved(output) == resolved(stats_file):
         raise InputError(f"--output and --stats are both {output}; give each its own file")
     if save_masks is not None:
         check_output(save_masks, inputs, directory=True, option="--save-masks")
@@ -131,6 +131,10 @@ def run_command(
             raise
         with runner:
             stats = run_live(runner, frames, sinks, options, gt)
+    if stats.frames == 0 and not stats.interrupted:  # nothing to summarise: one line says why
+        reason = f"; first: {frames.skip_reason}" if frames.skip_reason else ""
+        skipped = f" ({stats.skipped} unreadable frames skipped{reason})" if stats.skipped else ""
+        raise SourceError((stats.error or f"no frame of {frames.description} could be processed") + skipped)
     print_live_stats(stats, f"{runner.name} on {frames.description}")
     for sink in sinks:
         if getattr(sink, "resized", 0):
@@ -147,6 +151,3 @@ def run_command(
         raise SourceError(stats.error + "; every output was finalised")
     if stats.signalled:
         raise typer.Exit(130)
-    if stats.frames == 0:
-        skipped = f" ({stats.skipped} unreadable frames skipped)" if stats.skipped else ""
-        raise SourceError(f"no frame of {frames.description} could be processed{skipped}")

@@ -61,6 +61,7 @@ class FrameSource:
     fps: float = 0.0
     live: bool = False
     skipped: int = 0
+    skip_reason: str | None = None  # why the first skipped frame was skipped
     missing: int = 0
     total: int | None = None
 
@@ -217,7 +218,8 @@ class ImageFilesSource(FrameSource):
                 return read_image(path)
             except DataError as exc:
                 self.skipped += 1
-                log.warning("skipping frame: %s", exc)
+                self.skip_reason = self.skip_reason or str(exc)
+                log.info("skipping frame: %s", exc)  # counted in the summary; the first reason is kept
         return None
 
     def rewind(self) -> bool:
