@@ -424,3 +424,17 @@ def test_ctrl_c_in_run_exits_130_with_outputs_finalised(kit, tmp_path):
     assert process.returncode == 130, output
     assert "Traceback" not in output
     assert cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT) > 0
+
+
+def test_a_tampered_calibration_cache_says_so(kit, tmp_path):
+    cache = tmp_path / "cache.json"
+    args = ["calibrate", str(kit["onnx"]), "--calib-data", str(kit["frames"]), "--num-images", "3", "--cache", str(cache)]
+    first = cli.invoke(app, [*args, "-o", str(tmp_path / "q1.onnx")])
+    assert first.exit_code == 0, first.output
+    payload = json.loads(cache.read_text())
+    del payload["ranges"]["calibration_method"]
+    cache.write_text(json.dumps(payload))
+    tampered = cache.read_bytes()
+    result = cli.invoke(app, [*args, "-o", str(tmp_path / "q2.onnx")])
+    assert result.exit_code == 2 and "tampered" in result.output.splitlines()[-1]
+    assert cache.read_bytes() == tampered and not (tmp_path / "q2.onnx").exists()
