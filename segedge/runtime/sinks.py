@@ -181,6 +181,7 @@ class StatsSink(Sink):
         self.path = Path(path)
         self.overwrite = overwrite
         self.partial: Path | None = None
+        self.lines = 0  # frames recorded
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         self._tmp = Path(name)
         self._handle = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
@@ -188,12 +189,15 @@ class StatsSink(Sink):
     def write(self, frame: np.ndarray, full_mask: np.ndarray, info: dict[str, Any]) -> None:
         try:
             self._handle.write(json.dumps(info) + "\n")
+            self.lines += 1
         except OSError as exc:
             raise SourceError(f"cannot write statistics {self.path}: {exc.strerror or exc}") from None
 
     def close(self, failed: bool = False) -> Path | None:
         try:
             self._handle.close()
+            if failed and self.lines == 0:  # nothing recorded: nothing to keep
+                return None
             os.chmod(self._tmp, 0o644)
             if failed and os.path.lexists(self.path):
                 self.partial = _partial_name(self.path)

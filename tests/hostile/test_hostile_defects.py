@@ -438,3 +438,17 @@ def test_a_tampered_calibration_cache_says_so(kit, tmp_path):
     result = cli.invoke(app, [*args, "-o", str(tmp_path / "q2.onnx")])
     assert result.exit_code == 2 and "tampered" in result.output.splitlines()[-1]
     assert cache.read_bytes() == tampered and not (tmp_path / "q2.onnx").exists()
+
+
+def test_a_sink_that_fails_during_setup_leaves_no_temporary_file(kit, tmp_path, refusal, take_snapshot):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        before = take_snapshot(tmp_path)
+        args = ["run", "-s", str(kit["frames"]), "-e", str(kit["onnx"]), "-o", str(tmp_path / "o.mp4"),
+                "--stats", str(tmp_path / "s.jsonl"), "--serve", str(port)]
+        line = refusal(cli.invoke(app, args), 5, tmp_path, before)
+    assert str(port) in line and sorted(p.name for p in tmp_path.iterdir()) == []
