@@ -371,8 +371,11 @@ def run_live(
         :class:`LiveStats`; ``error`` is set when a live source stopped for good.
 
     Raises:
-        BackendUnavailableError: ``show`` without a display.
-        Whatever the runner or a sink raised, after every sink was finalised.
+        BackendUnavailableError: ``show`` without a display (checked before any window, see
+            :func:`require_display`).
+        Whatever the runner or a sink raised (a :class:`SourceError` from a video that did
+            not receive every frame), after every sink was finalised; sinks are then closed
+            with ``failed=True`` and keep an earlier output.
     """
     options = options or LiveOptions()
     if options.show:

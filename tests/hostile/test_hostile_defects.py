@@ -452,3 +452,30 @@ def test_a_sink_that_fails_during_setup_leaves_no_temporary_file(kit, tmp_path, 
                 "--stats", str(tmp_path / "s.jsonl"), "--serve", str(port)]
         line = refusal(cli.invoke(app, args), 5, tmp_path, before)
     assert str(port) in line and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_a_silent_stream_opens_stops_at_once(kit, tmp_path):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (kernel backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/live.mjpg"
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "segedge.cli.main", "run", "-s", url, "-e", str(kit["onnx"])],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+        )
+        try:
+            conn = None
+            silent.settimeout(60)
+            conn, _ = silent.accept()  # the stream is being opened now
+            process.send_signal(signal.SIGINT)
+            # OpenCV alone waits out its connection timeout (30 s) before Python sees the signal
+            output, _ = process.communicate(timeout=8)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            if conn is not None:
+                conn.close()
+    assert process.returncode == 130 and "Traceback" not in output, output
