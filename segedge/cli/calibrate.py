@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import console, handle_errors, progress_bar
-from segedge.cli.engine import Method
+from segedge.contract import CalibrationMethod
 
 
 @handle_errors
@@ -19,7 +19,7 @@ def calibrate_command(
     num_images: Annotated[int, typer.Option(min=1, help="Calibration images drawn (seeded) from all sources together.")] = 64,
     every: Annotated[int, typer.Option(min=1, help="Frame stride for video sources.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the calibration draw.")] = 0,
-    method: Annotated[Method, typer.Option(help="Range calibration: percentile (clip rare outliers), entropy (KL divergence, TensorRT's classic) or minmax.")] = Method.percentile,
+    method: Annotated[CalibrationMethod, typer.Option(help="Range calibration: percentile (clip rare outliers), entropy (KL divergence, TensorRT's classic) or minmax.")] = CalibrationMethod.PERCENTILE,
     percentile: Annotated[float, typer.Option(min=50.0, max=100.0, help="Percentile of |activation| kept in range (--method percentile).")] = 99.9,
     cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data and method match, recomputed and replaced when anything changed.")] = None,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Rank layers by the accuracy INT8 costs in each (each kept in float in turn, scored on held-out labelled images).")] = False,
@@ -65,7 +65,8 @@ def _calibrate(model, original, output, calib_data, num_images, every, seed, met
 
     from segedge.calibration.dataset import load_calibration_sets
     from segedge.calibration.quantize import quantize_int8
-    from segedge.calibration.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
+    from segedge.contract import Precision
+    from segedge.pipeline.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
     from segedge.data.oxford_pet import is_pet_root
     from segedge.errors import DataError, InputError
     from segedge.export.metadata import load_onnx
@@ -73,9 +74,9 @@ def _calibrate(model, original, output, calib_data, num_images, every, seed, met
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
     runner = OnnxRuntimeRunner(model)
-    if runner.precision == "int8" or any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in load_onnx(model).graph.node):
+    if runner.precision is Precision.INT8 or any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in load_onnx(model).graph.node):
         raise InputError(f"{original} is already quantized (Q/DQ nodes); calibrate the FP32 ONNX from `segedge export`")
-    config = runner.preprocess_config
+    config = runner.contract.preprocess
     calibration = load_calibration_sets(calib_data, config, num_images=num_images, seed=seed, every=every)
     console.print(f"calibration: {calibration.summary()}")
     if not (sensitivity or max_drop is not None):

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from segedge.cli.common import console, handle_errors
-
-
-class Provider(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-    tensorrt = "tensorrt"
+from segedge.contract import Provider
 
 
 def print_live_stats(stats, label: str) -> None:
@@ -23,7 +17,7 @@ def print_live_stats(stats, label: str) -> None:
 
     notes = []
     if stats.skipped:
-        notes.append(f"{stats.skipped} corrupt frames skipped")
+        notes.append(f"{stats.skipped} corrupt frames skipped" + (f" (first: {stats.skip_reason})" if stats.skip_reason else ""))
     if stats.dropped:
         notes.append(f"{stats.dropped} stale live frames dropped")
     if stats.reconnects:
@@ -65,7 +59,7 @@ def run_command(
     sequential: Annotated[bool, typer.Option("--sequential", help="Naive one-thread loop instead of the pipeline (for comparison).")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime or PyTorch on a CPU, one for GPU backends).")] = 0,
     threads: Annotated[int, typer.Option(min=0, help="Intra-op threads per worker, ONNX Runtime or PyTorch on a CPU (0: auto, 1 when there are several workers).")] = 0,
-    provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.cpu,
+    provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.CPU,
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output or --stats file (an output that is an input is refused even so).")] = False,
 ) -> None:
@@ -88,10 +82,10 @@ def run_command(
         require_display()  # before any window: Qt aborts the process without a display
     if output is not None and output.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"--output {output}: expected a video file name ({', '.join(VIDEO_SUFFIXES)})")
-    auto_workers, auto_threads = live_parallelism(engine, provider.value)
+    auto_workers, auto_threads = live_parallelism(engine, provider)
     workers = 1 if sequential else (workers or auto_workers)
     threads = threads or (0 if sequential else auto_threads)
-    runner = load_runner(engine, provider.value, threads=threads, spin=sequential)
+    runner = load_runner(engine, provider, threads=threads, spin=sequential)
     class_ids = None
     if classes:
         names = [c.strip() for c in classes.split(",") if c.strip()]
@@ -113,6 +107,7 @@ def run_command(
         max_frames=max_frames, show=show, pipelined=not sequential, workers=workers,
     )
     with open_source(source, decode_threads=decode_threads) as frames:
+        frames.warn_skips = False  # counted, and the first reason given, in the summary
         sinks = []
         try:
             if output is not None:

@@ -52,6 +52,9 @@ class FrameSource:
         fps: nominal frame rate in frames per second (0 if unknown).
         live: True for cameras and streams (frames are not replayable, latest wins).
         skipped: frames that could not be decoded and were skipped.
+        skip_reason: why the first skipped frame was skipped.
+        warn_skips: log a warning per skipped frame (``segedge run`` turns it off and reports
+            the count and the first reason in its one-line summary or error instead).
         missing: frames a file declares but that could not be read at all (a truncated or
             corrupt file ended early); known once the end was reached.
         total: frame count if known.
@@ -62,6 +65,7 @@ class FrameSource:
     live: bool = False
     skipped: int = 0
     skip_reason: str | None = None  # why the first skipped frame was skipped
+    warn_skips: bool = True  # log each skipped frame as a warning (False: the caller reports skip_reason)
     missing: int = 0
     total: int | None = None
 
@@ -219,7 +223,7 @@ class ImageFilesSource(FrameSource):
             except DataError as exc:
                 self.skipped += 1
                 self.skip_reason = self.skip_reason or str(exc)
-                log.info("skipping frame: %s", exc)  # counted in the summary; the first reason is kept
+                log.log(logging.WARNING if self.warn_skips else logging.INFO, "skipping frame: %s", exc)
         return None
 
     def rewind(self) -> bool:

@@ -1,12 +1,8 @@
-"""ONNX files and the deployment contract they carry in ``metadata_props`` (``segedge.*`` keys).
+"""Loading ONNX files, hashing artifacts and quieting the exporter.
 
-Written by ``segedge export`` and kept by every later step (FP16, INT8, engine sidecars):
-
-- ``preprocess``: :class:`~segedge.data.transforms.PreprocessConfig` as JSON
-- ``classes``, ``palette``: class names and their BGR overlay colours (JSON lists)
-- ``input_size``: ``[H, W]`` the model was trained at; ``dynamic``: which input axes are symbolic
-- ``model``, ``precision`` (fp32 | fp16 | int8), ``target`` (tensorrt | onnxruntime: the unpool form)
-- ``training_data``, ``checkpoint_sha256``, ``segedge_version``
+The deployment contract an ONNX carries in ``metadata_props`` (``segedge.*`` keys) is read
+and written by :class:`segedge.contract.Contract` only; :func:`read_metadata` and
+:func:`set_metadata` here are thin aliases of its raw readers.
 """
 
 from __future__ import annotations
@@ -14,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import os
 import warnings
@@ -23,9 +18,9 @@ from typing import Iterator
 
 import onnx
 
+from segedge.contract import read_props, write_props
 from segedge.errors import ModelFormatError
 
-PREFIX = "segedge."
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -38,25 +33,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    """segedge entries of ``model.metadata_props``, without the ``segedge.`` prefix."""
-    return {p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+    """segedge entries of ``model.metadata_props``, without the prefix, as stored (for
+    display; typed access goes through :meth:`segedge.contract.Contract.from_onnx`)."""
+    return read_props(model.metadata_props)
 
 
 def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
-    """Write ``metadata`` (keys without prefix) into ``model.metadata_props``, replacing
-    existing segedge entries of the same keys."""
-    prefixed = {PREFIX + k: v for k, v in metadata.items()}
-    keep = [p for p in model.metadata_props if p.key not in prefixed]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in prefixed.items():
-        model.metadata_props.add(key=key, value=value)
-
-
-def metadata_json(model: onnx.ModelProto, key: str, default=None):
-    """A JSON-valued metadata entry, or ``default`` if absent."""
-    value = read_metadata(model).get(key)
-    return default if value is None else json.loads(value)
+    """Write unprefixed entries into ``model.metadata_props`` (see :func:`segedge.contract.write_props`)."""
+    write_props(model.metadata_props, metadata)
 
 
 def load_onnx(path: str | os.PathLike[str], load_external_data: bool = True) -> onnx.ModelProto:
@@ -81,7 +65,9 @@ def load_onnx(path: str | os.PathLike[str], load_external_data: bool = True) -> 
 _FLOAT_TYPES = ("tensor(float)", "tensor(float16)")
 
 
-def check_segmentation_io(path: str | os.PathLike[str], inputs, outputs, classes: tuple[str, ...], has_metadata: bool) -> None:
+def check_segmentation_io(
+    path: str | os.PathLike[str], inputs, outputs, classes: tuple[str, ...] | None = None, has_metadata: bool = True,
+) -> None:
     """Check that a loaded ONNX looks like a segmentation network segedge can run: one
     float ``(N, 3, H, W)`` image input and a float ``(N, C, H, W)`` score output whose C is
     the number of ``classes``.
@@ -91,7 +77,8 @@ def check_segmentation_io(path: str | os.PathLike[str], inputs, outputs, classes
         inputs, outputs: ONNX Runtime's ``session.get_inputs()`` / ``get_outputs()`` (objects
             with ``name``, ``shape`` (ints or symbolic names) and ``type`` such as
             ``"tensor(float)"``).
-        classes: the class names the model is taken to predict.
+        classes: the class names the model is taken to predict (None: the channel count is
+            not checked).
         has_metadata: whether the classes came from segedge metadata (else the Oxford-IIIT
             Pet classes are assumed, and the message says so).
 
@@ -118,7 +105,7 @@ def check_segmentation_io(path: str | os.PathLike[str], inputs, outputs, classes
             f"{path}: output {outputs[0].name} has shape {out_shape}; expected per-pixel class scores (N, C, H, W) "
             "(a classifier or detector is not a segmentation network)"
         )
-    if isinstance(out_shape[1], int) and out_shape[1] != len(classes):
+    if classes is not None and isinstance(out_shape[1], int) and out_shape[1] != len(classes):
         origin = "its segedge metadata names" if has_metadata else "without segedge metadata the Oxford-IIIT Pet classes are assumed:"
         raise ModelFormatError(
             f"{path}: output {outputs[0].name} has {out_shape[1]} class channels but {origin} {len(classes)} "

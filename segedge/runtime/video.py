@@ -103,7 +103,7 @@ class _Loop:
         self.interrupt = threading.Event()  # set by Ctrl-C: stop after the frame being delivered
         self.stats = LiveStats()
         self.errors: list[BaseException] = []
-        self.overlay = Overlay(alpha=options.alpha, classes=options.classes, outline=options.outline)
+        self.overlay = Overlay(runner.contract.palette, alpha=options.alpha, classes=options.classes, outline=options.outline)
         self.post = Postprocessor(classes, h, w, options.smooth)
         self.label = f"{runner.backend} {runner.precision}"
         self.frame_index = 0
@@ -400,6 +400,7 @@ def run_live(
         loop.stats.interrupted |= loop.stats.signalled
         loop.stats.seconds = time.perf_counter() - started
         loop.stats.skipped = source.skipped
+        loop.stats.skip_reason = getattr(source, "skip_reason", None)
         loop.stats.missing = getattr(source, "missing", 0)
         for sink in loop.sinks:  # every sink is closed, even when one fails (a failure marks the later ones failed)
             try:
