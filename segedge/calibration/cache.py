@@ -6,7 +6,9 @@ augmented model that outputs every activation). The ranges it computes depend on
 - the float model (its ONNX bytes: graph, weights and metadata),
 - the calibration data (the preprocessed input tensor, so a change of image, order, count
   or preprocessing is seen),
-- the method and its parameters, and segedge's quantization settings,
+- the method and its parameters, the target form (``tensorrt``: symmetric ranges for signed
+  INT8; ``onnxruntime``: asymmetric ranges of more tensors for unsigned INT8) and segedge's
+  quantization settings,
 
 so segedge stores them with exactly those keys. A rebuild with the same four reuses the
 ranges; anything else is reported by name and the ranges are recomputed, never silently
@@ -15,7 +17,8 @@ reused (the role TensorRT's calibration cache played for implicit quantization).
 File format (``segedge_calibration_cache`` schema 1)::
 
     {"segedge_calibration_cache": 1,
-     "key": {"model_sha256": ..., "data_sha256": ..., "method": ..., "percentile": ..., "settings": ...},
+     "key": {"model_sha256": ..., "data_sha256": ..., "method": ..., "percentile": ..., "settings": ...,
+             "target": ...},
      "images": 64, "source": "...", "created": "2026-11-24T18:00:00+00:00",
      "ranges": {...}}   # onnxruntime.quantization TensorsData, as its save_tensors_data writes it
 """
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from segedge._io import atomic_path
+from segedge.contract import Target
 from segedge.errors import DataError
 
 CACHE_SCHEMA = 1
@@ -48,6 +52,8 @@ class CalibrationKey:
         method: ``minmax``, ``entropy`` or ``percentile``.
         percentile: the percentile for ``percentile``, else ``None``.
         settings: version tag of segedge's quantizer settings (see ``quantize.SETTINGS``).
+        target: the INT8 form, ``tensorrt`` or ``onnxruntime`` (caches written before the
+            field existed were TensorRT-form ones, hence the default).
     """
 
     model_sha256: str
@@ -55,6 +61,7 @@ class CalibrationKey:
     method: str
     percentile: float | None
     settings: str
+    target: str = Target.TENSORRT.value
 
     def differences(self, other: "CalibrationKey") -> list[str]:
         """Names of the fields that differ, in plain words (``["the model", "the data"]``)."""
@@ -64,6 +71,7 @@ class CalibrationKey:
             "method": "the method",
             "percentile": "the percentile",
             "settings": "segedge's quantization settings",
+            "target": "the target form",
         }
         mine, theirs = asdict(self), asdict(other)
         return [words[name] for name in words if mine[name] != theirs[name]]
@@ -105,9 +113,14 @@ def read_cache(path: str | os.PathLike[str], key: CalibrationKey) -> CacheLookup
         payload = json.loads(path.read_text())
         if payload.get("segedge_calibration_cache") != CACHE_SCHEMA:
             raise ValueError("not a segedge calibration cache (schema 1)")
+        if "key" not in payload or "ranges" not in payload:
+            raise ValueError(f"the {'key' if 'key' not in payload else 'ranges'} record is missing")
         stored = CalibrationKey(**payload["key"])
         ranges = payload["ranges"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # ONNX Runtime's serialised TensorsData: a tampered record would fail deep inside the quantizer
+        if not (isinstance(ranges, dict) and isinstance(ranges.get("data"), dict) and "calibration_method" in ranges):
+            raise ValueError("its ranges record is not ONNX Runtime calibration data (tampered or truncated?)")
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise DataError(f"calibration cache {path} is unreadable ({str(exc).splitlines()[0][:120]}); delete it or pass another path") from None
     changed = stored.differences(key)
     if changed:
