@@ -66,10 +66,15 @@ def test_split_figures(model: str | Path, data: str | Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path)
-    parser.add_argument("--video", type=Path, required=True)
-    parser.add_argument("--gt-masks", type=Path, required=True)
+    parser.add_argument("--video", type=Path, required=True, help="video with per-frame ground truth")
+    parser.add_argument("--gt-masks", type=Path, required=True, help="its masks (sorted files, 0 background, >0 pet)")
     parser.add_argument("--data", type=Path, help="Oxford-IIIT Pet root: adds the test-split figures (checkpoints only)")
+    parser.add_argument("--pet-fraction", type=Path, nargs="*", default=[],
+                        help="videos without a cat or dog: prints the share of pixels labelled pet on each")
     args = parser.parse_args()
+    for model in args.models:
+        for video in args.pet_fraction:
+            print(f"{model} on {video.name}: {100 * video_pet_fraction(model, video):.2f}% of pixels labelled pet", flush=True)
     print("| model | test pixel accuracy | test mIoU | test pet IoU | video pet IoU (mean over frames) |")
     print("|---|---|---|---|---|")
     for model in args.models:
