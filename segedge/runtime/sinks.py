@@ -144,7 +144,7 @@ table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
 .off{color:#9aa0a6;font-size:13px}.alert{color:#ff6b6b}
 </style></head><body>
 <h1>segedge live</h1><p class="src" id="source">$title</p>
-<div class="wrap"><img id="view" src="/stream" alt="live view">
+<div class="wrap"><img src="/stream" id="view" alt="live view">
 <div class="side">
 <div class="cards">
 <div class="card"><b id="fps">-</b><span>FPS</span></div>
@@ -175,8 +175,8 @@ function plot(svg,series,axes,xs){
   for(let g=0;g<=4;g++){const y=T+g*(H-T-B)/4;svg.appendChild(el("line",{x1:L,x2:W-R,y1:y,y2:y,stroke:"#2c323a"}))}
   axes.forEach((a,i)=>{const x=i?W-R+3:2;
     svg.appendChild(el("text",{x:x,y:T+9},fmt(a[1],a[3]||0)));svg.appendChild(el("text",{x:x,y:H-B},fmt(a[0],a[3]||0)))});
-  svg.appendChild(el("text",{x:L,y:H-4},String(Math.round(x0))));
-  svg.appendChild(el("text",{x:W-R-40,y:H-4},String(Math.round(x1))));
+  svg.appendChild(el("text",{x:L,y:H-4},"frame "+Math.round(x0)));
+  svg.appendChild(el("text",{x:W-R,y:H-4,"text-anchor":"end"},"frame "+Math.round(x1)));
   for(const s of series){const a=axes[s.axis||0],span=(a[1]-a[0])||1;
     const pts=s.points.filter(p=>p[1]!==null&&isFinite(p[1])).map(p=>sx(p[0]).toFixed(1)+","+(T+(1-(p[1]-a[0])/span)*(H-T-B)).toFixed(1)).join(" ");
     if(pts)svg.appendChild(el("polyline",{points:pts,fill:"none",stroke:s.color,"stroke-width":1.6,"vector-effect":"non-scaling-stroke","class":s.name}))}
@@ -187,10 +187,10 @@ async function tick(){
   let s;try{s=await (await fetch("/stats",{cache:"no-store"})).json()}catch(e){return}
   const f=s.latest||{};
   set("fps",fmt(f.fps,1));set("latency",fmt(f.latency_ms,1));set("infer",fmt(f.infer_ms,1));set("frame",f.frame===undefined?"-":String(f.frame));
-  const h=s.history||[],t=h.map(r=>r.t);
+  const h=s.history||[],x=h.map(r=>r.frame);
   const fr=range(h.map(r=>r.fps),0.1,0),lr=range(h.map(r=>r.latency_ms),0.1,0);
-  plot(document.getElementById("perf"),[{name:"fps",points:h.map(r=>[r.t,r.fps]),color:"#4fc3f7",axis:0},{name:"latency",points:h.map(r=>[r.t,r.latency_ms]),color:"#ffb74d",axis:1}],
-       [[fr[0],fr[1],"FPS",0],[lr[0],lr[1],"ms",0]],t);
+  plot(document.getElementById("perf"),[{name:"fps",points:h.map(r=>[r.frame,r.fps]),color:"#4fc3f7",axis:0},{name:"latency",points:h.map(r=>[r.frame,r.latency_ms]),color:"#ffb74d",axis:1}],
+       [[fr[0],fr[1],"FPS",0],[lr[0],lr[1],"ms",0]],x);
   const d=s.drift||[];
   document.getElementById("drift-off").style.display=d.length||s.monitor?"none":"block";
   if(!d.length&&!s.monitor)return;
@@ -225,7 +225,7 @@ class MjpegServer(Sink):
     statistics as JSON (``/stats``), for headless edge boxes.
 
     The page shows the stream beside rounded figures (FPS, latency, inference time, frame),
-    a plot of FPS and latency over the last :attr:`HISTORY` samples (4 a second), and, with
+    a plot of FPS and latency over the frames of the last :attr:`HISTORY` samples (4 a second), and, with
     a drift monitor, the agreement with the reference per scored frame and its running
     mean, the per-class IoU and the logit error of the last scored frame: inline SVG drawn
     by a few lines of JavaScript, nothing loaded from elsewhere. The title (source name) is
@@ -251,6 +251,7 @@ class MjpegServer(Sink):
 
     HISTORY = 240  # speed samples kept for the plot (one minute at 4 a second)
     DRIFT_HISTORY = 600  # scored frames kept for the agreement plot
+    SAMPLE_S = 0.25  # seconds between speed samples
 
     def __init__(self, port: int, host: str = "127.0.0.1", title: str = "", quality: int = 80, monitor_window: int | None = None):
         self.quality = quality
@@ -343,7 +344,7 @@ class MjpegServer(Sink):
         now = time.monotonic() - self._started
         with self._cond:
             self._stats = info
-            if now - self._last_sample >= 0.25:
+            if now - self._last_sample >= self.SAMPLE_S:
                 self._last_sample = now
                 self._history.append(_rounded({"t": now, "frame": info.get("frame"), "fps": info.get("fps"),
                                                "latency_ms": info.get("latency_ms"), "infer_ms": info.get("infer_ms")}))
