@@ -51,7 +51,7 @@ def print_live_stats(stats, label: str) -> None:
 
 def print_drift_summary(summary) -> None:
     """The drift monitor's closing lines: mean, p5 and worst-frame agreement, frames scored and skipped."""
-    sampled = "adaptive sampling" if summary.every == 0 else f"every {summary.every}{'nd' if summary.every == 2 else 'th'} frame"
+    sampled = "adaptive sampling" if summary.every == 0 else ("every frame" if summary.every == 1 else f"1 frame in {summary.every}")
     skipped = f", {summary.skipped} skipped while the reference was busy" if summary.skipped else ""
     if not summary.scored:
         console.print(f"agreement with {summary.reference}: no frame scored ({summary.due} due{skipped})")

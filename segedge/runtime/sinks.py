@@ -179,7 +179,8 @@ function plot(svg,series,axes,xs){
   svg.appendChild(el("text",{x:W-R,y:H-4,"text-anchor":"end"},"frame "+Math.round(x1)));
   for(const s of series){const a=axes[s.axis||0],span=(a[1]-a[0])||1;
     const pts=s.points.filter(p=>p[1]!==null&&isFinite(p[1])).map(p=>sx(p[0]).toFixed(1)+","+(T+(1-(p[1]-a[0])/span)*(H-T-B)).toFixed(1)).join(" ");
-    if(pts)svg.appendChild(el("polyline",{points:pts,fill:"none",stroke:s.color,"stroke-width":1.6,"vector-effect":"non-scaling-stroke","class":s.name}))}
+    if(pts)svg.appendChild(el("polyline",{points:pts,fill:"none",stroke:s.color,"stroke-width":1.6,"vector-effect":"non-scaling-stroke","class":s.name}));
+    if(s.dots&&s.points.length<=200)for(const p of pts.split(" "))if(p){const q=p.split(",");svg.appendChild(el("circle",{cx:q[0],cy:q[1],r:2.2,fill:s.color}))}}
 }
 function range(values,pad,floor){const v=values.filter(x=>x!==null&&isFinite(x));if(!v.length)return[0,1];
   let lo=Math.min(...v),hi=Math.max(...v);const m=Math.max((hi-lo)*pad,1e-6);lo=floor!==undefined?Math.max(floor,lo-m):lo-m;return[lo,hi+m]}
@@ -198,7 +199,7 @@ async function tick(){
   if(last){set("agreement",fmt(last.running_pct,1)+" %");
     let w=d.slice(-(s.window||10)).reduce((a,b)=>b.agreement_pct<a.agreement_pct?b:a);set("worst","#"+w.frame+"  "+fmt(w.agreement_pct,1)+" %")}
   const ar=range(d.map(r=>r.agreement_pct),0.1);ar[1]=Math.min(100,ar[1]);
-  plot(document.getElementById("drift"),[{name:"agreement",points:d.map(r=>[r.frame,r.agreement_pct]),color:"#81c784"},{name:"running",points:d.map(r=>[r.frame,r.running_pct]),color:"#e0e0e0"}],
+  plot(document.getElementById("drift"),[{name:"agreement",points:d.map(r=>[r.frame,r.agreement_pct]),color:"#81c784",dots:true},{name:"running",points:d.map(r=>[r.frame,r.running_pct]),color:"#e0e0e0"}],
        [[ar[0],ar[1],"%",1]],d.map(r=>r.frame));
   const table=document.getElementById("iou");while(table.firstChild)table.removeChild(table.firstChild);
   if(last&&last.iou){const head=table.insertRow();["class","IoU vs reference %"].forEach(x=>{const th=document.createElement("th");th.textContent=x;head.appendChild(th)});

@@ -23,6 +23,10 @@ the main thread restores capture order before delivery.
   paces it at its frame rate and drops like a camera.
 - Ctrl-C, q / Esc in the window, the end of the source or an error all stop the threads and
   finalise every sink.
+- A drift monitor (``monitor``, :mod:`segedge.report.monitor`) is handed each delivered
+  frame's input batch and logits by the main thread, in capture order, before the slot goes
+  back to the ring; it copies the frames it samples and scores them against its reference
+  in a thread of its own, so the loop never waits for it (see :class:`LiveMonitor`).
 
 ``pipelined=False`` runs the same stages one after another in one thread: the naive loop
 the benchmark compares against.
