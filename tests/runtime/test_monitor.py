@@ -72,6 +72,8 @@ def test_monitor_agreement_equals_the_video_report_on_the_same_frames(tmp_path, 
     assert summary.worst_frame == 2 * int(np.argmin(theirs))
     assert summary.worst == pytest.approx(theirs.min(), abs=1e-3)
     assert theirs.min() - 1e-3 <= summary.p5 <= np.percentile(theirs, 5) + 1e-3
+    hud = monitor.hud_line()  # the window (10) holds all 6: its mean is the run's, its worst the run's worst
+    assert f"{100 * summary.mean:.1f}%" in hud and f"worst #{summary.worst_frame} " in hud
     # the --stats file carries one drift line per scored frame, with IoU per class and the logit error
     lines = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     drift = [line["drift"] for line in lines if "drift" in line]
