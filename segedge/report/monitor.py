@@ -158,9 +158,11 @@ def input_image(batch: np.ndarray, runner: Runner) -> np.ndarray:
     """
     config = runner.preprocess_config
     image = batch[0].transpose(1, 2, 0).astype(np.float32)
-    std, mean = getattr(config, "std", None), getattr(config, "mean", None)
-    if std is not None and mean is not None:
-        image = image * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
+    std, mean = getattr(config, "std", None), getattr(config, "mean", None)  # x = (pixel * scale - mean) / std
+    if std is not None:
+        image = image * np.asarray(std, np.float32)
+    if mean is not None:
+        image = image + np.asarray(mean, np.float32)
     image = np.clip(np.rint(image / config.scale), 0, 255).astype(np.uint8)
     return cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if config.channel_order == "RGB" else np.ascontiguousarray(image)
 
