@@ -155,3 +155,16 @@ def test_cli_alert_saves_the_panel_and_fail_below_exits_6(tmp_path, int8_onnx, l
     passing = cli.invoke(app, [*args[:-4], "--fail-below", "50"])
     assert passing.exit_code == 0, passing.stdout + passing.stderr
     assert re.search(r"agreement with .*: mean \d+\.\d+%, p5 \d+\.\d+%, worst \d+\.\d+% at frame \d+", passing.stdout)
+
+
+def test_the_alert_panel_shows_the_image_the_model_saw():
+    from segedge.data.transforms import PreprocessConfig, preprocess
+    from segedge.report.monitor import input_image
+
+    class Preprocessing:  # input_image reads only the preprocessing contract
+        preprocess_config = PreprocessConfig(height=32, width=48)
+
+    frame = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    batch = preprocess(frame, Preprocessing.preprocess_config)
+    expected = cv2.resize(frame, (48, 32), interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(input_image(batch, Preprocessing()), expected)
