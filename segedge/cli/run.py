@@ -91,6 +91,7 @@ def run_command(
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Drift monitor: compare live with this checkpoint or artifact on the same preprocessed input, in a low-priority thread that skips frames rather than slow the loop. `auto`: the checkpoint recorded in the artifact if found beside it, else the embedded segnet-dsc.", rich_help_panel="Drift monitor")] = None,
     reference_every: Annotated[int, typer.Option(min=0, help="Score every N-th frame against the reference (0: as many as the CPU allows).", rich_help_panel="Drift monitor")] = 2,
+    reference_nice: Annotated[int, typer.Option(min=0, max=19, help="Scheduling niceness of the reference thread on Linux: 19 (default) only uses CPU the live loop leaves, so it never slows it but may skip most frames on a busy CPU; 0 scores more frames and costs FPS.", rich_help_panel="Drift monitor")] = 19,
     alert_window: Annotated[int, typer.Option(min=1, help="Scored frames in the running agreement (HUD, --alert-below).", rich_help_panel="Drift monitor")] = 10,
     alert_below: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="When the running agreement falls below PCT: one warning line with the frame number and drift-alert-NNNNNN.png (reference | candidate | disagreement) beside the outputs.", rich_help_panel="Drift monitor")] = None,
     fail_below: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help=f"Exit {DRIFT_EXIT_CODE} at the end when the mean agreement is below PCT (or no frame was scored): for CI and field checks.", rich_help_panel="Drift monitor")] = None,
@@ -138,7 +139,8 @@ def run_command(
         console.print(note)
         outputs = [p for p in (output, stats_file) if p is not None]
         alert_dir = outputs[0].parent if outputs else (save_masks if save_masks is not None else Path.cwd())
-        monitor = DriftMonitor(ref_runner, every=reference_every, window=alert_window, alert_below=alert_below, alert_dir=alert_dir)
+        monitor = DriftMonitor(ref_runner, every=reference_every, window=alert_window, alert_below=alert_below, alert_dir=alert_dir,
+                               nice=reference_nice)
         monitor.check(runner)
     options = LiveOptions(
         alpha=alpha, classes=class_ids, outline=outline, smooth=smooth, realtime=realtime, loop=loop,
