@@ -26,7 +26,6 @@ constant memory whatever the run length.
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
 import math
 import os
@@ -42,6 +41,7 @@ import numpy as np
 
 from segedge._io import atomic_write_bytes
 from segedge.errors import InputError
+from segedge.export.metadata import file_sha256
 from segedge.report.metrics import ConfusionMatrix, LogitsError
 from segedge.report.panels import worst_case_panels
 from segedge.runtime.base import Runner
@@ -437,14 +437,6 @@ def _recorded_checkpoint(candidate: Runner) -> tuple[str, str]:
     return meta.get("checkpoint_sha256", ""), meta.get("model", "")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def find_reference_checkpoint(candidate: Runner) -> tuple[Path | None, str]:
     """The checkpoint an artifact was exported from, when it can be found here.
 
@@ -463,11 +455,11 @@ def find_reference_checkpoint(candidate: Runner) -> tuple[Path | None, str]:
     if not sha:
         return None, f"{candidate.name} records no checkpoint; reference: the embedded segnet-dsc"
     embedded = default_checkpoint()
-    if _sha256(embedded) == sha:
+    if file_sha256(embedded) == sha:
         return None, f"reference: the embedded segnet-dsc, the checkpoint {candidate.name} was exported from"
     folder = candidate.artifact.parent if candidate.artifact is not None else None
     for path in sorted(folder.glob("*.pt")) if folder is not None and folder.is_dir() else []:
-        if path.is_file() and path.stat().st_size < 1 << 30 and _sha256(path) == sha:
+        if path.is_file() and path.stat().st_size < 1 << 30 and file_sha256(path) == sha:
             return path, f"reference: {path}, the checkpoint {candidate.name} was exported from"
     return None, (f"the checkpoint {candidate.name} was exported from ({model or 'unknown model'}, sha256 {sha[:12]}...) "
                   "is not beside it; reference: the embedded segnet-dsc (give --reference CHECKPOINT)")
