@@ -43,7 +43,11 @@ class GatedRunner(Runner):
     as slow as the test needs, with no timing involved."""
 
     def __init__(self, real: Runner):
-        self.real, self.preprocess_config, self.classes = real, real.preprocess_config, real.classes
+        self.real, self.backend = real, real.backend
+        if hasattr(real, "contract"):  # runners that carry a Contract
+            self.contract = real.contract
+        else:
+            self.preprocess_config, self.classes = real.preprocess_config, real.classes
         self.entered, self.release, self.calls = threading.Event(), threading.Event(), 0
 
     def _infer(self, batch, out):
