@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from segedge.cli.common import console, handle_errors
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-class Method(str, Enum):
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
-
-
-class HardwareCompatibility(str, Enum):
-    none = "none"
-    ampere_plus = "ampere+"
+from segedge.contract import CalibrationMethod, HardwareCompatibility, Precision
 
 
 @handle_errors
 def build_engine_command(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX from `segedge export`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="X.engine (TensorRT engine + X.engine.json sidecar, and the ONNX it was built from as X.onnx; needs TensorRT and a GPU) or X.onnx (ONNX Runtime artifact).")],
-    precision: Annotated[Precision, typer.Option(help="fp32, fp16 (FP16 ONNX, float32 I/O) or int8 (Q/DQ ONNX from calibration).")] = Precision.fp32,
+    precision: Annotated[Precision, typer.Option(help="fp32, fp16 (FP16 ONNX, float32 I/O) or int8 (Q/DQ ONNX from calibration).")] = Precision.FP32,
     calib_data: Annotated[Optional[Path], typer.Option(help="INT8 calibration images: an Oxford-IIIT Pet root (trainval split), an image folder or a video.")] = None,
     num_images: Annotated[int, typer.Option(min=1, help="Calibration images drawn (seeded).")] = 64,
-    method: Annotated[Method, typer.Option(help="INT8 range calibration.")] = Method.percentile,
+    method: Annotated[CalibrationMethod, typer.Option(help="INT8 range calibration.")] = CalibrationMethod.PERCENTILE,
     percentile: Annotated[float, typer.Option(min=50.0, max=100.0, help="Percentile of |activation| kept in range (--method percentile).")] = 99.9,
     seed: Annotated[int, typer.Option(help="Seed of the calibration draw.")] = 0,
     calib_cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data and method match, recomputed when anything changed.")] = None,
@@ -46,7 +29,7 @@ def build_engine_command(
     builder_optimization_level: Annotated[Optional[int], typer.Option(min=0, max=5, help="0 (fastest build) to 5 (most tactics tried); TensorRT's default is 3.")] = None,
     timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file: loaded if present, saved back after the build (faster rebuilds).")] = None,
     version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine runs on later TensorRT releases of the same major version.")] = False,
-    hardware_compatibility: Annotated[HardwareCompatibility, typer.Option(help="ampere+: engine runs on any Ampere or newer GPU (compute capability 8.0+).")] = HardwareCompatibility.none,
+    hardware_compatibility: Annotated[HardwareCompatibility, typer.Option(help="ampere+: engine runs on any Ampere or newer GPU (compute capability 8.0+).")] = HardwareCompatibility.NONE,
     dla_core: Annotated[Optional[int], typer.Option(min=0, help="Run on this DLA core (Jetson); layers the DLA cannot run fall back to the GPU.")] = None,
 ) -> None:
     """Build an FP32, FP16 or INT8 (calibrated Q/DQ) artifact: an ONNX for ONNX Runtime, or a TensorRT engine.
@@ -61,7 +44,7 @@ def build_engine_command(
     ONNX Runtime both run).
     `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
-    from segedge.engine.artifacts import build_artifact
+    from segedge.pipeline.build import build_artifact
     from segedge.engine.options import BuildOptions
     from segedge.engine.tensorrt_api import require_engine_support
     from segedge.errors import DataError
@@ -74,13 +57,14 @@ def build_engine_command(
     if output.suffix in (".engine", ".plan"):  # before a minute of calibration, not after
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
     calibration = None
-    if precision is Precision.int8:
+    if precision is Precision.INT8:
         if calib_data is None:
             raise DataError("--precision int8 needs --calib-data DIR (an Oxford-IIIT Pet root, an image folder or a video)")
         from segedge.calibration.dataset import load_calibration_set
-        from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+        from segedge.contract import Contract
+        from segedge.export.metadata import load_onnx
 
-        config = OnnxRuntimeRunner(model).preprocess_config
+        config = Contract.from_onnx(load_onnx(model), str(model)).preprocess
         calibration = load_calibration_set(calib_data, config, num_images=num_images, seed=seed)
         console.print(f"calibration: {calibration.summary()}")
     result = build_artifact(model, output, precision.value, calibration, method.value, percentile, calib_cache, engine_options=options)

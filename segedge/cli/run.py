@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from segedge.cli.common import console, fail, handle_errors
-
+from segedge.contract import Provider
 
 DRIFT_EXIT_CODE = 6  # --fail-below: the run finished, but drifted too far from its reference
-
-
-class Provider(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-    tensorrt = "tensorrt"
 
 
 def print_live_stats(stats, label: str) -> None:
@@ -87,7 +80,7 @@ def run_command(
     sequential: Annotated[bool, typer.Option("--sequential", help="Naive one-thread loop instead of the pipeline (for comparison).")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime or PyTorch on a CPU, one for GPU backends).")] = 0,
     threads: Annotated[int, typer.Option(min=0, help="Intra-op threads per worker, ONNX Runtime or PyTorch on a CPU (0: auto, 1 when there are several workers).")] = 0,
-    provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.cpu,
+    provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.CPU,
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Drift monitor: compare live with this checkpoint or artifact on the same preprocessed input, in a low-priority thread that skips frames rather than slow the loop. `auto`: the checkpoint recorded in the artifact if found beside it, else the embedded segnet-dsc.", rich_help_panel="Drift monitor")] = None,
     reference_every: Annotated[int, typer.Option(min=0, help="Score every N-th frame against the reference (0: as many as the CPU allows).", rich_help_panel="Drift monitor")] = 2,
@@ -116,10 +109,10 @@ def run_command(
     from segedge.runtime.sinks import MaskSink, MjpegServer, StatsSink, VideoSink
     from segedge.runtime.video import LiveOptions, run_live
 
-    auto_workers, auto_threads = live_parallelism(engine, provider.value)
+    auto_workers, auto_threads = live_parallelism(engine, provider)
     workers = 1 if sequential else (workers or auto_workers)
     threads = threads or (0 if sequential else auto_threads)
-    runner = load_runner(engine, provider.value, threads=threads, spin=sequential)
+    runner = load_runner(engine, provider, threads=threads, spin=sequential)
     class_ids = None
     if classes:
         names = [c.strip() for c in classes.split(",") if c.strip()]

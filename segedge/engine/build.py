@@ -127,12 +127,13 @@ def build_engine(
         ExportError: the parser rejects the ONNX (node names listed) or the build fails.
     """
     import segedge
-    from segedge.export.metadata import file_sha256, load_onnx, read_metadata
+    from segedge.contract import Contract
+    from segedge.export.metadata import file_sha256, load_onnx
 
     options = options or BuildOptions()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     model = load_onnx(onnx_path)
-    metadata = read_metadata(model)
+    contract = Contract.from_onnx(model, str(onnx_path))
     profile: Profile = resolve_profile(onnx_input_spec(model), options.min_shape, options.opt_shape, options.max_shape)
     trt = import_tensorrt()
     gpu, capability = current_gpu()
@@ -161,11 +162,11 @@ def build_engine(
         tensorrt_version=trt.__version__,
         gpu=gpu,
         compute_capability=capability,
-        precision=metadata.get("precision", "fp32"),
+        precision=contract.precision.value,
         input_name=tensor.name,
         profile=profile.to_dict(),
         onnx_sha256=file_sha256(onnx_path),
-        metadata=metadata,
+        metadata=contract.to_metadata() if contract.declared else {},
         built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         segedge_version=segedge.__version__,
         onnx=str(onnx_path),

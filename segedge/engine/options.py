@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segedge.contract import HardwareCompatibility
 from segedge.engine.profiles import Shape, format_shape, parse_shape
 from segedge.errors import InputError
 
-HARDWARE_COMPATIBILITY = ("none", "ampere+")  # ampere+: HardwareCompatibilityLevel.AMPERE_PLUS (sm 8.0 and newer)
+HARDWARE_COMPATIBILITY = tuple(h.value for h in HardwareCompatibility)  # ampere+: HardwareCompatibilityLevel.AMPERE_PLUS (sm 8.0 and newer)
 OPTIMIZATION_LEVELS = range(0, 6)  # TensorRT's builder_optimization_level: 0 (fastest build) .. 5, default 3
 
 

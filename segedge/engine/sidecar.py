@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from segedge._io import atomic_write_text
+from segedge.contract import Contract
 from segedge.engine.options import BuildOptions, rebuild_command
 from segedge.errors import InputError
 
@@ -52,9 +53,18 @@ class EngineInfo:
         return BuildOptions.from_dict(self.builder)
 
     @property
+    def contract(self) -> Contract:
+        """The deployment contract of the ONNX the engine was built from.
+
+        Raises:
+            ModelFormatError: malformed metadata in the sidecar.
+        """
+        return Contract.from_metadata(self.metadata, self.engine, fallback_precision=self.precision)
+
+    @property
     def classes(self) -> tuple[str, ...] | None:
-        """Class names from the ONNX metadata, or ``None``."""
-        return tuple(json.loads(self.metadata["classes"])) if "classes" in self.metadata else None
+        """Class names from the ONNX metadata, or ``None`` when it declared none."""
+        return self.contract.classes if self.contract.declared else None
 
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:

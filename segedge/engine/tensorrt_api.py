@@ -6,7 +6,7 @@ TensorRT feature where they are missing raises one clear error naming the extra.
 
 Version paths are chosen by feature detection (:func:`has_weak_typing`), never by version
 strings. Which names each path may use is checked against NVIDIA's compiled bindings by
-``tests/engine/test_tensorrt_api_conformance.py`` (see :mod:`segedge.engine.conformance`).
+``tests/engine/test_tensorrt_api_conformance.py`` (the checker is `tests/engine/conformance.py`).
 """
 
 from __future__ import annotations

@@ -407,7 +407,8 @@ class DriftMonitor:
         """Log one line and save the frame's reference | candidate | disagreement panel."""
         reference = self._ref_logits[0].argmax(0).astype(np.uint8)
         candidate = buffer.logits[0].argmax(0).astype(np.uint8)
-        panel = worst_case_panels(input_image(buffer.batch, self._candidate or self.reference), reference, candidate, None)
+        model = self._candidate or self.reference
+        panel = worst_case_panels(input_image(buffer.batch, model), reference, candidate, None, model.contract.palette)
         path: Path | None = self.alert_dir / f"drift-alert-{buffer.frame:06d}.png"
         ok, encoded = cv2.imencode(".png", panel)
         try:
@@ -429,19 +430,15 @@ class DriftMonitor:
 # ---- choosing the reference ---------------------------------------------------------------------
 def _recorded_checkpoint(candidate: Runner) -> tuple[str, str]:
     """``(sha256, model name)`` of the checkpoint the candidate's contract records ("" if none)."""
-    contract = getattr(candidate, "contract", None)
-    if contract is not None:
-        return getattr(contract, "checkpoint_sha256", "") or "", getattr(contract, "model", "") or ""
-    meta = dict(getattr(candidate, "metadata", None) or {})
-    meta.update({k[len("segedge."):]: v for k, v in meta.items() if k.startswith("segedge.")})
-    return meta.get("checkpoint_sha256", ""), meta.get("model", "")
+    contract = candidate.contract
+    return contract.checkpoint_sha256 or "", contract.model or ""
 
 
 def find_reference_checkpoint(candidate: Runner) -> tuple[Path | None, str]:
     """The checkpoint an artifact was exported from, when it can be found here.
 
     Looks for a ``.pt`` file whose SHA-256 equals the one recorded in the candidate's
-    contract (``segedge.checkpoint_sha256``): the embedded checkpoint, then the ``.pt``
+    contract (:attr:`Contract.checkpoint_sha256`): the embedded checkpoint, then the ``.pt``
     files beside the artifact (at most 1 GB each).
 
     Returns:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from segedge.contract import Backend, Provider
 from segedge.errors import InputError
 from segedge.runtime.base import Runner
 
-SUFFIXES = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
+SUFFIXES = {
+    ".pt": Backend.TORCH, ".pth": Backend.TORCH, ".onnx": Backend.ONNXRUNTIME, ".engine": Backend.TENSORRT, ".plan": Backend.TENSORRT,
+}
 
 
 def load_runner(
-    artifact: str | os.PathLike[str] | None = None, provider: str = "cpu", threads: int = 0, spin: bool = True
+    artifact: str | os.PathLike[str] | None = None, provider: Provider | str = Provider.CPU, threads: int = 0, spin: bool = True
 ) -> Runner:
     """Load any segedge artifact.
 
@@ -39,11 +42,11 @@ def load_runner(
     backend = SUFFIXES.get(path.suffix.lower())
     if backend is None:
         raise InputError(f"cannot tell the backend of {path}: expected one of {', '.join(sorted(SUFFIXES))}")
-    if backend == "torch":
+    if backend is Backend.TORCH:
         from segedge.runtime.torch_runner import TorchRunner
 
         return TorchRunner(path, threads=threads)
-    if backend == "onnxruntime":
+    if backend is Backend.ONNXRUNTIME:
         from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(path, provider=provider, threads=threads, spin=spin)
@@ -52,7 +55,7 @@ def load_runner(
     return TensorRTRunner(path)
 
 
-def live_parallelism(artifact: str | os.PathLike[str] | None, provider: str = "cpu") -> tuple[int, int]:
+def live_parallelism(artifact: str | os.PathLike[str] | None, provider: Provider | str = Provider.CPU) -> tuple[int, int]:
     """``(workers, intra_op_threads)`` for the live loop on this machine.
 
     On a CPU (ONNX Runtime's CPU provider, or PyTorch: a ``.pt`` checkpoint or the embedded
@@ -66,7 +69,7 @@ def live_parallelism(artifact: str | os.PathLike[str] | None, provider: str = "c
     """
     cores = os.cpu_count() or 1
     suffix = Path(artifact).suffix.lower() if artifact is not None else ".pt"
-    on_cpu = (suffix == ".onnx" and provider == "cpu") or SUFFIXES.get(suffix) == "torch"
+    on_cpu = (suffix == ".onnx" and provider == Provider.CPU) or SUFFIXES.get(suffix) is Backend.TORCH
     if on_cpu and cores >= 2:
         workers = min(cores, 4)
         return workers, max(1, cores // workers)

@@ -12,14 +12,12 @@ enqueue on a non-default stream and replay it).
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from segedge.data.oxford_pet import CLASS_NAMES
-from segedge.data.transforms import PreprocessConfig
+from segedge.contract import Backend
 from segedge.engine.build import current_gpu
 from segedge.engine.profiles import Profile, format_shape
 from segedge.engine.sidecar import check_engine_compatibility, load_engine_info
@@ -65,7 +63,7 @@ class TensorRTRunner(Runner):
         InputError: missing or malformed sidecar.
     """
 
-    backend = "tensorrt"
+    backend = Backend.TENSORRT
 
     def __init__(self, path: str | os.PathLike[str], cuda_graph: bool = False):
         self.artifact = Path(path)
@@ -88,10 +86,7 @@ class TensorRTRunner(Runner):
         if self.engine is None:
             raise ModelFormatError(f"TensorRT cannot deserialise {self.artifact} (corrupt or truncated?); rebuild it with `segedge build-engine`")
         self.context = self.engine.create_execution_context()
-        meta = info.metadata
-        self.preprocess_config = PreprocessConfig.from_json(meta["preprocess"]) if "preprocess" in meta else PreprocessConfig()
-        self.classes = tuple(json.loads(meta.get("classes", json.dumps(CLASS_NAMES))))
-        self.precision = info.precision
+        self.contract = info.contract
         self.profile = Profile.from_dict(info.profile)
         self.max_batch = self.profile.max[0]
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]

@@ -35,7 +35,7 @@ def test_int8_engine_without_tensorrt_fails_before_calibrating(tmp_path, tiny_on
 
 @no_tensorrt
 def test_library_call_raises_the_same_error(tmp_path, tiny_onnx):
-    from segedge.engine.artifacts import build_artifact
+    from segedge.pipeline.build import build_artifact
 
     with pytest.raises(TensorRTRequestError) as info:
         build_artifact(tiny_onnx, tmp_path / "m.engine")

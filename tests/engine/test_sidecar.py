@@ -22,6 +22,19 @@ def make_info(**builder) -> EngineInfo:
     )
 
 
+def test_sidecar_contract_is_read_by_the_contract_type():
+    from segedge.contract import Contract, Precision, PreprocessConfig
+
+    contract = Contract(preprocess=PreprocessConfig(64, 96, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2)), classes=("a", "b"), precision=Precision.INT8)
+    info = make_info()
+    info.metadata = contract.to_metadata()
+    assert info.contract == contract and info.classes == ("a", "b")
+    assert info.contract.preprocess.mean == (0.5, 0.5, 0.5)
+    bare = make_info()
+    bare.metadata = {}
+    assert bare.classes is None and bare.contract.precision is Precision.INT8  # from the sidecar's own field
+
+
 def test_round_trip(tmp_path):
     info = make_info(max_shape=(4, 3, 128, 128), version_compatible=True)
     path = info.save(tmp_path / "m.engine")
@@ -84,7 +97,10 @@ def test_version_compatible_engine_accepts_newer_tensorrt_of_the_same_major():
     assert check_engine_compatibility(info, "10.7.0", "NVIDIA GeForce RTX 3060", "8.6") is None
     older = check_engine_compatibility(info, "10.2.0", "NVIDIA GeForce RTX 3060", "8.6")
     assert older is not None and "TensorRT 10.x from 10.3.0 on" in older
-    assert check_engine_compatibility(info, "11.4.0.106", "NVIDIA GeForce RTX 3060", "8.6") is not None
+    # another major version: refused even though version-compatible, naming both releases
+    newer_major = check_engine_compatibility(info, "11.4.0.106", "NVIDIA GeForce RTX 3060", "8.6")
+    assert "built with TensorRT 10.3.0" in newer_major and "this machine has TensorRT 11.4.0.106" in newer_major
+    assert "TensorRT 10.x from 10.3.0 on" in newer_major and "compute capability" not in newer_major
     assert "--version-compatible" in older
 
 

@@ -44,13 +44,13 @@ def test_missing_onnx_is_a_format_error(tmp_path):
         load_runner(tmp_path / "absent.onnx")
 
 
-def test_gpu_providers_are_refused_with_the_extra_to_install(exported_onnx):
+def test_gpu_providers_are_refused_with_the_extra_to_install(tiny_onnx):
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here")
     with pytest.raises(BackendUnavailableError, match=r"segedge\[gpu\]"):
-        OnnxRuntimeRunner(exported_onnx, provider="cuda")
+        OnnxRuntimeRunner(tiny_onnx, provider="cuda")
 
 
 @pytest.mark.skipif(tensorrt_available(), reason="TensorRT is installed: the absent-TensorRT message cannot be checked")
