@@ -4,12 +4,14 @@ run here, how far each deployed variant is from PyTorch, and how fast each is at
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from segedge._io import atomic_write_text
 from segedge.cli.common import console, handle_errors
 
 
@@ -26,6 +28,7 @@ def doctor_command(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Keep the exported ONNX and engines here (default: a temporary directory).")] = None,
     images: Annotated[int, typer.Option(min=1, help="Sample images compared against PyTorch.")] = 32,
     budget: Annotated[float, typer.Option(min=0.1, help="Seconds of timing per backend and batch size.")] = 1.0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results (versions, rows, skipped, failed) as JSON here.")] = None,
 ) -> None:
     """Report the installation and compare every available backend with PyTorch: agreement, latency, throughput."""
     from rich.table import Table
@@ -49,6 +52,12 @@ def doctor_command(
     console.print(table)
     for line in result.skipped:
         console.print(f"skipped: {line}")
+    for line in result.failed:
+        console.print(f"failed: {line}")
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(result.to_dict(), indent=2))
+    if result.failed:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # scripts/gpu-check.sh runs this module directly

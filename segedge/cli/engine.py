@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,24 +29,25 @@ def build_engine_command(
     workspace: Annotated[int, typer.Option(min=1, help="Builder workspace limit, MiB.")] = 1024,
     builder_optimization_level: Annotated[Optional[int], typer.Option(min=0, max=5, help="0 (fastest build) to 5 (most tactics tried); TensorRT's default is 3.")] = None,
     timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file: loaded if present, saved back after the build (faster rebuilds).")] = None,
-    version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine runs on later TensorRT releases of the same major version.")] = False,
+    version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine runs on later TensorRT releases of the same major version, and a TensorRT 10 engine on TensorRT 11 (NVIDIA's support matrix).")] = False,
     hardware_compatibility: Annotated[HardwareCompatibility, typer.Option(help="ampere+: engine runs on any Ampere or newer GPU (compute capability 8.0+).")] = HardwareCompatibility.NONE,
-    dla_core: Annotated[Optional[int], typer.Option(min=0, help="Run on this DLA core (Jetson); layers the DLA cannot run fall back to the GPU.")] = None,
+    dla_core: Annotated[Optional[int], typer.Option(min=0, help="Run on this DLA core (Jetson; TensorRT 10.x, or 11.4.1+ under JetPack 7.2.2+): fp16 or int8 only, and a static shape (--min/--opt/--max-shape equal); layers the DLA cannot run fall back to the GPU.")] = None,
 ) -> None:
     """Build an FP32, FP16 or INT8 (calibrated Q/DQ) artifact: an ONNX for ONNX Runtime, or a TensorRT engine.
 
-    -o X.onnx writes the precision-specific ONNX. -o X.engine also builds a strongly typed
-    TensorRT engine from it (TensorRT 10 or 11, on a GPU), with a JSON sidecar recording the
-    TensorRT version, GPU, profile and builder options; without TensorRT it stops with exit
-    code 2 and writes nothing.
+    -o X.onnx writes the precision-specific ONNX (engine options are ignored). -o X.engine also
+    builds a strongly typed TensorRT engine from it (TensorRT 10 or 11, on a GPU), with a JSON
+    sidecar recording the TensorRT version, GPU, profile, builder options and whether TF32 was
+    allowed (fp32 engines clear TensorRT's default TF32 flag: true FP32); without TensorRT it
+    stops with exit code 2 and writes nothing.
 
     INT8 is explicit quantization: symmetric signed INT8, per-channel weights, per-tensor
     activations, Q/DQ on convolution inputs (what TensorRT's strongly typed builder and
     ONNX Runtime both run).
     `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
+    from segedge.engine.options import BuildOptions, check_dla_request
     from segedge.pipeline.build import build_artifact
-    from segedge.engine.options import BuildOptions
     from segedge.engine.tensorrt_api import require_engine_support
     from segedge.errors import DataError
 
@@ -54,7 +56,10 @@ def build_engine_command(
         timing_cache=timing_cache, version_compatible=version_compatible,
         hardware_compatibility=hardware_compatibility.value, dla_core=dla_core,
     )
+    if output.suffix == ".onnx" and options.cli_args():
+        console.print(f"note: engine options ignored, -o {output} builds no engine: {shlex.join(options.cli_args())}")
     if output.suffix in (".engine", ".plan"):  # before a minute of calibration, not after
+        check_dla_request(model, precision.value, options)
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
     calibration = None
     if precision is Precision.INT8:

@@ -16,7 +16,7 @@ from pathlib import Path
 from segedge._io import atomic_path
 from segedge.calibration.dataset import CalibrationSet
 from segedge.contract import CalibrationMethod, Contract, Precision, Target
-from segedge.engine.options import BuildOptions
+from segedge.engine.options import BuildOptions, check_dla
 from segedge.errors import DataError, InputError
 
 PRECISIONS = tuple(Precision)
@@ -56,8 +56,8 @@ def build_artifact(
 
     Raises:
         InputError: unknown precision or output suffix; for an engine, an ONNX exported for
-            ONNX Runtime (MaxUnpool) or a profile that does not fit its input (both checked
-            before anything is written).
+            ONNX Runtime (MaxUnpool), a profile that does not fit its input, or ``--dla-core``
+            with fp32 or a dynamic profile (all checked before anything is written).
         TensorRTRequestError: an ``.engine`` / ``.plan`` output where TensorRT, cuda-python
             or a GPU is missing (exit code 2, checked before anything is written; ask for
             ``X.onnx`` for the ONNX Runtime artifact).
@@ -77,14 +77,15 @@ def build_artifact(
     source = load_onnx(onnx_path)  # fails early, in one line, on a corrupt input
     target = Contract.from_onnx(source, str(onnx_path)).target
     if output.suffix != ".onnx":  # an engine was asked for: fail before writing anything
+        options = engine_options or BuildOptions()
+        profile = resolve_profile(onnx_input_spec(source), options.min_shape, options.opt_shape, options.max_shape)
+        check_dla(options, precision, profile)
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
         if target is Target.ONNXRUNTIME:
             raise InputError(
                 f"{onnx_path} uses MaxUnpool (exported with --target onnxruntime), which TensorRT cannot parse; "
                 f"export with --target tensorrt for an engine, or ask for -o {output.with_suffix('.onnx')}"
             )
-        options = engine_options or BuildOptions()
-        resolve_profile(onnx_input_spec(source), options.min_shape, options.opt_shape, options.max_shape)
     onnx_out = output.with_suffix(".onnx")
     cache_note = ""
     if precision is Precision.INT8:

@@ -8,7 +8,6 @@ PyTorch FP32 / FP16 autocast and ONNX Runtime's CUDA and TensorRT providers; the
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import tempfile
@@ -42,14 +41,49 @@ class DoctorResult:
     rows: list[Row]  # one per backend variant that ran
     skipped: list[str]  # what did not run, and why
     workdir: Path  # where the exported ONNX and engines are
+    failed: list[str] = field(default_factory=list)  # what was tried and broke (one line each); the other rows still ran
+    versions: dict[str, str] = field(default_factory=dict)  # from :func:`installed_versions`
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (``segedge doctor --json``, ``scripts/gpu-check.sh``)."""
+        return {
+            "environment": self.environment, "versions": self.versions, "notes": self.notes,
+            "rows": [{"backend": r.name, "agreement": r.agreement, "median_ms": {str(n): ms for n, ms in r.ms.items()}} for r in self.rows],
+            "skipped": self.skipped, "failed": self.failed, "workdir": str(self.workdir),
+        }
 
 
-def package_version(dist: str) -> str:
-    """Installed version of a distribution, or ``not installed``."""
+def installed_versions() -> dict[str, str]:
+    """TensorRT and cuda-python as this Python sees them, by importing them (never by package
+    metadata: JetPack's apt TensorRT and a ``tensorrt-cu12``-only install have no ``tensorrt``
+    distribution, and a package can be present but fail to load its libraries).
+
+    Returns:
+        ``{"tensorrt": "10.3.0" | "not installed (why)", "cuda-python": ...}``.
+    """
+    from segedge.engine.tensorrt_api import import_tensorrt
+    from segedge.errors import SegEdgeError
+
+    versions: dict[str, str] = {}
     try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+        versions["tensorrt"] = str(import_tensorrt().__version__)
+    except SegEdgeError as exc:
+        versions["tensorrt"] = f"not installed ({exc})"
+    try:
+        import cuda.bindings as bindings  # cuda-python >= 12.6, the layout segedge uses
+
+        versions["cuda-python"] = str(getattr(bindings, "__version__", "installed"))
+    except ImportError as exc:
+        versions["cuda-python"] = f"not installed ({exc.msg})"
+    return versions
+
+
+def _attempt(rows: list[Row], failed: list[str], name: str, run: Callable[[], Row]) -> None:
+    """Run one backend row; a failure is recorded in one line and the next row still runs."""
+    try:
+        rows.append(run())
+    except Exception as exc:  # noqa: BLE001 - a GPU check reports every backend, whatever breaks one
+        failed.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
 def median_ms(infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, budget_s: float) -> float:
@@ -110,18 +144,19 @@ def run_doctor(
     providers = ort.get_available_providers()
     trt_problem = None
     try:
-        trt = require_engine_support("building engines")
-        trt_version = trt.__version__
+        require_engine_support("building engines")
     except TensorRTRequestError as exc:
-        trt_problem, trt_version = str(exc), "unavailable"
+        trt_problem = str(exc)
+    versions = installed_versions()
     environment = [
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPU cores",
         f"torch {torch.__version__}; CUDA: {torch.cuda.get_device_name(0) if cuda else 'no device visible'}",
         f"onnxruntime {ort.__version__}; providers: {', '.join(providers)}",
-        f"tensorrt {trt_version} (bindings {package_version('tensorrt')}); cuda-python {package_version('cuda-python')}",
+        f"tensorrt {versions['tensorrt']}; cuda-python {versions['cuda-python']}",
     ]
 
     skipped: list[str] = []
+    failed: list[str] = []
     notes: list[str] = []
     reference_runner = TorchRunner(None)
     sample = reference = None
@@ -139,45 +174,59 @@ def run_doctor(
     rows: list[Row] = [measure(Row(f"torch-cpu {Precision.FP32}"), reference_runner, sample, reference, budget)]
     if gpu and cuda:
         for fp16 in (False, True):
-            label = Precision.FP16 if fp16 else Precision.FP32
-            rows.append(measure(Row(f"torch-cuda {label}"), TorchRunner(None, device="cuda", fp16=fp16), sample, reference, budget))
+            label = f"torch-cuda {Precision.FP16 if fp16 else Precision.FP32}"
+            _attempt(rows, failed, label, lambda: measure(Row(label), TorchRunner(None, device="cuda", fp16=fp16), sample, reference, budget))
     elif gpu:
         skipped.append("PyTorch on CUDA: torch sees no CUDA device")
 
     from segedge.export.onnx import export_onnx
 
     target = Target.TENSORRT if gpu and trt_problem is None else Target.ONNXRUNTIME
-    exported = export_onnx(None, workdir / "segnet-dsc-fp32.onnx", target=target, force=True).path
-    rows.append(measure(Row(f"onnxruntime-cpu {Precision.FP32}"), OnnxRuntimeRunner(exported), sample, reference, budget))
+    exported = None
+    try:
+        exported = export_onnx(None, workdir / "segnet-dsc-fp32.onnx", target=target, force=True).path
+    except Exception as exc:  # noqa: BLE001 - e.g. onnxscript missing on a bare GPU machine: report, go on
+        failed.append(f"ONNX export: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        skipped.append("ONNX Runtime and TensorRT rows: no exported ONNX")
+    if exported is not None:
+        label = f"onnxruntime-cpu {Precision.FP32}"
+        _attempt(rows, failed, label, lambda: measure(Row(label), OnnxRuntimeRunner(exported), sample, reference, budget))
     for provider in (Provider.CUDA, Provider.TENSORRT):
-        if not gpu:
+        if not gpu or exported is None:
             continue
         ep = PROVIDERS[provider]
         if ep in providers:
-            rows.append(measure(Row(f"onnxruntime-{provider} {Precision.FP32}"), OnnxRuntimeRunner(exported, provider=provider), sample, reference, budget))
+            label = f"onnxruntime-{provider} {Precision.FP32}"
+            _attempt(rows, failed, label, lambda: measure(Row(label), OnnxRuntimeRunner(exported, provider=provider), sample, reference, budget))
         else:
-            skipped.append(f"ONNX Runtime {provider}: no {ep} (pip install 'segedge[gpu]' on a CUDA machine)")
+            skipped.append(f"ONNX Runtime {provider}: no {ep} (onnxruntime-gpu is not installed)")
 
-    if gpu and trt_problem is None:
+    if gpu and trt_problem is None and exported is not None:
         from segedge.engine.options import BuildOptions
-        from segedge.pipeline.build import build_artifact
-        from segedge.runtime.tensorrt_runner import TensorRTRunner
 
         options = BuildOptions.from_strings(max_shape=f"{max(BATCHES)}x3x128x128", timing_cache=workdir / "timing.cache")
         for precision in Precision:
             if precision is Precision.INT8 and sample is None:
                 skipped.append(f"TensorRT {precision}: no calibration images (pass --data)")
                 continue
-            calibration = None
-            if precision is Precision.INT8:
-                from segedge.calibration.dataset import load_calibration_set
-
-                calibration = load_calibration_set(data, reference_runner.preprocess_config, num_images=64, seed=0)
-            result = build_artifact(exported, workdir / f"segnet-dsc-{precision}.engine", precision, calibration, engine_options=options)
-            with TensorRTRunner(result.engine) as runner:
-                rows.append(measure(Row(f"tensorrt {precision}"), runner, sample, reference, budget))
-    elif gpu:
+            _attempt(rows, failed, f"tensorrt {precision}", lambda: _tensorrt_row(precision, exported, workdir, data, options, reference_runner, sample, reference, budget))
+    elif gpu and trt_problem is not None:
         skipped.append(f"TensorRT engines: {trt_problem}")
-    else:
+    elif not gpu:
         skipped.append("GPU backends: pass --gpu")
-    return DoctorResult(environment, notes, rows, skipped, workdir)
+    return DoctorResult(environment, notes, rows, skipped, workdir, failed, versions)
+
+
+def _tensorrt_row(precision, exported, workdir, data, options, reference_runner, sample, reference, budget) -> Row:
+    """Build one engine of ``precision`` from the exported ONNX and measure it."""
+    from segedge.pipeline.build import build_artifact
+    from segedge.runtime.tensorrt_runner import TensorRTRunner
+
+    calibration = None
+    if precision is Precision.INT8:
+        from segedge.calibration.dataset import load_calibration_set
+
+        calibration = load_calibration_set(data, reference_runner.preprocess_config, num_images=64, seed=0)
+    result = build_artifact(exported, workdir / f"segnet-dsc-{precision}.engine", precision, calibration, engine_options=options)
+    with TensorRTRunner(result.engine) as runner:
+        return measure(Row(f"tensorrt {precision}"), runner, sample, reference, budget)

@@ -8,6 +8,15 @@ from the wheel (:func:`binding_names`) and compared with the names segedge's sou
 (:func:`collect_usage`). ``tests/engine/test_tensorrt_api_conformance.py`` does this for
 TensorRT 10.3 (JetPack 6) and 11.4.
 
+Names are checked class-qualified, with signatures (:func:`check_uses`): every use has the
+class of its receiver (``IExecutionContext.execute_async_v3``, ``BuilderFlag.TF32``), which
+must be a member of that class in `REFERENCE` (`tests/engine/trt_reference.py`) on the use's
+version path, called with arguments its signature accepts, and present in that release's
+bindings. A flat set of names is not enough: ``execute_async`` and ``max_batch_size`` are in
+both releases' bindings (as ``IPluginV2`` members) although ``IExecutionContext.execute_async``
+and ``Builder.max_batch_size`` were removed in TensorRT 10. Where the binary names a member's
+owner (:func:`class_evidence`) the table is checked against it too.
+
 How usage is collected (static, from the AST, nothing is imported):
 
 - a *TensorRT value* is the module (a name bound to ``import_tensorrt()``,
@@ -16,7 +25,12 @@ How usage is collected (static, from the AST, nothing is imported):
   assigned from an attribute, call or subscript of a TensorRT value (``builder =
   trt.Builder(logger)``, ``self.engine = runtime.deserialize_cuda_engine(...)``);
 - every attribute read, written or called on a TensorRT value is a used name, recorded with
-  its dotted chain from ``trt`` where there is one (``BuilderFlag.VERSION_COMPATIBLE``);
+  its dotted chain from ``trt`` where there is one (``BuilderFlag.VERSION_COMPATIBLE``), the
+  class of the value it is read from (followed through the reference's ``returns``:
+  ``trt.Builder(...)`` is a ``Builder``, its ``create_builder_config()`` an
+  ``IBuilderConfig``), and for a call the number of positional arguments and keyword names;
+- an attribute declared ``name: trt.X`` in a class body holds an ``X`` wherever it is read
+  (``slot.context`` for ``context: trt.IExecutionContext``);
 - ``if has_weak_typing(trt):`` (or ``if not ...``, or the conditional expression) splits the
   code: its body is the 10.x path, its ``else`` the 11.x path; everything else is on both.
   ``hasattr(obj, "name")`` probes are feature detection and are not usage.
@@ -25,14 +39,14 @@ How usage is collected (static, from the AST, nothing is imported):
 from __future__ import annotations
 
 import ast
-import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from bindings_wheel import binding_names, class_evidence  # noqa: F401  (public here too)
+from trt_reference import MODULE, REFERENCE, Member
+
 PATHS = ("10", "11")  # version paths: "10" = weak typing still present, "11" = removed
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DETECTOR = "has_weak_typing"
 _MODULE_GETTERS = ("import_tensorrt", "require_engine_support")  # functions that return the tensorrt module
 
@@ -45,54 +59,13 @@ class Use:
     qualified: str  # dotted chain from the module where known (``BuilderFlag.GPU_FALLBACK``), else ``name``
     path: str  # "10", "11" or "both"
     where: str  # ``file.py:line``
+    cls: str = "?"  # class of the receiver ("IExecutionContext"; "tensorrt" for the module; "?" unknown)
+    call: tuple[int, tuple[str, ...]] | None = None  # (positional count, keyword names) when called; -1: *args
 
-
-def binding_names(wheel: str | Path) -> set[str]:
-    """Names offered by a TensorRT bindings wheel.
-
-    Reads ``tensorrt_bindings/tensorrt*.so`` (NUL-terminated strings that are identifiers,
-    C++ mangled symbols excepted; the linker may store a short name as the tail of a longer
-    one, ``INT8`` inside ``UINT8``, so every suffix of such a string counts too) and the
-    names the package's ``__init__.py`` defines in Python (``__version__``, ``nptype``).
-
-    Args:
-        wheel: a ``tensorrt_cu*_bindings-*.whl`` file.
-
-    Returns:
-        Every identifier the release may expose (a superset: suffixes of longer names are
-        included, so a check against it reports missing names, never false ones).
-
-    Raises:
-        FileNotFoundError, zipfile.BadZipFile: not a readable wheel.
-        ValueError: the wheel holds no compiled ``tensorrt`` module.
-    """
-    names: set[str] = set()
-    with zipfile.ZipFile(wheel) as archive:
-        members = archive.namelist()
-        binaries = [m for m in members if re.search(r"/tensorrt[^/]*\.(so|pyd)$", m)]
-        if not binaries:
-            raise ValueError(f"{wheel} holds no compiled tensorrt module")
-        for member in binaries:
-            for raw in archive.read(member).split(b"\0"):
-                text = raw.decode("latin-1")
-                if _IDENT.fullmatch(text) and not text.startswith("_Z"):  # not a C++ mangled symbol
-                    names.update(text[i:] for i in range(len(text)) if _IDENT.fullmatch(text[i:]))
-        for member in members:
-            if member.endswith("/__init__.py") and member.count("/") == 1:
-                names.update(_python_defined_names(archive.read(member).decode("utf-8", "replace")))
-    return names
-
-
-def _python_defined_names(source: str) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-            names.add(node.attr)
-    return names
+    @property
+    def member(self) -> str:
+        """``Class.name`` (``IExecutionContext.execute_async_v3``; ``tensorrt.Builder``)."""
+        return f"{self.cls}.{self.name}"
 
 
 def collect_usage(files: Iterable[str | Path]) -> list[Use]:
@@ -122,6 +95,75 @@ def removed_names_used(uses: Iterable[Use], removed: Iterable[str], path: str = 
     return [u for u in uses if u.path in (path, "both") and (u.name in removed or u.qualified in removed)]
 
 
+def check_uses(uses: Iterable[Use], available: set[str], path: str, reference: dict[str, dict[str, Member]] = REFERENCE,
+               evidence: dict[str, set[str]] | None = None) -> list[str]:
+    """Problems of the uses on ``path``, one line each (empty: every use conforms).
+
+    A use conforms when its receiver's class is known, ``Class.name`` is in ``reference`` on
+    ``path``, a call passes arguments the signature accepts (no more positionals than it
+    has, only its keyword names, every required one), and ``name`` exists in the release's
+    bindings (``available``, from :func:`binding_names`).
+
+    Args:
+        uses: from :func:`collect_usage`.
+        available: :func:`binding_names` of the release.
+        path: ``"10"`` or ``"11"``.
+        reference: class -> member -> :class:`Member`.
+        evidence: :func:`class_evidence` of the release, to name the real owner of a member
+            used on the wrong class.
+    """
+    problems = []
+    for use in uses:
+        if use.path not in (path, "both"):
+            continue
+        where = f"{use.member} ({use.where})"
+        if use.cls == "?":
+            problems.append(f"{where}: cannot tell which TensorRT class {use.name!r} is read from; annotate the value (trt.X)")
+            continue
+        member = reference.get(use.cls, {}).get(use.name)
+        if member is None:
+            owners = sorted((evidence or {}).get(use.name, set()) - {use.cls})
+            hint = f"; the bindings have it on {', '.join(owners)}" if owners else ""
+            problems.append(f"{where}: not a member of {use.cls} in TensorRT's API reference{hint}")
+            continue
+        if path not in member.paths:
+            problems.append(f"{where}: not in TensorRT {path}.x (only {', '.join(member.paths)}.x)")
+        if use.name not in available:
+            problems.append(f"{where}: missing from the TensorRT {path}.x bindings")
+        if use.call is not None and member.kind in ("method", "class", "function"):
+            positional, keywords = use.call
+            signature = f"{use.member}({', '.join(member.args)})"
+            if positional > len(member.args) or any(k not in member.args for k in keywords) or (
+                positional >= 0 and positional + len(keywords) < member.required
+            ):
+                problems.append(f"{where}: called with {positional} positional and keywords {list(keywords)}; the signature is {signature}")
+    return problems
+
+
+def reference_problems(available: set[str], path: str, evidence: dict[str, set[str]] | None = None,
+                       reference: dict[str, dict[str, Member]] = REFERENCE) -> list[str]:
+    """Where the reference table disagrees with a release's bindings (empty: it agrees).
+
+    Every class, member and argument name on ``path`` must exist in the bindings; a member
+    the binary attributes to owners (``evidence``) must be documented on one of them or on a
+    class the binary says nothing about for that name.
+    """
+    problems = []
+    for cls, members in reference.items():
+        if cls != MODULE and cls not in available:
+            problems.append(f"class {cls} is missing from the TensorRT {path}.x bindings")
+        for name, member in members.items():
+            if path not in member.paths:
+                continue
+            for word in (name, *member.args):
+                if word not in available:
+                    problems.append(f"{cls}.{name}: {word!r} is missing from the TensorRT {path}.x bindings")
+            owners = (evidence or {}).get(name)
+            if owners and cls != MODULE and member.kind == "method" and cls not in owners and not owners & set(reference):
+                problems.append(f"{cls}.{name}: the TensorRT {path}.x binary has it only on {', '.join(sorted(owners))}")
+    return problems
+
+
 class _Collector(ast.NodeVisitor):
     """Walks one module; see the module docstring for the rules."""
 
@@ -129,29 +171,47 @@ class _Collector(ast.NodeVisitor):
         self.filename = filename
         self.uses = uses
         self.modules: set[str] = set()  # names bound to the tensorrt module
-        self.values: set[str] = set()  # names / "self.x" bound to TensorRT objects
-        self.factories: set[str] = set()  # functions annotated to return a TensorRT object (-> trt.X)
+        self.values: dict[str, str] = {}  # names / "self.x" bound to TensorRT objects -> class ("?" unknown)
+        self.factories: dict[str, str] = {}  # functions annotated to return a TensorRT object (-> trt.X) -> X
+        self.attributes: dict[str, str] = {}  # attributes declared ``name: trt.X`` in a class body -> X
+        self.calls: dict[int, tuple[int, tuple[str, ...]]] = {}  # id(call.func) -> (positional count, keywords)
         self.path = "both"
 
-    # --- what is a TensorRT value -------------------------------------------------------
-    def _root(self, node: ast.AST) -> str | None:
-        while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
-            if isinstance(node, ast.Attribute):
-                if isinstance(node.value, ast.Name) and node.value.id == "self" and f"self.{node.attr}" in self.values:
-                    return f"self.{node.attr}"
-                node = node.value
-            elif isinstance(node, ast.Call):
-                node = node.func
-            else:
-                node = node.value
-        if isinstance(node, ast.Name) and (node.id in self.modules or node.id in self.values):
-            return node.id
+    # --- what is a TensorRT value, and of which class ------------------------------------
+    def _annotation_class(self, annotation: ast.AST | None) -> str | None:
+        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+            annotation = ast.parse(annotation.value, mode="eval").body
+        if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):  # trt.X | None
+            return self._annotation_class(annotation.left) or self._annotation_class(annotation.right)
+        if isinstance(annotation, ast.Attribute) and isinstance(annotation.value, ast.Name) and annotation.value.id in self.modules | {"trt", "tensorrt"}:
+            return annotation.attr
         return None
 
-    def _is_trt_value(self, node: ast.AST) -> bool:
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in self.factories:
-            return True
-        return isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)) and self._root(node) is not None
+    def _type(self, node: ast.AST) -> str | None:
+        """The TensorRT class of an expression (``MODULE`` for the module, "?" unknown), or None."""
+        if isinstance(node, ast.Name):
+            if node.id in self.modules:
+                return MODULE
+            return self.values.get(node.id)
+        if isinstance(node, ast.Attribute):
+            if isinstance(node.value, ast.Name) and node.value.id == "self" and f"self.{node.attr}" in self.values:
+                return self.values[f"self.{node.attr}"]
+            receiver = self._type(node.value)
+            if receiver is None:
+                return self.attributes.get(node.attr)
+            member = REFERENCE.get(receiver, {}).get(node.attr)
+            return member.returns if member is not None and member.returns else "?"
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name):
+                if node.func.id in self.factories:
+                    return self.factories[node.func.id]
+                if node.func.id in _MODULE_GETTERS:
+                    return MODULE
+                return None
+            return self._type(node.func)
+        if isinstance(node, ast.Subscript):
+            return "?" if self._type(node.value) is not None else None
+        return None
 
     def _chain(self, node: ast.Attribute) -> str | None:
         parts = [node.attr]
@@ -163,22 +223,32 @@ class _Collector(ast.NodeVisitor):
             return ".".join(reversed(parts))
         return None
 
-    def _bind(self, target: ast.AST, trt_module: bool) -> None:
+    def _bind(self, target: ast.AST, cls: str) -> None:
         key = None
         if isinstance(target, ast.Name):
             key = target.id
         elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
             key = f"self.{target.attr}"
-        if key is not None:
-            (self.modules if trt_module else self.values).add(key)
+        if key is None:
+            return
+        if cls == MODULE:
+            self.modules.add(key)
+        else:
+            self.values[key] = cls
 
     # --- visitors -----------------------------------------------------------------------
     def visit_Module(self, node: ast.Module) -> None:
         for item in ast.walk(node):
-            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and isinstance(item.returns, ast.Attribute):
-                root = item.returns.value
-                if isinstance(root, ast.Name) and root.id in ("trt", "tensorrt"):
-                    self.factories.add(item.name)
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                cls = self._annotation_class(item.returns)
+                if cls is not None:
+                    self.factories[item.name] = cls
+            if isinstance(item, ast.ClassDef):
+                for statement in item.body:
+                    if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+                        cls = self._annotation_class(statement.annotation)
+                        if cls is not None:
+                            self.attributes[statement.target.id] = cls
         self.generic_visit(node)
 
     def visit_Import(self, node: ast.Import) -> None:
@@ -187,44 +257,40 @@ class _Collector(ast.NodeVisitor):
                 self.modules.add(alias.asname or "tensorrt")
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        saved = set(self.values)
+        saved = dict(self.values)
         for _ in range(2):  # attributes set in one method are used in others (any order)
-            self.generic_visit(node)
+            for statement in node.body:
+                if not isinstance(statement, ast.AnnAssign):  # declarations are read in visit_Module
+                    self.visit(statement)
         self.values = saved
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        saved_modules, saved_values = set(self.modules), set(self.values)
-        args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
-        for arg in args:
+        saved_modules, saved_values = set(self.modules), dict(self.values)
+        for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
             if arg.arg == "trt":
                 self.modules.add("trt")
-            elif arg.annotation is not None:
-                annotation = arg.annotation
-                if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
-                    annotation = ast.parse(annotation.value, mode="eval").body
-                if isinstance(annotation, ast.Attribute) and isinstance(annotation.value, ast.Name) and annotation.value.id in self.modules | {"trt"}:
-                    self.values.add(arg.arg)
-                    self._record(annotation, "trt")
-        returns = node.returns
-        if isinstance(returns, ast.Attribute) and isinstance(returns.value, ast.Name) and returns.value.id in self.modules:
-            self._record(returns, returns.value.id)
+                continue
+            cls = self._annotation_class(arg.annotation)
+            if cls is not None:
+                self.values[arg.arg] = cls
+                self._add(cls, cls, arg.annotation, MODULE)
+        cls = self._annotation_class(node.returns)
+        if cls is not None and "trt" in self.modules | {"trt"}:
+            self._add(cls, cls, node.returns, MODULE)
         for stmt in node.body:
             self.visit(stmt)
-        self_attrs = {v for v in self.values if v.startswith("self.")}
-        self.modules, self.values = saved_modules, saved_values | self_attrs
+        self_attrs = {k: v for k, v in self.values.items() if k.startswith("self.")}
+        self.modules, self.values = saved_modules, {**saved_values, **self_attrs}
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)
-        is_module = isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) and node.value.func.id in _MODULE_GETTERS
-        is_value = self._is_trt_value(node.value)
+        cls = self._type(node.value)
         for target in node.targets:
             self.visit(target)
-            if is_module or (isinstance(node.value, ast.Name) and node.value.id in self.modules):
-                self._bind(target, trt_module=True)
-            elif is_value:
-                self._bind(target, trt_module=False)
+            if cls is not None:
+                self._bind(target, cls)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
@@ -270,27 +336,22 @@ class _Collector(ast.NodeVisitor):
             return
         if isinstance(func, ast.Name) and func.id in ("getattr", "setattr") and len(node.args) >= 2:
             target, name = node.args[0], node.args[1]
-            if isinstance(name, ast.Constant) and isinstance(name.value, str) and (
-                (isinstance(target, ast.Name) and target.id in self.modules) or self._is_trt_value(target)
-            ):
-                self._add(name.value, name.value, node)
+            cls = self._type(target)
+            if isinstance(name, ast.Constant) and isinstance(name.value, str) and cls is not None:
+                self._add(name.value, name.value, node, cls)
+        starred = any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords)
+        self.calls[id(func)] = (-1 if starred else len(node.args), tuple(k.arg for k in node.keywords if k.arg))
         self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         value = node.value
-        if isinstance(value, ast.Name) and value.id in self.modules:
-            self._record(node, value.id)
-        elif self._is_trt_value(value) or (isinstance(value, ast.Name) and value.id in self.values):
-            self._record(node, None)
-        elif isinstance(value, ast.Name) and value.id == "self" and f"self.{node.attr}" in self.values:
-            pass  # reading the attribute that holds a TensorRT object is not a TensorRT name
+        is_self_slot = isinstance(value, ast.Name) and value.id == "self"
+        receiver = None if is_self_slot else self._type(value)
+        if receiver is not None:
+            self._add(node.attr, self._chain(node) or node.attr, node, receiver, self.calls.get(id(node)))
         self.generic_visit(node)
 
-    def _record(self, node: ast.Attribute, module: str | None) -> None:
-        qualified = self._chain(node) or node.attr
-        self._add(node.attr, qualified, node)
-
-    def _add(self, name: str, qualified: str, node: ast.AST) -> None:
+    def _add(self, name: str, qualified: str, node: ast.AST, cls: str = "?", call: tuple[int, tuple[str, ...]] | None = None) -> None:
         if name.startswith("__") and name not in ("__version__",):
             return
-        self.uses.append(Use(name, qualified, self.path, f"{self.filename}:{getattr(node, 'lineno', 0)}"))
+        self.uses.append(Use(name, qualified, self.path, f"{self.filename}:{getattr(node, 'lineno', 0)}", cls, call))

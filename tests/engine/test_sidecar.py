@@ -97,11 +97,44 @@ def test_version_compatible_engine_accepts_newer_tensorrt_of_the_same_major():
     assert check_engine_compatibility(info, "10.7.0", "NVIDIA GeForce RTX 3060", "8.6") is None
     older = check_engine_compatibility(info, "10.2.0", "NVIDIA GeForce RTX 3060", "8.6")
     assert older is not None and "TensorRT 10.x from 10.3.0 on" in older
-    # another major version: refused even though version-compatible, naming both releases
-    newer_major = check_engine_compatibility(info, "11.4.0.106", "NVIDIA GeForce RTX 3060", "8.6")
-    assert "built with TensorRT 10.3.0" in newer_major and "this machine has TensorRT 11.4.0.106" in newer_major
-    assert "TensorRT 10.x from 10.3.0 on" in newer_major and "compute capability" not in newer_major
     assert "--version-compatible" in older
+
+
+@pytest.mark.parametrize(
+    "built, here, allowed",
+    [
+        ("10.3.0", "11.4.0.106", True),  # NVIDIA's support matrix 11.4: TensorRT 10 version-compatible engines on 11
+        ("10.16.1", "11.0.0", True),
+        ("8.6.1", "10.3.0", True),  # and TensorRT 8 (8.6+) ones on 10
+        ("8.6.1", "11.4.0", False),  # "a TensorRT 8 engine cannot run with a TensorRT 11 runtime"
+        ("11.4.0", "10.16.1", False),  # never on an older runtime
+        ("11.1.0", "11.0.0", False),
+        ("8.5.3", "8.6.1", False),  # version compatibility starts at 8.6
+        ("10.3.0", "12.0.0", False),  # no other combination across majors
+    ],
+)
+def test_version_compatible_engines_follow_nvidias_support_matrix(built, here, allowed):
+    info = make_info(version_compatible=True)
+    info.tensorrt_version = built
+    message = check_engine_compatibility(info, here, "NVIDIA H200", "8.6")
+    assert (message is None) is allowed, message
+    if not allowed:
+        assert "\n" not in message and "rebuild it here: segedge build-engine" in message
+        assert f"built with TensorRT {built}" in message and f"this machine has TensorRT {here}" in message  # both releases named
+        assert "compute capability" not in message  # the GPU matches: only the version is the reason
+
+
+def test_a_plain_tensorrt_10_engine_is_refused_on_11_with_the_rebuild_command():
+    message = check_engine_compatibility(make_info(), "11.4.0.106", "NVIDIA GeForce RTX 3060", "8.6", engine_path="out/m.engine")
+    assert message is not None and "--version-compatible" in message and "rebuild it here: segedge build-engine out/m.onnx" in message
+
+
+def test_sidecar_records_tf32(tmp_path):
+    info = make_info()
+    info.tf32 = False
+    info.save(tmp_path / "m.engine")
+    assert json.loads((tmp_path / "m.engine.json").read_text())["tf32"] is False
+    assert load_engine_info(tmp_path / "m.engine").tf32 is False
 
 
 def test_version_compatible_can_be_given_explicitly():

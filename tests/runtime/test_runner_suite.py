@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from segedge.contract import Backend
-from segedge.engine.tensorrt_api import tensorrt_available
+from segedge.engine.tensorrt_api import engine_build_available
 from segedge.errors import InputError
 
 RUNNERS = [
     Backend.TORCH,
     Backend.ONNXRUNTIME,
-    pytest.param(Backend.TENSORRT, marks=[pytest.mark.tensorrt, pytest.mark.skipif(
-        not tensorrt_available(), reason="TensorRT is not installed (pip install 'segedge[tensorrt]' on a GPU machine)")]),
+    pytest.param(Backend.TENSORRT, marks=[pytest.mark.tensorrt, pytest.mark.gpu, pytest.mark.skipif(
+        not engine_build_available(), reason="needs TensorRT, cuda-python and a CUDA GPU (pip install 'segedge[tensorrt]' on a GPU machine)")]),
 ]
 
 
