@@ -63,6 +63,7 @@ class Backend(str, Enum):
     ONNXRUNTIME = "onnxruntime"
     TENSORRT = "tensorrt"
     OPENVINO = "openvino"
+    TRITON = "triton"  # a model on a Triton Inference Server (triton://HOST:PORT/MODEL)
 
     def __str__(self) -> str:
         return self.value

@@ -1,5 +1,5 @@
 """Pick the runner for an artifact by its suffix: ``.pt`` -> PyTorch, ``.onnx`` -> ONNX
-Runtime, ``.engine`` / ``.plan`` -> TensorRT."""
+Runtime, ``.engine`` / ``.plan`` -> TensorRT; a ``triton://HOST:PORT/MODEL`` address -> a Triton server."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def load_runner(
 
     Args:
         artifact: ``.pt`` checkpoint, ``.onnx`` model or ``.engine``; ``None`` loads the
-            embedded ``segnet-dsc`` checkpoint in PyTorch.
+            embedded ``segnet-dsc`` checkpoint in PyTorch; ``triton://HOST:PORT/MODEL`` (HTTP)
+            or ``triton+grpc://HOST:PORT/MODEL`` a model on a Triton server.
         provider: ONNX Runtime execution provider for ``.onnx`` (``cpu``, ``cuda``,
             ``tensorrt``).
         threads: intra-op threads on the CPU (0: the backend's default). For PyTorch this
@@ -38,6 +39,10 @@ def load_runner(
         from segedge.runtime.torch_runner import TorchRunner
 
         return TorchRunner(None, threads=threads)
+    from segedge.runtime.triton_runner import TritonRunner, is_triton_url
+
+    if is_triton_url(artifact):
+        return TritonRunner(str(artifact))
     path = Path(artifact)
     backend = SUFFIXES.get(path.suffix.lower())
     if backend is None:
@@ -66,7 +71,13 @@ def live_parallelism(artifact: str | os.PathLike[str] | None, provider: Provider
     (``benchmarks/live.py``, inference alone): ONNX Runtime 41-45 against 31-32 frames/s,
     PyTorch 34 against 25 (and 23 against 11 in a worker thread). GPU backends (TensorRT,
     ONNX Runtime's CUDA and TensorRT providers) get one worker and their default threads.
+    A Triton server gets 4 workers, i.e. 4 requests in flight, so the network round trip of
+    one frame overlaps the server's work on the others.
     """
+    from segedge.runtime.triton_runner import is_triton_url
+
+    if is_triton_url(artifact):
+        return 4, 0
     cores = os.cpu_count() or 1
     suffix = Path(artifact).suffix.lower() if artifact is not None else ".pt"
     on_cpu = (suffix == ".onnx" and provider == Provider.CPU) or SUFFIXES.get(suffix) is Backend.TORCH
