@@ -15,7 +15,7 @@ RUNNERS = [
     Backend.TORCH,
     Backend.ONNXRUNTIME,
     pytest.param(Backend.TENSORRT, marks=[pytest.mark.tensorrt, pytest.mark.gpu, pytest.mark.skipif(
-        not engine_build_available(), reason="needs TensorRT, cuda-python and a CUDA GPU (pip install 'segedge[tensorrt]' on a GPU machine)")]),
+        not engine_build_available(), reason="needs TensorRT, cuda-python and a CUDA GPU (pip install 'segedge[tensorrt-cu12]' or '[tensorrt-cu13]' on a GPU machine)")]),
 ]
 
 
