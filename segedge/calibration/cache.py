@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from segedge._io import atomic_path
+from segedge.contract import Target
 from segedge.errors import DataError
 
 CACHE_SCHEMA = 1
@@ -60,7 +61,7 @@ class CalibrationKey:
     method: str
     percentile: float | None
     settings: str
-    target: str = "tensorrt"
+    target: str = Target.TENSORRT.value
 
     def differences(self, other: "CalibrationKey") -> list[str]:
         """Names of the fields that differ, in plain words (``["the model", "the data"]``)."""
