@@ -7,8 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from segedge.cli.common import console, handle_errors
+from segedge.cli.common import console, fail, handle_errors
 from segedge.contract import Provider
+
+DRIFT_EXIT_CODE = 6  # --fail-below: the run finished, but drifted too far from its reference
 
 
 def print_live_stats(stats, label: str) -> None:
@@ -36,6 +38,25 @@ def print_live_stats(stats, label: str) -> None:
     if stats.iou:
         per_frame = " ".join("-" if v != v else f"{100 * v:.0f}" for v in stats.iou)
         console.print(f"pet IoU against ground truth: mean {100 * stats.mean_iou:.2f}% over {len(stats.iou)} frames; per frame (%): {per_frame}")
+    if stats.drift is not None:
+        print_drift_summary(stats.drift)
+
+
+def print_drift_summary(summary) -> None:
+    """The drift monitor's closing lines: mean, p5 and worst-frame agreement, frames scored and skipped."""
+    sampled = "adaptive sampling" if summary.every == 0 else ("every frame" if summary.every == 1 else f"1 frame in {summary.every}")
+    skipped = f", {summary.skipped} skipped while the reference was busy" if summary.skipped else ""
+    if not summary.scored:
+        console.print(f"agreement with {summary.reference}: no frame scored ({summary.due} due{skipped})")
+        return
+    iou = ", ".join(f"{k} {100 * v:.2f}%" for k, v in summary.iou.items() if v == v)
+    console.print(
+        f"agreement with {summary.reference} ({sampled}, {summary.scored} of {summary.due} due frames scored{skipped}): "
+        f"mean {100 * summary.mean:.2f}%, p5 {100 * summary.p5:.2f}%, worst {100 * summary.worst:.2f}% at frame {summary.worst_frame}; "
+        f"IoU vs reference {iou}; logit error max {summary.logits_error['max']:.3g}, p99 {summary.logits_error['p99']:.3g}"
+    )
+    for alert in summary.alerts:
+        console.print(f"drift alert at frame {alert.frame}: running agreement {100 * alert.running:.2f}%" + (f", panel {alert.panel}" if alert.panel else ""))
 
 
 @handle_errors
@@ -62,6 +83,12 @@ def run_command(
     provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.CPU,
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output or --stats file (an output that is an input is refused even so).")] = False,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="Drift monitor: compare live with this checkpoint or artifact on the same preprocessed input, in a low-priority thread that skips frames rather than slow the loop. `auto`: the checkpoint recorded in the artifact if found beside it, else the embedded segnet-dsc.", rich_help_panel="Drift monitor")] = None,
+    reference_every: Annotated[int, typer.Option(min=0, help="Score every N-th frame against the reference (0: as many as the CPU allows).", rich_help_panel="Drift monitor")] = 2,
+    reference_nice: Annotated[int, typer.Option(min=0, max=19, help="Scheduling niceness of the reference thread on Linux: 19 (default) only uses CPU the live loop leaves, so it never slows it but may skip most frames on a busy CPU; 0 scores more frames and costs FPS.", rich_help_panel="Drift monitor")] = 19,
+    alert_window: Annotated[int, typer.Option(min=1, help="Scored frames in the running agreement (HUD, --alert-below).", rich_help_panel="Drift monitor")] = 10,
+    alert_below: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="When the running agreement falls below PCT: one warning line with the frame number and drift-alert-NNNNNN.png (reference | candidate | disagreement) beside the outputs.", rich_help_panel="Drift monitor")] = None,
+    fail_below: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help=f"Exit {DRIFT_EXIT_CODE} at the end when the mean agreement is below PCT (or no frame was scored): for CI and field checks.", rich_help_panel="Drift monitor")] = None,
 ) -> None:
     """Segment a camera, video, stream or image folder live, with overlay, FPS and per-stage timings.
 
@@ -69,6 +96,12 @@ def run_command(
     newest frame and is reopened with back-off if it stops. Sinks: --output video, --show
     window, --serve MJPEG page, --save-masks PNGs, --stats JSON lines. Prints FPS, per-stage
     latency p50/p99, flicker and (with --gt-masks) IoU at the end.
+
+    With --reference (implied by --alert-below or --fail-below), a drift
+    monitor scores a sample of frames against the reference model: the HUD shows the running
+    agreement and the worst recent frame, --stats gets one line per scored frame (agreement,
+    IoU per class against the reference, logit error), the --serve page plots it, and the
+    summary gives mean, p5 and worst-frame agreement. Exit code 6 with --fail-below.
     """
     from segedge._io import check_output, resolved
     from segedge.data.sources import open_source
@@ -102,6 +135,17 @@ def run_command(
     if save_masks is not None:
         check_output(save_masks, inputs, directory=True, option="--save-masks")
     gt = GroundTruth(gt_masks) if gt_masks else None
+    monitor = None
+    if reference is not None or alert_below is not None or fail_below is not None:
+        from segedge.report.monitor import DriftMonitor, load_reference
+
+        ref_runner, note = load_reference(reference, runner)
+        console.print(note)
+        outputs = [p for p in (output, stats_file) if p is not None]
+        alert_dir = outputs[0].parent if outputs else (save_masks if save_masks is not None else Path.cwd())
+        monitor = DriftMonitor(ref_runner, every=reference_every, window=alert_window, alert_below=alert_below, alert_dir=alert_dir,
+                               nice=reference_nice)
+        monitor.check(runner)
     options = LiveOptions(
         alpha=alpha, classes=class_ids, outline=outline, smooth=smooth, realtime=realtime, loop=loop,
         max_frames=max_frames, show=show, pipelined=not sequential, workers=workers,
@@ -117,7 +161,7 @@ def run_command(
             if stats_file is not None:
                 sinks.append(StatsSink(stats_file, overwrite=force))
             if serve is not None:
-                server = MjpegServer(serve, host, title=f"{runner.name} on {frames.description}")
+                server = MjpegServer(serve, host, title=f"{runner.name} on {frames.description}", monitor_window=alert_window if monitor else None)
                 sinks.append(server)
                 console.print(f"serving http://{server.address[0]}:{server.address[1]}/ (MJPEG at /stream, stats at /stats)")
         except BaseException:
@@ -125,7 +169,7 @@ def run_command(
                 sink.close(failed=True)
             raise
         with runner:
-            stats = run_live(runner, frames, sinks, options, gt)
+            stats = run_live(runner, frames, sinks, options, gt, monitor=monitor)
     if stats.frames == 0 and not stats.interrupted:  # nothing to summarise: one line says why
         reason = f"; first: {frames.skip_reason}" if frames.skip_reason else ""
         skipped = f" ({stats.skipped} unreadable frames skipped{reason})" if stats.skipped else ""
@@ -146,3 +190,10 @@ def run_command(
         raise SourceError(stats.error + "; every output was finalised")
     if stats.signalled:
         raise typer.Exit(130)
+    if fail_below is not None:
+        drift = stats.drift
+        if drift is None or not drift.scored:
+            fail("--fail-below: no frame was scored against the reference, so the agreement is unknown", DRIFT_EXIT_CODE)
+        if 100 * drift.mean < fail_below:
+            fail(f"mean agreement with the reference {100 * drift.mean:.2f}% is below --fail-below {fail_below:g}% "
+                 f"(worst {100 * drift.worst:.2f}% at frame {drift.worst_frame})", DRIFT_EXIT_CODE)
