@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import console, handle_errors
+from segedge.runtime.factory import Backend
+from segedge.runtime.overlay import Upsample
 
 
 class Provider(str, Enum):
@@ -47,7 +49,7 @@ def print_live_stats(stats, label: str) -> None:
 @handle_errors
 def run_command(
     source: Annotated[str, typer.Option("--source", "-s", help="Camera index (0), video file, rtsp:// or http:// URL, image folder or glob.")],
-    engine: Annotated[Optional[Path], typer.Option("--engine", "-e", help="Artifact: .pt (PyTorch), .onnx (ONNX Runtime) or .engine (TensorRT); default: the embedded segnet-dsc.")] = None,
+    engine: Annotated[Optional[Path], typer.Option("--engine", "-e", help="Artifact: .pt (PyTorch), .onnx (ONNX Runtime or OpenVINO, see --backend), .xml (OpenVINO IR) or .engine (TensorRT); default: the embedded segnet-dsc.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the annotated video here (.mp4, finalised even on Ctrl-C or an error).")] = None,
     show: Annotated[bool, typer.Option("--show", help="Show a window (q or Esc quits, space pauses).")] = False,
     serve: Annotated[Optional[int], typer.Option("--serve", min=1, max=65535, help="Serve an MJPEG stream and a live page on this port.")] = None,
@@ -67,6 +69,8 @@ def run_command(
     threads: Annotated[int, typer.Option(min=0, help="Intra-op threads per worker, ONNX Runtime or PyTorch on a CPU (0: auto, 1 when there are several workers).")] = 0,
     provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.cpu,
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
+    backend: Annotated[Backend, typer.Option(help="Backend for the artifact (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.auto,
+    upsample: Annotated[Upsample, typer.Option(help="Mask upsampling to the frame: linear (bilinear class scores, then argmax: smooth edges) or nearest (class map, faster).")] = Upsample.linear,
 ) -> None:
     """Segment a camera, video, stream or image folder live, with overlay, FPS and per-stage timings.
 
@@ -82,10 +86,10 @@ def run_command(
     from segedge.runtime.sinks import MaskSink, MjpegServer, StatsSink, VideoSink
     from segedge.runtime.video import LiveOptions, run_live
 
-    auto_workers, auto_threads = live_parallelism(engine, provider.value)
+    auto_workers, auto_threads = live_parallelism(engine, provider.value, backend)
     workers = 1 if sequential else (workers or auto_workers)
     threads = threads or (0 if sequential else auto_threads)
-    runner = load_runner(engine, provider.value, threads=threads, spin=sequential)
+    runner = load_runner(engine, provider.value, threads=threads, spin=sequential, backend=backend, streams=workers)
     class_ids = None
     if classes:
         names = [c.strip() for c in classes.split(",") if c.strip()]
@@ -99,7 +103,7 @@ def run_command(
     gt = GroundTruth(gt_masks) if gt_masks else None
     options = LiveOptions(
         alpha=alpha, classes=class_ids, outline=outline, smooth=smooth, realtime=realtime, loop=loop,
-        max_frames=max_frames, show=show, pipelined=not sequential, workers=workers,
+        max_frames=max_frames, show=show, pipelined=not sequential, workers=workers, upsample=upsample.value,
     )
     with open_source(source, decode_threads=decode_threads) as frames:
         sinks = []

@@ -1,63 +1,133 @@
-"""Pick the runner for an artifact by its suffix: ``.pt`` -> PyTorch, ``.onnx`` -> ONNX
-Runtime, ``.engine`` / ``.plan`` -> TensorRT."""
+"""Pick the runner for an artifact: by ``--backend``, or (``auto``) by its suffix and what is
+installed: ``.pt`` -> PyTorch, ``.onnx`` -> ONNX Runtime, except a Q/DQ INT8 graph without
+MaxUnpool on a CPU with openvino installed -> OpenVINO, ``.xml`` (OpenVINO IR) -> OpenVINO,
+``.engine`` / ``.plan`` -> TensorRT."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from enum import Enum
 from pathlib import Path
 
 from segedge.errors import InputError
 from segedge.runtime.base import Runner
 
-SUFFIXES = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
+
+class Backend(str, Enum):
+    """Inference backend (``--backend``); ``auto`` chooses by the artifact (see :func:`resolve_backend`)."""
+
+    auto = "auto"
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+    tensorrt = "tensorrt"
+
+
+SUFFIXES = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt"}
+ACCEPTS = {  # backend -> artifact suffixes it loads
+    Backend.torch: (".pt", ".pth"),
+    Backend.onnxruntime: (".onnx",),
+    Backend.openvino: (".onnx", ".xml"),
+    Backend.tensorrt: (".engine", ".plan"),
+}
+
+
+def openvino_installed() -> bool:
+    """Whether the optional ``openvino`` package can be imported."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def _op_types(path: Path) -> set[str]:
+    """Operator types of an ONNX graph (empty when unreadable: the runner reports that)."""
+    import onnx
+
+    try:
+        return {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+    except Exception:  # missing, truncated, not ONNX
+        return set()
+
+
+def resolve_backend(artifact: str | os.PathLike[str] | None, backend: Backend | str = Backend.auto, provider: str = "cpu") -> Backend:
+    """The backend that runs ``artifact``.
+
+    ``auto`` gives OpenVINO a ``.onnx`` on the CPU provider when openvino is installed and the
+    graph is Q/DQ INT8 (QuantizeLinear nodes) without MaxUnpool (the ``tensorrt`` form):
+    OpenVINO runs those convolutions in INT8, where ONNX Runtime dequantizes and runs them in
+    float. Every other ONNX stays with ONNX Runtime: at FP32 (OpenVINO's exact ``f32``
+    inference precision) OpenVINO was no faster than ONNX Runtime here, and its BF16 default
+    loses agreement with PyTorch (measurements in docs/benchmarks.md, ``benchmarks/cpu.py``);
+    a MaxUnpool graph (the ``onnxruntime`` form) is one OpenVINO cannot run.
+
+    Raises:
+        InputError: unknown suffix, or a backend that cannot load this kind of file.
+    """
+    backend = Backend(backend)
+    if artifact is None:
+        if backend not in (Backend.auto, Backend.torch):
+            raise InputError(f"--backend {backend.value} needs an artifact; the embedded model runs in PyTorch")
+        return Backend.torch
+    path = Path(artifact)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"cannot tell the backend of {path}: expected one of {', '.join(sorted(SUFFIXES))}")
+    if backend is Backend.auto:
+        if suffix == ".onnx" and provider == "cpu" and openvino_installed():
+            ops = _op_types(path)
+            if "QuantizeLinear" in ops and "MaxUnpool" not in ops:
+                return Backend.openvino
+        return Backend(SUFFIXES[suffix])
+    if suffix not in ACCEPTS[backend]:
+        raise InputError(f"--backend {backend.value} loads {', '.join(ACCEPTS[backend])} files, not {path.name}")
+    return backend
 
 
 def load_runner(
-    artifact: str | os.PathLike[str] | None = None, provider: str = "cpu", threads: int = 0, spin: bool = True
+    artifact: str | os.PathLike[str] | None = None, provider: str = "cpu", threads: int = 0, spin: bool = True,
+    backend: Backend | str = Backend.auto, streams: int = 1,
 ) -> Runner:
     """Load any segedge artifact.
 
     Args:
-        artifact: ``.pt`` checkpoint, ``.onnx`` model or ``.engine``; ``None`` loads the
-            embedded ``segnet-dsc`` checkpoint in PyTorch.
+        artifact: ``.pt`` checkpoint, ``.onnx`` model, ``.xml`` OpenVINO IR or ``.engine``;
+            ``None`` loads the embedded ``segnet-dsc`` checkpoint in PyTorch.
         provider: ONNX Runtime execution provider for ``.onnx`` (``cpu``, ``cuda``,
             ``tensorrt``).
         threads: intra-op threads on the CPU (0: the backend's default). For PyTorch this
             is process-wide (see :class:`~segedge.runtime.torch_runner.TorchRunner`).
         spin: ONNX Runtime thread spinning (see
             :class:`~segedge.runtime.onnxruntime_runner.OnnxRuntimeRunner`).
+        backend: which backend runs it (``auto``: see :func:`resolve_backend`).
+        streams: OpenVINO streams, one per thread that will call ``infer`` at once.
 
     Raises:
-        InputError: unknown suffix (the valid ones are listed).
+        InputError: unknown suffix (the valid ones are listed), or a backend that cannot load it.
         CheckpointError, ModelFormatError, BackendUnavailableError: from the backend.
     """
-    if artifact is None:
+    chosen = resolve_backend(artifact, backend, provider)
+    if chosen is Backend.torch:
         from segedge.runtime.torch_runner import TorchRunner
 
-        return TorchRunner(None, threads=threads)
-    path = Path(artifact)
-    backend = SUFFIXES.get(path.suffix.lower())
-    if backend is None:
-        raise InputError(f"cannot tell the backend of {path}: expected one of {', '.join(sorted(SUFFIXES))}")
-    if backend == "torch":
-        from segedge.runtime.torch_runner import TorchRunner
+        return TorchRunner(None if artifact is None else Path(artifact), threads=threads)
+    if chosen is Backend.openvino:
+        from segedge.runtime.openvino_runner import OpenVINORunner
 
-        return TorchRunner(path, threads=threads)
-    if backend == "onnxruntime":
+        return OpenVINORunner(artifact, threads=threads, streams=streams)
+    if chosen is Backend.onnxruntime:
         from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
-        return OnnxRuntimeRunner(path, provider=provider, threads=threads, spin=spin)
+        return OnnxRuntimeRunner(artifact, provider=provider, threads=threads, spin=spin)
     from segedge.runtime.tensorrt_runner import TensorRTRunner
 
-    return TensorRTRunner(path)
+    return TensorRTRunner(artifact)
 
 
-def live_parallelism(artifact: str | os.PathLike[str] | None, provider: str = "cpu") -> tuple[int, int]:
+def live_parallelism(artifact: str | os.PathLike[str] | None, provider: str = "cpu", backend: Backend | str = Backend.auto) -> tuple[int, int]:
     """``(workers, intra_op_threads)`` for the live loop on this machine.
 
-    On a CPU (ONNX Runtime's CPU provider, or PyTorch: a ``.pt`` checkpoint or the embedded
-    model) the loop gets one inference worker per core (up to 4), each with one intra-op
-    thread: parallel frames use a small CPU better than one frame split across cores,
+    On a CPU (ONNX Runtime's CPU provider, OpenVINO, or PyTorch: a ``.pt`` checkpoint or the
+    embedded model) the loop gets one inference worker per core (up to 4), each with one
+    intra-op thread: parallel frames use a small CPU better than one frame split across cores,
     whose threads meet at a barrier after every layer and wait whenever the decoder or
     encoder preempts one of them. Measured here on 2 cores with the embedded model
     (``benchmarks/live.py``, inference alone): ONNX Runtime 41-45 against 31-32 frames/s,
@@ -65,8 +135,8 @@ def live_parallelism(artifact: str | os.PathLike[str] | None, provider: str = "c
     ONNX Runtime's CUDA and TensorRT providers) get one worker and their default threads.
     """
     cores = os.cpu_count() or 1
-    suffix = Path(artifact).suffix.lower() if artifact is not None else ".pt"
-    on_cpu = (suffix == ".onnx" and provider == "cpu") or SUFFIXES.get(suffix) == "torch"
+    chosen = resolve_backend(artifact, backend, provider)
+    on_cpu = chosen in (Backend.torch, Backend.openvino) or (chosen is Backend.onnxruntime and provider == "cpu")
     if on_cpu and cores >= 2:
         workers = min(cores, 4)
         return workers, max(1, cores // workers)

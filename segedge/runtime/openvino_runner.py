@@ -1,0 +1,153 @@
+"""OpenVINO runner: FP32, FP16 and Q/DQ INT8 ONNX in the ``tensorrt`` form (standard ops, no
+MaxUnpool), or an OpenVINO IR (``.xml`` + ``.bin``) from ``segedge export --target openvino``,
+on the CPU.
+
+Needs the optional ``openvino`` package (``pip install 'segedge[openvino]'``), imported only
+when a runner is created. Follows the OpenVINO Python API reference (``Core.read_model``,
+``Core.compile_model``, ``CompiledModel.create_infer_request``, ``InferRequest.infer``) and the
+CPU device docs ("CPU Device": ``INFERENCE_NUM_THREADS``, ``NUM_STREAMS``,
+``INFERENCE_PRECISION_HINT``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from segedge.data.oxford_pet import CLASS_NAMES
+from segedge.data.transforms import PreprocessConfig
+from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
+from segedge.runtime.base import Runner
+
+RT_INFO_KEY = "segedge"  # IR rt_info section holding the contract: rt_info["segedge"][<key>] = <metadata value>
+
+
+def import_openvino():
+    """The ``openvino`` module.
+
+    Raises:
+        BackendUnavailableError: openvino is not installed (the message names the extra).
+    """
+    try:
+        import openvino
+    except ImportError:
+        raise BackendUnavailableError("OpenVINO is not installed; install the extra: pip install 'segedge[openvino]'") from None
+    return openvino
+
+
+def onnx_contract(path: Path) -> dict[str, str]:
+    """The segedge metadata of an ONNX file (keys without the ``segedge.`` prefix).
+
+    Raises:
+        ModelFormatError: unreadable ONNX, or a MaxUnpool graph (``--target onnxruntime``), which
+            OpenVINO cannot run.
+    """
+    from segedge.export.metadata import load_onnx, read_metadata
+
+    model = load_onnx(path)
+    if any(node.op_type == "MaxUnpool" for node in model.graph.node):
+        raise ModelFormatError(
+            f"{path} uses MaxUnpool (the onnxruntime form), which OpenVINO cannot run; "
+            "export it with `segedge export --target tensorrt` (or use --backend onnxruntime)"
+        )
+    return read_metadata(model)
+
+
+def ir_contract(model) -> dict[str, str]:
+    """The segedge metadata kept in an IR's ``rt_info`` (see :data:`RT_INFO_KEY`)."""
+    if not model.has_rt_info([RT_INFO_KEY]):
+        return {}
+    section = model.get_rt_info([RT_INFO_KEY])
+    return {key: section[key].astype(str) for key in section.keys()} if hasattr(section, "keys") else {}
+
+
+class OpenVINORunner(Runner):
+    """Runs an ONNX file or an OpenVINO IR on OpenVINO's CPU plugin.
+
+    The preprocessing, class names and precision come from the artifact's segedge metadata
+    (ONNX ``metadata_props`` or the IR's ``rt_info``), as in
+    :class:`~segedge.runtime.onnxruntime_runner.OnnxRuntimeRunner`. Inference runs at FP32
+    (``INFERENCE_PRECISION_HINT=f32``): the CPU plugin's default on CPUs with AVX-512 BF16 or
+    AMX is bfloat16, which would change results against the artifact's precision. An FP16
+    artifact runs in FP32 after its weights are decompressed; an INT8 Q/DQ artifact runs its
+    quantized convolutions in INT8.
+
+    Each calling thread gets its own infer request, so several live-loop workers can infer
+    at once (``streams`` of them run in parallel).
+
+    Args:
+        path: ``.onnx`` in the ``tensorrt`` form, or ``.xml`` IR (its ``.bin`` beside it).
+        threads: CPU threads per stream (0: OpenVINO's default, all cores).
+        streams: parallel inference streams (use one per live-loop worker).
+
+    Raises:
+        BackendUnavailableError: openvino is not installed.
+        ModelFormatError: missing or unreadable file, a MaxUnpool graph, not one ``(N, 3, H, W)``
+            input and one output, or bad segedge metadata.
+        InputError: negative ``threads`` or ``streams`` below 1.
+    """
+
+    backend = "openvino"
+
+    def __init__(self, path: str | os.PathLike[str], threads: int = 0, streams: int = 1):
+        ov = import_openvino()
+        if threads < 0 or streams < 1:
+            raise InputError(f"threads must be >= 0 and streams >= 1, got threads={threads}, streams={streams}")
+        self.artifact = Path(path)
+        if not self.artifact.is_file():
+            raise ModelFormatError(f"{self.artifact} does not exist")
+        core = ov.Core()
+        meta = onnx_contract(self.artifact) if self.artifact.suffix.lower() == ".onnx" else {}
+        try:
+            model = core.read_model(str(self.artifact))
+            if not meta:
+                meta = ir_contract(model)
+            config = {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": streams}
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads * streams
+            self.compiled = core.compile_model(model, "CPU", config)
+        except RuntimeError as exc:
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            raise ModelFormatError(f"OpenVINO cannot load {self.artifact}: {(lines[-1] if lines else type(exc).__name__)[:300]}") from None
+        inputs, outputs = self.compiled.inputs, self.compiled.outputs
+        if len(inputs) != 1 or len(outputs) != 1 or inputs[0].get_partial_shape().rank.get_length() != 4:
+            raise ModelFormatError(f"{self.artifact}: expected one (N, 3, H, W) input and one output")
+        shape = inputs[0].get_partial_shape()
+        self.max_batch = shape[0].get_length() if shape[0].is_static else None
+        try:
+            if "preprocess" in meta:
+                self.preprocess_config = PreprocessConfig.from_json(meta["preprocess"])
+            elif shape[2].is_static and shape[3].is_static:
+                self.preprocess_config = PreprocessConfig(height=shape[2].get_length(), width=shape[3].get_length())
+            else:
+                raise ModelFormatError(f"{self.artifact} has no segedge metadata and a dynamic input size")
+            self.classes = tuple(json.loads(meta.get("classes", json.dumps(CLASS_NAMES))))
+        except (InputError, json.JSONDecodeError) as exc:
+            raise ModelFormatError(f"{self.artifact}: bad segedge metadata: {exc}") from None
+        self.precision = meta.get("precision", "fp32")
+        self.metadata = {f"segedge.{k}": v for k, v in meta.items()}
+        self.threads, self.streams = threads, streams
+        self._local = threading.local()
+
+    def _request(self):
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
+
+    def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        request = self._request()
+        request.infer({0: batch}, share_inputs=True, share_outputs=True)
+        logits = request.get_output_tensor(0).data  # a view of the request's buffer, overwritten by its next call
+        if out is not None:
+            np.copyto(out, logits, casting="same_kind")
+            return out
+        return logits.astype(np.float32, copy=True)
+
+    def close(self) -> None:
+        self._local = threading.local()
+        self.compiled = None
