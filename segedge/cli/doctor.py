@@ -3,7 +3,7 @@ run here, how far each deployed variant is from PyTorch, and how fast each is at
 
 With TensorRT it builds FP32, FP16 and INT8 engines of the embedded model; with CUDA it runs
 PyTorch FP32 / FP16 autocast and ONNX Runtime's CUDA and TensorRT providers; the CPU rows
-(PyTorch, ONNX Runtime) run everywhere. Whatever is missing is listed as skipped, with why.
+(PyTorch, ONNX Runtime, and OpenVINO where its extra is installed) run everywhere. Whatever is missing is listed as skipped, with why.
 """
 
 from __future__ import annotations
@@ -124,6 +124,16 @@ def doctor_command(
     target = "tensorrt" if gpu and trt_problem is None else "onnxruntime"
     exported = export_onnx(None, workdir / "segnet-dsc-fp32.onnx", target=target, force=True).path
     rows.append(_measure(Row("onnxruntime-cpu fp32"), OnnxRuntimeRunner(exported), sample, reference, budget))
+    from segedge.runtime.factory import openvino_installed
+
+    if openvino_installed():
+        from segedge.runtime.openvino_runner import OpenVINORunner
+
+        standard = exported if target == "tensorrt" else export_onnx(None, workdir / "segnet-dsc-fp32-standard.onnx", target="tensorrt", force=True).path
+        with OpenVINORunner(standard) as runner:
+            rows.append(_measure(Row("openvino-cpu fp32"), runner, sample, reference, budget))
+    else:
+        skipped.append("OpenVINO: not installed (pip install 'segedge[openvino]')")
     for provider, ep in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
         if not gpu:
             continue

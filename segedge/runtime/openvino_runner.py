@@ -20,49 +20,16 @@ import numpy as np
 
 from segedge.data.oxford_pet import CLASS_NAMES
 from segedge.data.transforms import PreprocessConfig
-from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
+from segedge.errors import InputError, ModelFormatError
+from segedge.export.openvino_ir import RT_INFO_KEY, import_openvino, onnx_contract
 from segedge.runtime.base import Runner
-
-RT_INFO_KEY = "segedge"  # IR rt_info section holding the contract: rt_info["segedge"][<key>] = <metadata value>
-
-
-def import_openvino():
-    """The ``openvino`` module.
-
-    Raises:
-        BackendUnavailableError: openvino is not installed (the message names the extra).
-    """
-    try:
-        import openvino
-    except ImportError:
-        raise BackendUnavailableError("OpenVINO is not installed; install the extra: pip install 'segedge[openvino]'") from None
-    return openvino
-
-
-def onnx_contract(path: Path) -> dict[str, str]:
-    """The segedge metadata of an ONNX file (keys without the ``segedge.`` prefix).
-
-    Raises:
-        ModelFormatError: unreadable ONNX, or a MaxUnpool graph (``--target onnxruntime``), which
-            OpenVINO cannot run.
-    """
-    from segedge.export.metadata import load_onnx, read_metadata
-
-    model = load_onnx(path)
-    if any(node.op_type == "MaxUnpool" for node in model.graph.node):
-        raise ModelFormatError(
-            f"{path} uses MaxUnpool (the onnxruntime form), which OpenVINO cannot run; "
-            "export it with `segedge export --target tensorrt` (or use --backend onnxruntime)"
-        )
-    return read_metadata(model)
 
 
 def ir_contract(model) -> dict[str, str]:
     """The segedge metadata kept in an IR's ``rt_info`` (see :data:`RT_INFO_KEY`)."""
     if not model.has_rt_info([RT_INFO_KEY]):
         return {}
-    section = model.get_rt_info([RT_INFO_KEY])
-    return {key: section[key].astype(str) for key in section.keys()} if hasattr(section, "keys") else {}
+    return {key: model.get_rt_info([RT_INFO_KEY, key]).astype(str) for key in model.get_rt_info()[RT_INFO_KEY]}
 
 
 class OpenVINORunner(Runner):
