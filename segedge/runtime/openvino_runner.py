@@ -39,10 +39,10 @@ class OpenVINORunner(Runner):
     (ONNX ``metadata_props`` or the IR's ``rt_info``), as in
     :class:`~segedge.runtime.onnxruntime_runner.OnnxRuntimeRunner`. Inference runs at FP32
     (``INFERENCE_PRECISION_HINT=f32``) unless asked otherwise: the CPU plugin's default on
-    CPUs with AVX-512 BF16 or AMX is bfloat16, 2.5-4x faster there but measured at 99.1%
-    argmax agreement with PyTorch on the embedded segnet-dsc (Pet test images), below the
-    99.9% an FP32 artifact promises. An FP16 artifact runs in FP32 after its weights are
-    decompressed; an INT8 Q/DQ artifact runs its quantized convolutions in INT8.
+    CPUs with AVX-512 BF16 or AMX is bfloat16, 2-5x faster there but measured at 98.0-99.1%
+    argmax agreement with PyTorch on the embedded segnet-dsc (Pet images), below the 99.9% an
+    FP32 artifact promises (docs/benchmarks.md). An FP16 artifact runs in FP32 on its FP16-rounded weights
+    (agreement as in ONNX Runtime); an INT8 Q/DQ artifact runs its quantized convolutions in INT8.
 
     Each calling thread gets its own infer request, so several live-loop workers can infer
     at once (``streams`` of them run in parallel).

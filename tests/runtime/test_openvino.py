@@ -205,3 +205,14 @@ def test_backend_that_cannot_load_the_file_is_one_line_exit_2(tmp_path, one_line
     result = CliRunner().invoke(app, ["bench", str(tmp_path / "m.onnx"), "--backend", "tensorrt"])
     assert result.exit_code == 2
     assert "--backend tensorrt loads .engine, .plan" in one_line_error(result)
+
+
+@pytest.mark.slow
+def test_export_target_openvino_writes_an_ir_the_runner_loads(exported_onnx, tmp_path, one_line_error, embedded):
+    cli = CliRunner()
+    result = cli.invoke(app, ["export", str(exported_onnx), "--target", "openvino", "-o", str(tmp_path / "m.xml")])
+    assert result.exit_code == 0, result.output
+    with load_runner(tmp_path / "m.xml") as runner:
+        assert runner.backend == "openvino" and runner.preprocess_config == embedded.preprocess
+    line = one_line_error(cli.invoke(app, ["export", str(exported_onnx), "--target", "openvino", "-o", str(tmp_path / "m.onnx")]))
+    assert "NAME.xml" in line
