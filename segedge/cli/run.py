@@ -10,7 +10,7 @@ import typer
 
 from segedge.cli.common import console, handle_errors
 from segedge.runtime.factory import Backend
-from segedge.runtime.overlay import Upsample
+from segedge.runtime.upsample import Upsample
 
 
 class Provider(str, Enum):

@@ -9,9 +9,12 @@ import importlib.util
 import os
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segedge.errors import InputError
-from segedge.runtime.base import Runner
+
+if TYPE_CHECKING:  # the CLI imports Backend from here: keep it free of NumPy and OpenCV
+    from segedge.runtime.base import Runner
 
 
 class Backend(str, Enum):

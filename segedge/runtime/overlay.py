@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Iterable
 
 import cv2
@@ -10,13 +9,9 @@ import numpy as np
 
 from segedge.data.oxford_pet import CLASS_PALETTE as DEFAULT_PALETTE
 from segedge.runtime.postprocess import first_argmax
+from segedge.runtime.upsample import Upsample
 
-
-class Upsample(str, Enum):
-    """How the model-resolution result reaches the frame (``segedge run --upsample``)."""
-
-    linear = "linear"  # class scores resized bilinearly, then the argmax at full resolution: smooth edges
-    nearest = "nearest"  # the class map resized with nearest neighbour: blocky at 854x480, cheaper
+__all__ = ["Overlay", "Upsample", "draw_hud"]
 
 
 class Overlay:
