@@ -70,7 +70,7 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from segedge.calibration.sensitivity import EvalSet, score_onnx
+    from segedge.pipeline.sensitivity import EvalSet, score_onnx
     from segedge.data.oxford_pet import load_split_arrays
     from segedge.export.onnx import export_onnx
     from segedge.models.checkpoint import load_checkpoint

@@ -53,6 +53,68 @@ def exported_onnx(tmp_path_factory, embedded) -> Path:
     return path
 
 
+TINY_SIZE = 16  # input height and width of the tiny model
+
+
+@pytest.fixture(scope="session")
+def tiny_contract():
+    """The contract of :func:`tiny_checkpoint`: 4 classes at 16x16, BGR, ImageNet-like mean/std."""
+    from segedge.contract import Contract, PreprocessConfig
+
+    preprocess = PreprocessConfig(TINY_SIZE, TINY_SIZE, "linear", "BGR", mean=(0.4, 0.45, 0.5), std=(0.25, 0.2, 0.22))
+    return Contract(preprocess=preprocess, classes=("background", "road", "bike", "person"), model="tiny-conv")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_contract):
+    """A two-convolution segmentation model (seeded weights) wrapped with its contract: the
+    smallest artifact every runner can load (no export of a real model needed)."""
+    import torch
+
+    from segedge.models.checkpoint import Checkpoint
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, tiny_contract.num_classes, 1)
+    )
+    return Checkpoint.from_module(model, tiny_contract)
+
+
+def write_tiny_onnx(checkpoint, path: Path, batch: int | None = None) -> Path:
+    """Export ``checkpoint``'s model with the TorchScript exporter (fast for two convolutions)
+    and embed its contract; ``batch`` fixes the batch dimension (default symbolic)."""
+    import onnx
+    import torch
+
+    size = checkpoint.preprocess.size
+    example = torch.zeros(batch or 1, 3, *size)
+    axes = None if batch else {"input": {0: "batch"}, "logits": {0: "batch"}}
+    torch.onnx.export(checkpoint.model, (example,), str(path), dynamo=False, opset_version=17, input_names=["input"],
+                      output_names=["logits"], dynamic_axes=axes)
+    model = onnx.load(str(path))
+    checkpoint.contract.write_onnx(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_writer():
+    """:func:`write_tiny_onnx`, for tests that need another variant (fixed batch, ...)."""
+    return write_tiny_onnx
+
+
+@pytest.fixture(scope="session")
+def shared_video():
+    """``shared_video("bikes_640x272.mp4")``: a video of ../shared/data/video (skips when absent)."""
+    return lambda name: _require(VIDEO_DIR / name)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory, tiny_checkpoint) -> Path:
+    """:func:`tiny_checkpoint` as an ONNX with its contract (dynamic batch)."""
+    return write_tiny_onnx(tiny_checkpoint, tmp_path_factory.mktemp("tiny") / "tiny.onnx")
+
+
 @pytest.fixture
 def one_line_error():
     """Checker for CLI results: see :func:`assert_one_line_error`."""

@@ -37,7 +37,8 @@ from segedge.calibration.cache import CalibrationKey, array_sha256, read_cache, 
 from segedge.calibration.dataset import CalibrationSet
 from segedge.errors import DataError, ExportError, InputError
 from segedge.export.layers import conv_layers
-from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter, read_metadata, set_metadata
+from segedge.contract import Contract, Precision
+from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter
 
 METHODS = ("minmax", "entropy", "percentile")
 # Version tag of the quantizer settings below; part of the calibration cache key, so a change
@@ -143,7 +144,7 @@ def quantize_int8(
         raise DataError("the calibration set is empty")
     started = time.perf_counter()
     model = load_onnx(onnx_path)
-    metadata = read_metadata(model)
+    contract = Contract.from_onnx(model, str(onnx_path))
     input_name = model.graph.input[0].name
     calibrate_method = {
         "minmax": CalibrationMethod.MinMax,
@@ -197,15 +198,14 @@ def quantize_int8(
                     calibration_cache_path=str(ranges_file),
                 )
                 quantized = onnx.load(str(tmp))
-                metadata.update(
-                    precision="int8",
-                    calibration=json.dumps(
-                        {"method": method, "images": len(calibration), "source": calibration.source,
-                         "percentile": percentile if method == "percentile" else None,
-                         "float_layers": float_layers}
-                    ),
+                record = json.dumps(
+                    {"method": method, "images": len(calibration), "source": calibration.source,
+                     "percentile": percentile if method == "percentile" else None,
+                     "float_layers": float_layers}
                 )
-                set_metadata(quantized, metadata)
+                contract.replace(precision=Precision.INT8, extra={**contract.extra, "calibration": record}).write_onnx_step(
+                    quantized, "precision", "calibration"
+                )
                 onnx.save(quantized, str(tmp))
         except (DataError, InputError):
             raise

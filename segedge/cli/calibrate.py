@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import console, handle_errors, progress_bar
-from segedge.cli.engine import Method
+from segedge.contract import CalibrationMethod
 
 
 @handle_errors
@@ -19,7 +19,7 @@ def calibrate_command(
     num_images: Annotated[int, typer.Option(min=1, help="Calibration images drawn (seeded) from all sources together.")] = 64,
     every: Annotated[int, typer.Option(min=1, help="Frame stride for video sources.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the calibration draw.")] = 0,
-    method: Annotated[Method, typer.Option(help="Range calibration: percentile (clip rare outliers), entropy (KL divergence, TensorRT's classic) or minmax.")] = Method.percentile,
+    method: Annotated[CalibrationMethod, typer.Option(help="Range calibration: percentile (clip rare outliers), entropy (KL divergence, TensorRT's classic) or minmax.")] = CalibrationMethod.PERCENTILE,
     percentile: Annotated[float, typer.Option(min=50.0, max=100.0, help="Percentile of |activation| kept in range (--method percentile).")] = 99.9,
     cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data and method match, recomputed and replaced when anything changed.")] = None,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Rank layers by the accuracy INT8 costs in each (each kept in float in turn, scored on held-out labelled images).")] = False,
@@ -46,13 +46,13 @@ def calibrate_command(
 
     from segedge.calibration.dataset import load_calibration_sets
     from segedge.calibration.quantize import quantize_int8
-    from segedge.calibration.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
+    from segedge.pipeline.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
     from segedge.data.oxford_pet import is_pet_root
     from segedge.errors import DataError
     from segedge.report.drift import measure_latency
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
-    config = OnnxRuntimeRunner(model).preprocess_config
+    config = OnnxRuntimeRunner(model).contract.preprocess
     calibration = load_calibration_sets(calib_data, config, num_images=num_images, seed=seed, every=every)
     console.print(f"calibration: {calibration.summary()}")
     if not (sensitivity or max_drop is not None):

@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-from enum import Enum
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from segedge.cli.common import console, handle_errors
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-class Method(str, Enum):
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
-
-
-class HardwareCompatibility(str, Enum):
-    none = "none"
-    ampere_plus = "ampere+"
+from segedge.contract import CalibrationMethod, HardwareCompatibility, Precision
 
 
 @handle_errors
 def build_engine_command(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX from `segedge export`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="X.engine (TensorRT engine + X.engine.json sidecar, and the ONNX it was built from as X.onnx; needs TensorRT and a GPU) or X.onnx (ONNX Runtime artifact).")],
-    precision: Annotated[Precision, typer.Option(help="fp32, fp16 (FP16 ONNX, float32 I/O) or int8 (Q/DQ ONNX from calibration).")] = Precision.fp32,
+    precision: Annotated[Precision, typer.Option(help="fp32, fp16 (FP16 ONNX, float32 I/O) or int8 (Q/DQ ONNX from calibration).")] = Precision.FP32,
     calib_data: Annotated[Optional[Path], typer.Option(help="INT8 calibration images: an Oxford-IIIT Pet root (trainval split), an image folder or a video.")] = None,
     num_images: Annotated[int, typer.Option(min=1, help="Calibration images drawn (seeded).")] = 64,
-    method: Annotated[Method, typer.Option(help="INT8 range calibration.")] = Method.percentile,
+    method: Annotated[CalibrationMethod, typer.Option(help="INT8 range calibration.")] = CalibrationMethod.PERCENTILE,
     percentile: Annotated[float, typer.Option(min=50.0, max=100.0, help="Percentile of |activation| kept in range (--method percentile).")] = 99.9,
     seed: Annotated[int, typer.Option(help="Seed of the calibration draw.")] = 0,
     calib_cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data and method match, recomputed when anything changed.")] = None,
@@ -45,24 +29,25 @@ def build_engine_command(
     workspace: Annotated[int, typer.Option(min=1, help="Builder workspace limit, MiB.")] = 1024,
     builder_optimization_level: Annotated[Optional[int], typer.Option(min=0, max=5, help="0 (fastest build) to 5 (most tactics tried); TensorRT's default is 3.")] = None,
     timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file: loaded if present, saved back after the build (faster rebuilds).")] = None,
-    version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine runs on later TensorRT releases of the same major version.")] = False,
-    hardware_compatibility: Annotated[HardwareCompatibility, typer.Option(help="ampere+: engine runs on any Ampere or newer GPU (compute capability 8.0+).")] = HardwareCompatibility.none,
-    dla_core: Annotated[Optional[int], typer.Option(min=0, help="Run on this DLA core (Jetson); layers the DLA cannot run fall back to the GPU.")] = None,
+    version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine runs on later TensorRT releases of the same major version, and a TensorRT 10 engine on TensorRT 11 (NVIDIA's support matrix).")] = False,
+    hardware_compatibility: Annotated[HardwareCompatibility, typer.Option(help="ampere+: engine runs on any Ampere or newer GPU (compute capability 8.0+).")] = HardwareCompatibility.NONE,
+    dla_core: Annotated[Optional[int], typer.Option(min=0, help="Run on this DLA core (Jetson; TensorRT 10.x, or 11.4.1+ under JetPack 7.2.2+): fp16 or int8 only, and a static shape (--min/--opt/--max-shape equal); layers the DLA cannot run fall back to the GPU.")] = None,
 ) -> None:
     """Build an FP32, FP16 or INT8 (calibrated Q/DQ) artifact: an ONNX for ONNX Runtime, or a TensorRT engine.
 
-    -o X.onnx writes the precision-specific ONNX. -o X.engine also builds a strongly typed
-    TensorRT engine from it (TensorRT 10 or 11, on a GPU), with a JSON sidecar recording the
-    TensorRT version, GPU, profile and builder options; without TensorRT it stops with exit
-    code 2 and writes nothing.
+    -o X.onnx writes the precision-specific ONNX (engine options are ignored). -o X.engine also
+    builds a strongly typed TensorRT engine from it (TensorRT 10 or 11, on a GPU), with a JSON
+    sidecar recording the TensorRT version, GPU, profile, builder options and whether TF32 was
+    allowed (fp32 engines clear TensorRT's default TF32 flag: true FP32); without TensorRT it
+    stops with exit code 2 and writes nothing.
 
     INT8 is explicit quantization: symmetric signed INT8, per-channel weights, per-tensor
     activations, Q/DQ on convolution inputs (what TensorRT's strongly typed builder and
     ONNX Runtime both run).
     `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
-    from segedge.engine.artifacts import build_artifact
-    from segedge.engine.options import BuildOptions
+    from segedge.engine.options import BuildOptions, check_dla_request
+    from segedge.pipeline.build import build_artifact
     from segedge.engine.tensorrt_api import require_engine_support
     from segedge.errors import DataError
 
@@ -71,16 +56,20 @@ def build_engine_command(
         timing_cache=timing_cache, version_compatible=version_compatible,
         hardware_compatibility=hardware_compatibility.value, dla_core=dla_core,
     )
+    if output.suffix == ".onnx" and options.cli_args():
+        console.print(f"note: engine options ignored, -o {output} builds no engine: {shlex.join(options.cli_args())}")
     if output.suffix in (".engine", ".plan"):  # before a minute of calibration, not after
+        check_dla_request(model, precision.value, options)
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
     calibration = None
-    if precision is Precision.int8:
+    if precision is Precision.INT8:
         if calib_data is None:
             raise DataError("--precision int8 needs --calib-data DIR (an Oxford-IIIT Pet root, an image folder or a video)")
         from segedge.calibration.dataset import load_calibration_set
-        from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+        from segedge.contract import Contract
+        from segedge.export.metadata import load_onnx
 
-        config = OnnxRuntimeRunner(model).preprocess_config
+        config = Contract.from_onnx(load_onnx(model), str(model)).preprocess
         calibration = load_calibration_set(calib_data, config, num_images=num_images, seed=seed)
         console.print(f"calibration: {calibration.summary()}")
     result = build_artifact(model, output, precision.value, calibration, method.value, percentile, calib_cache, engine_options=options)

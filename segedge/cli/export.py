@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from segedge.cli.common import console, handle_errors
-
-
-class Target(str, Enum):
-    tensorrt = "tensorrt"
-    onnxruntime = "onnxruntime"
-    openvino = "openvino"
-
-
-class ExportPrecision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-
-
-class Exporter(str, Enum):
-    dynamo = "dynamo"
-    legacy = "legacy"
+from segedge.contract import Precision, Target
+from segedge.export.options import Exporter
 
 
 def print_export(result) -> None:
@@ -46,42 +31,37 @@ def print_export(result) -> None:
         console.print("no MaxPool-Indices unpool in the input: nothing to rewrite")
 
 
-def _export_ir(source: Path | None, output: Path, precision: str, opset: int, dynamic_batch: bool, dynamic_hw: bool, exporter: str, force: bool) -> None:
-    """``--target openvino``: the tensorrt-form ONNX (exported, or the given ONNX file), then its IR."""
-    import tempfile
-
+def _floats(option: str, text: str | None) -> list[float] | None:
+    """``"0.485,0.456,0.406"`` -> three floats; ``None`` stays ``None``."""
     from segedge.errors import InputError
-    from segedge.export.onnx import export_onnx
-    from segedge.export.openvino_ir import save_ir
 
-    if output.suffix.lower() != ".xml":
-        raise InputError(f"--target openvino writes an IR: give -o NAME.xml (the weights go to NAME.bin), got {output}")
-    if output.exists() and not force:
-        raise InputError(f"{output} exists; pass --force to overwrite it")
-    if source is not None and source.suffix.lower() == ".onnx":
-        console.print(f"wrote {save_ir(source, output, force=force)} and its .bin from {source}")
-        return
-    with tempfile.TemporaryDirectory(prefix="segedge-ir-") as tmp:
-        result = export_onnx(
-            source, Path(tmp) / "model.onnx", opset=opset, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw,
-            target="tensorrt", precision=precision, exporter=exporter, lint=False,
-        )
-        print_export(result)
-        console.print(f"wrote {save_ir(result.path, output, force=force)} and its .bin (OpenVINO IR of the tensorrt form above)")
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"{option} takes three comma-separated numbers, got {text!r}") from None
+    if len(values) != 3:
+        raise InputError(f"{option} takes three comma-separated numbers (one per channel), got {len(values)}")
+    return values
 
 
 @handle_errors
 def export_command(
     source: Annotated[Optional[Path], typer.Argument(help="A segedge checkpoint (.pt; default: the embedded segnet-dsc), or an ONNX file whose MaxPool-Indices + MaxUnpool / ScatterND unpools to rewrite.")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Destination .onnx, or .xml for --target openvino (written atomically; its directory must exist).")] = Path("model.onnx"),
-    target: Annotated[Target, typer.Option(help="tensorrt: standard ops any TensorRT parses; onnxruntime: MaxUnpool, about 2x faster in ONNX Runtime on a CPU; openvino: an OpenVINO IR (-o NAME.xml + NAME.bin) of the tensorrt form, contract in its rt_info (needs segedge[openvino]).")] = Target.tensorrt,
-    precision: Annotated[ExportPrecision, typer.Option(help="fp32, or fp16 (FP16 inside, float32 input and output: what a strongly typed TensorRT network builds as FP16).")] = ExportPrecision.fp32,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Destination .onnx (written atomically; its directory must exist).")] = Path("model.onnx"),
+    target: Annotated[Target, typer.Option(help="tensorrt: standard ops any TensorRT parses; onnxruntime: MaxUnpool, about 2x faster in ONNX Runtime on a CPU.")] = Target.TENSORRT,
+    precision: Annotated[Precision, typer.Option(help="fp32, or fp16 (FP16 inside, float32 input and output: what a strongly typed TensorRT network builds as FP16); int8 is `segedge calibrate` or `segedge build-engine --precision int8`.")] = Precision.FP32,
     opset: Annotated[int, typer.Option(help="ONNX opset; 17 is the newest TensorRT 8.6 to 11 all parse.")] = 17,
     dynamic_batch: Annotated[bool, typer.Option(help="Symbolic batch dimension.")] = True,
     dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help="Symbolic height and width (multiples of 2**stages = 16).")] = False,
-    exporter: Annotated[Exporter, typer.Option(help="dynamo (torch.onnx.export(dynamo=True)) or legacy (TorchScript, module-swapped model).")] = Exporter.dynamo,
+    exporter: Annotated[Exporter, typer.Option(help="dynamo (torch.onnx.export(dynamo=True)) or legacy (TorchScript, module-swapped model).")] = Exporter.DYNAMO,
     lint: Annotated[bool, typer.Option(help="Fail when TensorRT's ONNX parser would reject the graph (tensorrt target).")] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    openvino_ir: Annotated[Optional[Path], typer.Option("--openvino-ir", help="Also write an OpenVINO IR (NAME.xml + NAME.bin) of the exported tensorrt form, the contract kept in its rt_info (needs segedge[openvino]).")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="ONNX input: comma-separated class names in logit order, embedded in its contract (e.g. background,person,...); a checkpoint carries its own.")] = None,
+    mean: Annotated[Optional[str], typer.Option(help="ONNX input: per-channel mean subtracted after scaling to [0, 1], in the model's channel order (ImageNet: 0.485,0.456,0.406).")] = None,
+    std: Annotated[Optional[str], typer.Option(help="ONNX input: per-channel std dividing after the mean (ImageNet: 0.229,0.224,0.225).")] = None,
 ) -> None:
     """Export a checkpoint to ONNX for TensorRT or ONNX Runtime, or rewrite an ONNX file's unpools.
 
@@ -91,20 +71,42 @@ def export_command(
     exported one in ONNX Runtime, the ONNX carries the preprocessing, classes and palette in its
     metadata, passes onnx.checker and the TensorRT parser lint, and its parity with PyTorch
     (max |diff|, argmax agreement) is printed at the end.
+
+    Any other segmentation ONNX (no unpools) goes through too: --classes, --mean and --std
+    declare what its file does not say, and every later step (build-engine, run, report)
+    reads them back from the written ONNX.
     """
     from segedge.errors import InputError
     from segedge.export.onnx import export_onnx, rewrite_onnx
 
-    if target is Target.openvino:
-        _export_ir(source, output, precision.value, opset, dynamic_batch, dynamic_hw, exporter.value, force)
-        return
+    if openvino_ir is not None and target is not Target.TENSORRT:
+        raise InputError("--openvino-ir needs --target tensorrt: OpenVINO has no MaxUnpool")
+    if openvino_ir is not None and openvino_ir.suffix.lower() != ".xml":
+        raise InputError(f"--openvino-ir takes NAME.xml (the weights go to NAME.bin), got {openvino_ir}")
+    if precision is Precision.INT8:
+        raise InputError("export writes fp32 or fp16; INT8 needs calibration: `segedge calibrate` or `segedge build-engine --precision int8`")
     if source is not None and source.suffix.lower() == ".onnx":
-        if dynamic_hw or exporter is not Exporter.dynamo or opset != 17 or not dynamic_batch:
+        if dynamic_hw or exporter is not Exporter.DYNAMO or opset != 17 or not dynamic_batch:
             raise InputError("--dynamic-hw, --no-dynamic-batch, --opset and --exporter apply to checkpoints, not to an ONNX input")
-        result = rewrite_onnx(source, output, target.value, precision.value, lint=lint, force=force)
+        contract = None
+        if classes is not None or mean is not None or std is not None:
+            from segedge.export.metadata import load_onnx
+            from segedge.export.onnx import onnx_contract
+
+            contract = onnx_contract(load_onnx(source), str(source)).override(
+                classes=None if classes is None else [c.strip() for c in classes.split(",") if c.strip()],
+                mean=_floats("--mean", mean), std=_floats("--std", std),
+            )
+        result = rewrite_onnx(source, output, target, precision, lint=lint, force=force, contract=contract)
     else:
+        if classes is not None or mean is not None or std is not None:
+            raise InputError("--classes, --mean and --std apply to an ONNX input; a checkpoint carries its own contract")
         result = export_onnx(
-            source, output, opset=opset, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, target=target.value,
-            precision=precision.value, exporter=exporter.value, lint=lint, force=force,
+            source, output, opset=opset, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, target=target,
+            precision=precision, exporter=exporter, lint=lint, force=force,
         )
     print_export(result)
+    if openvino_ir is not None:
+        from segedge.export.openvino_ir import save_ir
+
+        console.print(f"wrote {save_ir(result.path, openvino_ir, force=force)} and its .bin (OpenVINO IR of {result.path})")

@@ -19,7 +19,7 @@ def inspect_command(
     """Describe an artifact: inputs/outputs, opset, ops, parameters, GMACs, precision, metadata, lint."""
     from rich.table import Table
 
-    from segedge.export.inspect import inspect_artifact
+    from segedge.pipeline.inspect import inspect_artifact
 
     info = inspect_artifact(artifact)
     if as_json:

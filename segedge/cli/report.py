@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import console, handle_errors, progress_bar
-from segedge.runtime.factory import Backend
+from segedge.contract import Backend
 
 
 def print_table(table, title: str) -> None:
@@ -55,7 +55,7 @@ def report_command(
     latency_runs: Annotated[int, typer.Option(min=1, help="Timed runs per model at batch 1 (batch 8: runs/4, at least 3), after --warmup untimed runs.")] = 50,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing, per model and batch size.")] = 5,
     worst: Annotated[int, typer.Option(min=0, help="Lowest-agreement images shown per candidate.")] = 6,
-    backend: Annotated[Backend, typer.Option(help="Backend for every candidate (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.auto,
+    backend: Annotated[Backend, typer.Option(help="Backend for every candidate (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.AUTO,
 ) -> None:
     """Report the accuracy drift of deployed artifacts against the PyTorch model, with speed.
 

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from segedge.cli.common import console, handle_errors
-from segedge.runtime.factory import Backend
+from segedge.contract import Backend, Provider
 from segedge.runtime.upsample import Upsample
-
-
-class Provider(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-    tensorrt = "tensorrt"
 
 
 def print_live_stats(stats, label: str) -> None:
@@ -67,9 +60,9 @@ def run_command(
     sequential: Annotated[bool, typer.Option("--sequential", help="Naive one-thread loop instead of the pipeline (for comparison).")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime, OpenVINO or PyTorch on a CPU, one for GPU backends).")] = 0,
     threads: Annotated[int, typer.Option(min=0, help="Intra-op threads per worker, ONNX Runtime, OpenVINO or PyTorch on a CPU (0: auto, 1 when there are several workers).")] = 0,
-    provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.cpu,
+    provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.CPU,
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
-    backend: Annotated[Backend, typer.Option(help="Backend for the artifact (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.auto,
+    backend: Annotated[Backend, typer.Option(help="Backend for the artifact (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.AUTO,
     upsample: Annotated[Upsample, typer.Option(help="Mask upsampling to the frame: linear (bilinear class scores, then argmax: smooth edges) or nearest (class map, faster).")] = Upsample.linear,
 ) -> None:
     """Segment a camera, video, stream or image folder live, with overlay, FPS and per-stage timings.
@@ -86,10 +79,10 @@ def run_command(
     from segedge.runtime.sinks import MaskSink, MjpegServer, StatsSink, VideoSink
     from segedge.runtime.video import LiveOptions, run_live
 
-    auto_workers, auto_threads = live_parallelism(engine, provider.value, backend)
+    auto_workers, auto_threads = live_parallelism(engine, provider, backend)
     workers = 1 if sequential else (workers or auto_workers)
     threads = threads or (0 if sequential else auto_threads)
-    runner = load_runner(engine, provider.value, threads=threads, spin=sequential, backend=backend, streams=workers)
+    runner = load_runner(engine, provider, threads=threads, spin=sequential, backend=backend, streams=workers)
     class_ids = None
     if classes:
         names = [c.strip() for c in classes.split(",") if c.strip()]

@@ -2,39 +2,30 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from segedge.cli.common import console, handle_errors, progress_bar
+from segedge.contract import Interpolation
+from segedge.models.registry import model_choices
 
-
-class ModelName(str, Enum):
-    segnet = "segnet"
-    segnet_dsc = "segnet-dsc"
-
-
-class Interpolation(str, Enum):
-    nearest = "nearest"
-    linear = "linear"
-    area = "area"
-    cubic = "cubic"
+ModelName = model_choices()  # every registered model, from the registry
 
 
 @handle_errors
 def train_command(
     data: Annotated[Path, typer.Argument(help="Oxford-IIIT Pet root: images/ and annotations/ (trimaps/, trainval.txt, test.txt).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: checkpoint.pt (each epoch, resumable), model.pt (final), history.json.")] = Path("runs/train"),
-    model: Annotated[ModelName, typer.Option(help="Architecture.")] = ModelName.segnet,
+    model: Annotated[ModelName, typer.Option(help="Architecture.")] = ModelName("segnet"),  # type: ignore[valid-type]
     epochs: Annotated[int, typer.Option(min=1, help="Passes over trainval (article: 20).")] = 20,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per step (article: 64).")] = 64,
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (article: 1e-3).")] = 1e-3,
     step_size: Annotated[int, typer.Option(min=1, help="StepLR period in epochs (article: 7).")] = 7,
     gamma: Annotated[float, typer.Option(min=0.0, max=1.0, help="StepLR decay (article: 0.7).")] = 0.7,
     size: Annotated[int, typer.Option(min=16, help="Square input size in pixels (article: 128); a multiple of 16.")] = 128,
-    interpolation: Annotated[Interpolation, typer.Option(help="Image resize (article: nearest).")] = Interpolation.nearest,
+    interpolation: Annotated[Interpolation, typer.Option(help="Image resize (article: nearest).")] = Interpolation.NEAREST,
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most N images per split (quick trials).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from segedge.contract import PET_CLASSES, PET_PALETTE
 from segedge.data.images import read_image, read_label_map
 from segedge.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CLASS_NAMES = ("pet", "background", "border")  # class index = trimap value - 1
-# BGR overlay colour per class (None: not drawn): pet orange, background clear, border yellow.
-CLASS_PALETTE: tuple[tuple[int, int, int] | None, ...] = ((0, 140, 255), None, (0, 255, 255))
+# class index = trimap value - 1; defined once, as the default of the deployment contract
+CLASS_NAMES, CLASS_PALETTE = PET_CLASSES, PET_PALETTE
 SPLITS = ("trainval", "test")
 
 

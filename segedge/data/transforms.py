@@ -14,14 +14,15 @@ BatchNorm2d on its input).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
+from segedge.contract import PreprocessConfig
 from segedge.errors import InputError
+
+__all__ = ["INTERPOLATIONS", "PreprocessConfig", "preprocess", "resize_labels"]  # PreprocessConfig lives in segedge.contract
 
 INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
@@ -29,60 +30,6 @@ INTERPOLATIONS = {
     "area": cv2.INTER_AREA,
     "cubic": cv2.INTER_CUBIC,
 }
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """Parameters of :func:`preprocess`; stored with every artifact."""
-
-    height: int = 128  # model input height in pixels
-    width: int = 128  # model input width in pixels
-    interpolation: str = "nearest"  # image resize: nearest | linear | area | cubic (article: nearest)
-    channel_order: str = "RGB"  # channel order the model expects (frames arrive BGR from OpenCV)
-    scale: float = 1.0 / 255.0  # uint8 -> float multiplier: [0, 255] -> [0, 1]
-
-    def __post_init__(self) -> None:
-        if self.height <= 0 or self.width <= 0:
-            raise InputError(f"input size must be positive, got {self.height}x{self.width}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise InputError(
-                f"unknown interpolation {self.interpolation!r}; expected one of {', '.join(INTERPOLATIONS)}"
-            )
-        if self.channel_order not in ("RGB", "BGR"):
-            raise InputError(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(height, width)`` of the model input."""
-        return self.height, self.width
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PreprocessConfig":
-        """Rebuild from :meth:`to_dict` output.
-
-        Raises:
-            InputError: unknown keys or invalid values (an artifact from another tool).
-        """
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(f"unknown preprocessing parameters {sorted(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "PreprocessConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"preprocessing metadata is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise InputError("preprocessing metadata must be a JSON object")
-        return cls.from_dict(data)
 
 
 def preprocess(
@@ -93,7 +40,8 @@ def preprocess(
     """Turn BGR uint8 frames into the model's input batch.
 
     Resize to ``config.size`` (``config.interpolation``), reorder channels to
-    ``config.channel_order``, scale by ``config.scale`` and lay out NCHW.
+    ``config.channel_order``, scale by ``config.scale``, subtract ``config.mean`` and divide
+    by ``config.std`` per channel when they are set, and lay out NCHW.
 
     Args:
         images: one ``(H, W, 3)`` uint8 BGR image, or a sequence of them (sizes may differ),
@@ -117,6 +65,11 @@ def preprocess(
     elif out.shape != (n, 3, h, w) or out.dtype != np.float32:
         raise InputError(f"output buffer must be float32 {(n, 3, h, w)}, got {out.dtype} {out.shape}")
     code = cv2.COLOR_BGR2RGB if config.channel_order == "RGB" else None
+    if config.mean is not None or config.std is not None:
+        mean = np.array(config.mean or (0.0, 0.0, 0.0), np.float32).reshape(3, 1, 1)
+        inv_std = (1.0 / np.array(config.std or (1.0, 1.0, 1.0), np.float32)).reshape(3, 1, 1)
+    else:
+        mean = inv_std = None
     for i, image in enumerate(images):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"expected an (H, W, 3) uint8 BGR image, got {image.dtype} {image.shape}")
@@ -124,6 +77,9 @@ def preprocess(
         if code is not None:
             resized = cv2.cvtColor(resized, code)
         np.multiply(resized.transpose(2, 0, 1), np.float32(config.scale), out=out[i], casting="unsafe")
+        if mean is not None:
+            out[i] -= mean
+            out[i] *= inv_std
     return out
 
 

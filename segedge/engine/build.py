@@ -22,14 +22,16 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segedge._io import atomic_path
-from segedge.engine.options import BuildOptions
+from segedge.contract import HardwareCompatibility, Precision
+from segedge.engine.options import BuildOptions, check_dla
 from segedge.engine.profiles import Profile, onnx_input_spec, resolve_profile
 from segedge.engine.sidecar import SIDECAR_SUFFIX, EngineInfo, load_engine_info, sidecar_path  # noqa: F401  (public here too)
-from segedge.engine.tensorrt_api import cuda_check, has_weak_typing, import_cudart, import_tensorrt
+from segedge.engine.tensorrt_api import cuda_check, dla_unavailable_message, has_weak_typing, import_cudart, import_tensorrt, trt_logger
 from segedge.errors import ExportError, InputError
 
 if TYPE_CHECKING:  # annotations only: tensorrt is imported lazily (import_tensorrt)
@@ -68,22 +70,67 @@ def _parse(trt: Any, network: trt.INetworkDefinition, logger: trt.ILogger, onnx_
     raise ExportError(f"TensorRT's ONNX parser rejected {onnx_path}: " + "; ".join(errors[:5]))
 
 
-def _configure(trt: Any, builder: trt.Builder, config: trt.IBuilderConfig, options: BuildOptions) -> None:
-    """Apply the builder options to an ``IBuilderConfig``."""
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
-    if options.optimization_level is not None:
-        config.builder_optimization_level = options.optimization_level
-    if options.version_compatible:  # the lean runtime is embedded: the runtime must allow host code
+@dataclass(frozen=True)
+class BuilderSettings:
+    """What :func:`_configure` sets on an ``IBuilderConfig``: the translation of
+    :class:`BuildOptions` and the precision, decided without TensorRT (tested on a CPU)."""
+
+    workspace_bytes: int  # MemoryPoolType.WORKSPACE limit, bytes
+    optimization_level: int | None  # builder_optimization_level; None: TensorRT's default (3)
+    clear_tf32: bool  # clear BuilderFlag.TF32 (on by default): FP32 layers run in true FP32
+    version_compatible: bool  # BuilderFlag.VERSION_COMPATIBLE
+    ampere_plus: bool  # hardware_compatibility_level = HardwareCompatibilityLevel.AMPERE_PLUS
+    dla_core: int | None  # default_device_type = DeviceType.DLA, DLA_core, BuilderFlag.GPU_FALLBACK
+
+
+def builder_settings(options: BuildOptions, precision: Precision | str) -> BuilderSettings:
+    """Translate builder options and the ONNX precision into ``IBuilderConfig`` settings.
+
+    TensorRT turns ``BuilderFlag.TF32`` on by default (the 10.3 and 11.4 bindings: "Allow (but
+    not require) computations on tensors of type DataType.FLOAT to use TF32 ... Enabled by
+    default"), so on Ampere and newer an "FP32" engine runs its convolutions with 10-bit
+    mantissas; an ``fp32`` build clears it. The flag changes no tensor type, so strongly typed
+    networks keep it (11.x, where every network is strongly typed, still has it);
+    :func:`_configure` reads it back and the sidecar records what TensorRT kept. FP16 and INT8
+    builds keep TensorRT's default for the FP32 layers they still have (recorded as
+    ``tf32: true`` in the sidecar).
+
+    Args:
+        options: validated :class:`BuildOptions`.
+        precision: ``fp32``, ``fp16`` or ``int8`` (from the ONNX metadata).
+    """
+    return BuilderSettings(
+        workspace_bytes=options.workspace_mib << 20,
+        optimization_level=options.optimization_level,
+        clear_tf32=Precision(precision) is Precision.FP32,
+        version_compatible=options.version_compatible,
+        ampere_plus=options.hardware_compatibility == HardwareCompatibility.AMPERE_PLUS,
+        dla_core=options.dla_core,
+    )
+
+
+def _configure(trt: Any, builder: trt.Builder, config: trt.IBuilderConfig, settings: BuilderSettings) -> bool:
+    """Apply ``settings`` to an ``IBuilderConfig``; return whether TF32 stays allowed."""
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
+    if settings.optimization_level is not None:
+        config.builder_optimization_level = settings.optimization_level
+    if settings.clear_tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
+    tf32 = bool(config.get_flag(trt.BuilderFlag.TF32))
+    if settings.clear_tf32 and tf32:
+        log.warning("TensorRT kept BuilderFlag.TF32 set: FP32 layers may run in TF32 (recorded in the sidecar)")
+    if settings.version_compatible:  # the lean runtime is embedded: the runtime must allow host code
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    if options.hardware_compatibility == "ampere+":
+    if settings.ampere_plus:
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    if options.dla_core is not None:
+    if settings.dla_core is not None:
         available = builder.num_DLA_cores
-        if options.dla_core >= available:
-            raise InputError(f"--dla-core {options.dla_core}: this machine has {available} DLA cores (Jetson AGX Orin has 2, other GPUs none)")
+        if settings.dla_core >= available:
+            raise InputError(dla_unavailable_message(settings.dla_core, available, trt.__version__))
         config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = options.dla_core
+        config.DLA_core = settings.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
+    return tf32
 
 
 def _load_timing_cache(config: trt.IBuilderConfig, path: Path | None) -> None:
@@ -122,32 +169,37 @@ def build_engine(
     Raises:
         BackendUnavailableError: TensorRT, cuda-python or a GPU is missing.
         ModelFormatError: unreadable ONNX or not one ``(N, 3, H, W)`` input.
-        InputError: a profile that does not fit the ONNX input, or a DLA core this
-            machine lacks.
-        ExportError: the parser rejects the ONNX (node names listed) or the build fails.
+        InputError: a profile that does not fit the ONNX input; ``--dla-core`` with an FP32
+            ONNX or a dynamic profile, or a DLA core this machine lacks.
+        ExportError: the parser rejects the ONNX (node names listed), TensorRT rejects the
+            profile, or the build fails.
     """
     import segedge
-    from segedge.export.metadata import file_sha256, load_onnx, read_metadata
+    from segedge.contract import Contract
+    from segedge.export.metadata import file_sha256, load_onnx
 
     options = options or BuildOptions()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     model = load_onnx(onnx_path)
-    metadata = read_metadata(model)
+    contract = Contract.from_onnx(model, str(onnx_path))
     profile: Profile = resolve_profile(onnx_input_spec(model), options.min_shape, options.opt_shape, options.max_shape)
+    precision = contract.precision
+    check_dla(options, precision, profile)
     trt = import_tensorrt()
     gpu, capability = current_gpu()
 
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger()
     builder = trt.Builder(logger)
     network = _create_network(trt, builder)
     _parse(trt, network, logger, onnx_path)
     tensor = network.get_input(0)
     config = builder.create_builder_config()
-    _configure(trt, builder, config, options)
+    tf32 = _configure(trt, builder, config, builder_settings(options, precision))
     _load_timing_cache(config, options.timing_cache)
     optimization_profile = builder.create_optimization_profile()
     optimization_profile.set_shape(tensor.name, profile.min, profile.opt, profile.max)
-    config.add_optimization_profile(optimization_profile)
+    if config.add_optimization_profile(optimization_profile) < 0:
+        raise ExportError(f"TensorRT rejected the optimization profile {profile.describe()} for input {tensor.name} of {onnx_path}")
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -161,15 +213,16 @@ def build_engine(
         tensorrt_version=trt.__version__,
         gpu=gpu,
         compute_capability=capability,
-        precision=metadata.get("precision", "fp32"),
+        precision=contract.precision.value,
         input_name=tensor.name,
         profile=profile.to_dict(),
         onnx_sha256=file_sha256(onnx_path),
-        metadata=metadata,
+        metadata=contract.to_metadata() if contract.declared else {},
         built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         segedge_version=segedge.__version__,
         onnx=str(onnx_path),
         builder=options.to_dict(),
+        tf32=tf32,
     )
     info.save(engine_path)
     return info

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segedge.contract import HardwareCompatibility, Precision
 from segedge.engine.profiles import Shape, format_shape, parse_shape
 from segedge.errors import InputError
 
-HARDWARE_COMPATIBILITY = ("none", "ampere+")  # ampere+: HardwareCompatibilityLevel.AMPERE_PLUS (sm 8.0 and newer)
+HARDWARE_COMPATIBILITY = tuple(h.value for h in HardwareCompatibility)  # ampere+: HardwareCompatibilityLevel.AMPERE_PLUS (sm 8.0 and newer)
 OPTIMIZATION_LEVELS = range(0, 6)  # TensorRT's builder_optimization_level: 0 (fastest build) .. 5, default 3
 
 
@@ -112,6 +113,49 @@ class BuildOptions:
         if self.dla_core is not None:
             args += ["--dla-core", str(self.dla_core)]
         return args
+
+
+def check_dla(options: BuildOptions, precision: Precision | str, profile: Any) -> None:
+    """Refuse a DLA build TensorRT would silently move to the GPU, before anything is written.
+
+    The DLA runs FP16 and INT8 layers only, and only static shapes ("Working with DLA" in the
+    TensorRT developer guide: "DLA supports only FP16 and INT8"; dynamic dimensions are not
+    supported): with ``BuilderFlag.GPU_FALLBACK`` an FP32 or dynamic-shape engine would run
+    wholly on the GPU while its sidecar said DLA.
+
+    Args:
+        options: the builder options (nothing to check without ``dla_core``).
+        precision: ``fp32``, ``fp16`` or ``int8`` (from the ONNX the engine is built from).
+        profile: the resolved :class:`~segedge.engine.profiles.Profile`.
+
+    Raises:
+        InputError: ``--dla-core`` with FP32, or with a profile whose min and max differ.
+    """
+    if options.dla_core is None:
+        return
+    if Precision(precision) is Precision.FP32:
+        raise InputError(f"--dla-core {options.dla_core}: the DLA runs FP16 and INT8 only, so an FP32 engine would run entirely on the GPU; use --precision fp16 or int8")
+    if tuple(profile.min) != tuple(profile.max):
+        raise InputError(
+            f"--dla-core {options.dla_core}: the DLA needs a static shape but the profile is dynamic ({profile.describe()}); "
+            f"pass --min-shape, --opt-shape and --max-shape all equal (e.g. {format_shape(profile.min)})"
+        )
+
+
+def check_dla_request(onnx_path: str | Path, precision: Precision | str, options: BuildOptions) -> None:
+    """:func:`check_dla` for an ONNX file (its input decides the profile), before TensorRT is
+    even looked for; nothing to check without ``--dla-core``.
+
+    Raises:
+        InputError: see :func:`check_dla`; ModelFormatError: unreadable ONNX.
+    """
+    if options.dla_core is None:
+        return
+    from segedge.engine.profiles import onnx_input_spec, resolve_profile
+    from segedge.export.metadata import load_onnx
+
+    profile = resolve_profile(onnx_input_spec(load_onnx(onnx_path)), options.min_shape, options.opt_shape, options.max_shape)
+    check_dla(options, precision, profile)
 
 
 def rebuild_command(onnx: str | Path, engine: str | Path, options: BuildOptions) -> str:

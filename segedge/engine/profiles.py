@@ -72,7 +72,7 @@ def onnx_input_spec(model) -> InputSpec:
         ModelFormatError: not one rank-4 input with a fixed channel count.
     """
     from segedge.errors import ModelFormatError
-    from segedge.export.metadata import read_metadata
+    from segedge.contract import Contract
 
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
@@ -81,10 +81,10 @@ def onnx_input_spec(model) -> InputSpec:
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in inputs[0].type.tensor_type.shape.dim]
     if dims[1] is None:
         raise ModelFormatError(f"input {inputs[0].name} has a symbolic channel dimension; expected (N, 3, H, W)")
-    meta = read_metadata(model)
-    trained = tuple(json.loads(meta["input_size"])) if "input_size" in meta else (128, 128)
+    contract = Contract.from_onnx(model)
+    trained = contract.input_size
     default = (dims[2] or trained[0], dims[3] or trained[1])
-    return InputSpec(inputs[0].name, dims[0], dims[1], dims[2], dims[3], default, int(meta.get("size_multiple", 16)))
+    return InputSpec(inputs[0].name, dims[0], dims[1], dims[2], dims[3], default, contract.size_multiple or 16)
 
 
 @dataclass(frozen=True)

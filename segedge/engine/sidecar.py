@@ -2,9 +2,10 @@
 machine cannot run, before TensorRT tries to deserialise it.
 
 TensorRT's rules (developer guide, "Version Compatibility" and "Hardware Compatibility"
-sections of "Advanced Topics"): by default an engine runs only with the TensorRT release that
-built it and on GPUs of the compute capability it was built on; built with
-``BuilderFlag.VERSION_COMPATIBLE`` it also runs on later releases of the same major version;
+sections of "Advanced Topics"; support matrix 11.4, "Engine Portability"): by default an
+engine runs only with the TensorRT release that built it and on GPUs of the compute
+capability it was built on; built with ``BuilderFlag.VERSION_COMPATIBLE`` it also runs on
+later releases of the same major version, and a TensorRT 10 (or 8) one on TensorRT 11 (or 10);
 built with ``HardwareCompatibilityLevel.AMPERE_PLUS`` it runs on any Ampere or newer GPU
 (compute capability 8.0 and up).
 """
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from segedge._io import atomic_write_text
+from segedge.contract import Contract
 from segedge.engine.options import BuildOptions, rebuild_command
+from segedge.engine.tensorrt_api import version_tuple
 from segedge.errors import InputError
 
 SIDECAR_SUFFIX = ".json"
@@ -41,6 +44,7 @@ class EngineInfo:
     segedge_version: str = ""
     onnx: str = ""  # path of the ONNX the engine was built from (for the rebuild command)
     builder: dict[str, Any] = field(default_factory=dict)  # BuildOptions.to_dict()
+    tf32: bool | None = None  # BuilderFlag.TF32 after configuration: False = FP32 layers in true FP32; None: not recorded (older sidecar)
 
     def save(self, engine_path: str | os.PathLike[str]) -> Path:
         """Write the sidecar atomically beside ``engine_path``; return its path."""
@@ -52,9 +56,18 @@ class EngineInfo:
         return BuildOptions.from_dict(self.builder)
 
     @property
+    def contract(self) -> Contract:
+        """The deployment contract of the ONNX the engine was built from.
+
+        Raises:
+            ModelFormatError: malformed metadata in the sidecar.
+        """
+        return Contract.from_metadata(self.metadata, self.engine, fallback_precision=self.precision)
+
+    @property
     def classes(self) -> tuple[str, ...] | None:
-        """Class names from the ONNX metadata, or ``None``."""
-        return tuple(json.loads(self.metadata["classes"])) if "classes" in self.metadata else None
+        """Class names from the ONNX metadata, or ``None`` when it declared none."""
+        return self.contract.classes if self.contract.declared else None
 
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
@@ -81,14 +94,37 @@ def load_engine_info(engine_path: str | os.PathLike[str]) -> EngineInfo:
         raise InputError(f"{path} is not a segedge engine sidecar: {exc}") from None
 
 
-def _version(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    while len(parts) > 1 and parts[-1] == 0:  # "10.3.0" == "10.3"
-        parts.pop()
-    return tuple(parts)
+def version_rule_allows(built: str, here: str, version_compatible: bool) -> tuple[bool, str]:
+    """Whether TensorRT ``here`` may run an engine TensorRT ``built`` serialised, and the rule.
+
+    NVIDIA's rules (support matrix 11.4, "Engine Portability"; developer guide, "Version
+    Compatibility"): a plain engine runs only with the release that built it; a
+    version-compatible engine (``BuilderFlag.VERSION_COMPATIBLE``, built with 8.6 or later)
+    runs with the same or a later release of its major version, and across majors exactly
+    two combinations are supported: TensorRT 8 engines on a TensorRT 10 runtime and TensorRT
+    10 engines on a TensorRT 11 runtime (no other, e.g. not 8 on 11, and never newer on older).
+
+    Args:
+        built: ``tensorrt.__version__`` of the builder (``"10.3.0"``).
+        here: this machine's ``tensorrt.__version__``.
+        version_compatible: whether the engine was built version-compatible.
+
+    Returns:
+        ``(allowed, the rule in words)``.
+    """
+    b, h = version_tuple(built), version_tuple(here)
+    if not version_compatible:
+        return b == h, "an engine runs only with the TensorRT release that built it (unless built with --version-compatible)"
+    rule = (
+        f"a version-compatible engine built with {built} runs on TensorRT {b[0]}.x from {built} on"
+        + {8: " and on TensorRT 10", 10: " and on TensorRT 11"}.get(b[0], "")
+        + " (NVIDIA's support matrix; never on an older release)"
+    )
+    if b < (8, 6):
+        return False, "version compatibility needs an engine built with TensorRT 8.6 or later"
+    if h[0] == b[0]:
+        return h >= b, rule
+    return (b[0], h[0]) in ((8, 10), (10, 11)), rule
 
 
 def _capability(text: str) -> tuple[int, int]:
@@ -125,13 +161,7 @@ def check_engine_compatibility(
     options = info.options
     version_compatible = options.version_compatible if version_compatible is None else version_compatible
     hardware_compatibility = options.hardware_compatibility if hardware_compatibility is None else hardware_compatibility
-    built, here = _version(info.tensorrt_version), _version(trt_version)
-    if version_compatible:
-        version_ok = built[0] == here[0] and here >= built
-        version_rule = f"a version-compatible engine runs on TensorRT {built[0]}.x from {info.tensorrt_version} on"
-    else:
-        version_ok = built == here
-        version_rule = "an engine runs only with the TensorRT release that built it"
+    version_ok, version_rule = version_rule_allows(info.tensorrt_version, trt_version, version_compatible)
     cc_built, cc_here = _capability(info.compute_capability), _capability(capability)
     if hardware_compatibility == "ampere+":
         gpu_ok = cc_here >= (8, 0)

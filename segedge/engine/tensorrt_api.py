@@ -6,7 +6,7 @@ TensorRT feature where they are missing raises one clear error naming the extra.
 
 Version paths are chosen by feature detection (:func:`has_weak_typing`), never by version
 strings. Which names each path may use is checked against NVIDIA's compiled bindings by
-``tests/engine/test_tensorrt_api_conformance.py`` (see :mod:`segedge.engine.conformance`).
+``tests/engine/test_tensorrt_api_conformance.py`` (the checker is `tests/engine/conformance.py`).
 """
 
 from __future__ import annotations
@@ -56,6 +56,57 @@ def import_tensorrt() -> Any:
     except OSError as exc:  # the wheel is there but libnvinfer is not
         raise BackendUnavailableError(f"TensorRT's libraries do not load ({exc}); {INSTALL_HINT}") from None
     return tensorrt
+
+
+@functools.lru_cache(maxsize=None)
+def trt_logger() -> Any:
+    """The process's one ``trt.Logger`` (severity WARNING), shared by every builder and runtime.
+
+    TensorRT's Python samples and API reference use one logger per process: the bindings keep
+    a reference to the logger a builder or runtime was created with, and several loggers
+    interleave their messages.
+
+    Raises:
+        BackendUnavailableError: TensorRT is not installed.
+    """
+    trt = import_tensorrt()
+    return trt.Logger(trt.Logger.WARNING)
+
+
+def dla_unavailable_message(dla_core: int, available: int, trt_version: str) -> str:
+    """One line for ``--dla-core N`` on a builder that reports ``available`` DLA cores, worded
+    for the TensorRT release.
+
+    DLA support by release, from NVIDIA's "Migrating TensorRT from 10.x to 11.x on
+    Jetson/JetPack" and support-matrix pages: TensorRT 10.x on JetPack (Jetson AGX Orin has 2
+    DLA cores, Orin NX 1 or 2, discrete GPUs none); TensorRT 11.0-11.3 have no DLA at all;
+    11.4.0 only on Windows on ARM; 11.4.1 and later on Jetson AGX Orin under JetPack 7.2.2+.
+
+    Args:
+        dla_core: the core asked for.
+        available: ``Builder.num_DLA_cores`` on this machine.
+        trt_version: ``tensorrt.__version__``.
+    """
+    major, minor, patch = (version_tuple(trt_version) + (0, 0, 0))[:3]
+    here = f"--dla-core {dla_core}: TensorRT {trt_version} on this machine reports {available} DLA cores"
+    if major == 11 and minor <= 3:
+        return f"{here}; TensorRT 11.0-11.3 have no DLA support: use TensorRT 10.x from JetPack 6, or 11.4.1+ on Jetson AGX Orin with JetPack 7.2.2+, or drop --dla-core"
+    if major == 11 and (minor, patch) == (4, 0):
+        return f"{here}; TensorRT 11.4.0 supports DLA only on Windows on ARM: use 11.4.1+ on Jetson AGX Orin (JetPack 7.2.2+) or TensorRT 10.x from JetPack 6, or drop --dla-core"
+    fix = f"pick a core below {available} or drop --dla-core" if available else "drop --dla-core"
+    return f"{here} (Jetson AGX Orin has 2, Orin NX 1 or 2, discrete GPUs and Jetson Thor none); {fix}"
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """``"10.3.0"`` -> ``(10, 3)``, ``"11.4.0.106"`` -> ``(11, 4, 0, 106)``: the digits of each
+    dot-separated part, trailing zeros dropped (so ``"10.3.0" == "10.3"``)."""
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
 
 
 def tensorrt_available() -> bool:

@@ -27,7 +27,8 @@ import onnx
 from segedge._io import atomic_path
 from segedge.errors import ExportError
 from segedge.export.layers import conv_layers
-from segedge.export.metadata import load_onnx, read_metadata, set_metadata
+from segedge.contract import Contract, Precision
+from segedge.export.metadata import load_onnx
 
 
 def to_fp16(model: onnx.ModelProto, fp32_layers: int = 1) -> onnx.ModelProto:
@@ -44,7 +45,7 @@ def to_fp16(model: onnx.ModelProto, fp32_layers: int = 1) -> onnx.ModelProto:
     import onnx_ir as ir
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    metadata = read_metadata(model)
+    contract = Contract.from_onnx(model)
     kept = [node for convs in list(conv_layers(model).values())[:fp32_layers] for node in convs]
     try:
         converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False, node_block_list=kept)
@@ -54,10 +55,8 @@ def to_fp16(model: onnx.ModelProto, fp32_layers: int = 1) -> onnx.ModelProto:
         graph_model = ir.from_proto(converted)
         graph_model.graph.sort()
         converted = onnx.shape_inference.infer_shapes(ir.to_proto(graph_model), strict_mode=True)
-        metadata["precision"] = "fp16"
-        if kept:
-            metadata["fp32_nodes"] = ",".join(kept)
-        set_metadata(converted, metadata)
+        extra = {**contract.extra, **({"fp32_nodes": ",".join(kept)} if kept else {})}
+        contract.replace(precision=Precision.FP16, extra=extra).write_onnx_step(converted, "precision", "fp32_nodes")
         onnx.checker.check_model(converted)
     except Exception as exc:
         raise ExportError(f"FP16 conversion failed: {str(exc).splitlines()[0][:300]}") from None

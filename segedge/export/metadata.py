@@ -1,12 +1,8 @@
-"""ONNX files and the deployment contract they carry in ``metadata_props`` (``segedge.*`` keys).
+"""Loading ONNX files, hashing artifacts and quieting the exporter.
 
-Written by ``segedge export`` and kept by every later step (FP16, INT8, engine sidecars):
-
-- ``preprocess``: :class:`~segedge.data.transforms.PreprocessConfig` as JSON
-- ``classes``, ``palette``: class names and their BGR overlay colours (JSON lists)
-- ``input_size``: ``[H, W]`` the model was trained at; ``dynamic``: which input axes are symbolic
-- ``model``, ``precision`` (fp32 | fp16 | int8), ``target`` (tensorrt | onnxruntime: the unpool form)
-- ``training_data``, ``checkpoint_sha256``, ``segedge_version``
+The deployment contract an ONNX carries in ``metadata_props`` (``segedge.*`` keys) is read
+and written by :class:`segedge.contract.Contract` only; :func:`read_metadata` and
+:func:`set_metadata` here are thin aliases of its raw readers.
 """
 
 from __future__ import annotations
@@ -14,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import os
 import warnings
@@ -23,9 +18,9 @@ from typing import Iterator
 
 import onnx
 
+from segedge.contract import read_props, write_props
 from segedge.errors import ModelFormatError
 
-PREFIX = "segedge."
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -38,25 +33,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    """segedge entries of ``model.metadata_props``, without the ``segedge.`` prefix."""
-    return {p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+    """segedge entries of ``model.metadata_props``, without the prefix, as stored (for
+    display; typed access goes through :meth:`segedge.contract.Contract.from_onnx`)."""
+    return read_props(model.metadata_props)
 
 
 def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
-    """Write ``metadata`` (keys without prefix) into ``model.metadata_props``, replacing
-    existing segedge entries of the same keys."""
-    prefixed = {PREFIX + k: v for k, v in metadata.items()}
-    keep = [p for p in model.metadata_props if p.key not in prefixed]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in prefixed.items():
-        model.metadata_props.add(key=key, value=value)
-
-
-def metadata_json(model: onnx.ModelProto, key: str, default=None):
-    """A JSON-valued metadata entry, or ``default`` if absent."""
-    value = read_metadata(model).get(key)
-    return default if value is None else json.loads(value)
+    """Write unprefixed entries into ``model.metadata_props`` (see :func:`segedge.contract.write_props`)."""
+    write_props(model.metadata_props, metadata)
 
 
 def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:

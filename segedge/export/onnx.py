@@ -21,7 +21,6 @@ all; it exports the module-swapped model (:mod:`segedge.export.unpool`) instead.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 from collections import Counter
@@ -38,18 +37,21 @@ from segedge._io import atomic_path
 from segedge.data.transforms import PreprocessConfig, preprocess
 from segedge.errors import ExportError, InputError
 from segedge.export.lint import LintReport, lint_tensorrt
-from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter, read_metadata, set_metadata
+from segedge.contract import Contract, Precision, Target
+from segedge.export.options import Exporter
+from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter, read_metadata
 from segedge.export.onnx_rewrite import outputs_identical, rewrite_unpool
 from segedge.export.unpool import make_exportable, tie_heavy_probe
 from segedge.models.checkpoint import Checkpoint, load_checkpoint
-from segedge.data.oxford_pet import CLASS_PALETTE
 
 DEFAULT_OPSET = 17  # the newest opset TensorRT 8.6 to 11 all parse
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-TARGETS = {"tensorrt": "standard", "onnxruntime": "native"}  # target -> unpool form
-EXPORTERS = ("dynamo", "legacy")
-PRECISIONS = ("fp32", "fp16")
-MIN_AGREEMENT = {"fp32": 0.999, "fp16": 0.99}  # argmax agreement with PyTorch below which export fails
+TARGETS = {Target.TENSORRT: "standard", Target.ONNXRUNTIME: "native"}  # target -> unpool form
+
+
+EXPORTERS = tuple(Exporter)
+PRECISIONS = (Precision.FP32, Precision.FP16)
+MIN_AGREEMENT = {Precision.FP32: 0.999, Precision.FP16: 0.99}  # argmax agreement with PyTorch below which export fails
 
 
 @dataclass
@@ -140,29 +142,43 @@ def check_output_path(output: str | os.PathLike[str], force: bool, source: str |
     return output
 
 
-def contract_metadata(ckpt: Checkpoint, target: str, dynamic: list[str]) -> dict[str, str]:
-    """The deployment contract of a checkpoint's export (see :mod:`segedge.export.metadata`)."""
-    meta = {
-        "model": ckpt.model_name,
-        "classes": json.dumps(list(ckpt.classes)),
-        "palette": json.dumps([list(c) if c else None for c in CLASS_PALETTE[: len(ckpt.classes)]]),
-        "preprocess": ckpt.preprocess.to_json(),
-        "input_size": json.dumps(list(ckpt.preprocess.size)),
-        "size_multiple": str(2 ** ckpt.model.config.stages),
-        "dynamic": json.dumps(dynamic),
-        "precision": "fp32",
-        "target": target,
-        "training_data": str(ckpt.meta.get("data") or ckpt.meta.get("recipe", {}).get("train_split", "unknown")),
-        "segedge_version": segedge.__version__,
-    }
-    if ckpt.path is not None:
-        meta["checkpoint_sha256"] = file_sha256(ckpt.path)
-    return meta
+def size_multiple(model: torch.nn.Module) -> int:
+    """Input height and width must be multiples of this: ``2 ** stages`` for the SegNet
+    family, a model's own ``size_multiple`` attribute, else 1 (no constraint known)."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "stages"):
+        return 2 ** config.stages
+    return int(getattr(model, "size_multiple", 1))
 
 
-def _export_graph(model: torch.nn.Module, example: torch.Tensor, opset: int, exporter: str, dynamic: list[str], multiple: int):
+def onnx_contract(model: onnx.ModelProto, source: str = "ONNX model") -> Contract:
+    """The contract an ONNX declares; for a foreign model, defaults at its input's static
+    size (see :meth:`Contract.from_metadata`).
+
+    Raises:
+        ModelFormatError: malformed metadata, or no metadata and a dynamic input size.
+    """
+    dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
+    size = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims[2:4]) if len(dims) == 4 else (None, None)
+    return Contract.from_onnx(model, source, fallback_size=size)
+
+
+def _output_classes(model: onnx.ModelProto) -> int | None:
+    dims = model.graph.output[0].type.tensor_type.shape.dim if model.graph.output else []
+    return dims[1].dim_value if len(dims) == 4 and dims[1].HasField("dim_value") and dims[1].dim_value > 0 else None
+
+
+def export_contract(ckpt: Checkpoint, target: Target | str, dynamic: list[str]) -> Contract:
+    """The deployment contract of a checkpoint's export (see :mod:`segedge.contract`)."""
+    return ckpt.contract.replace(
+        target=Target(target), precision=Precision.FP32, dynamic=tuple(dynamic), size_multiple=size_multiple(ckpt.model),
+        segedge_version=segedge.__version__, checkpoint_sha256=file_sha256(ckpt.path) if ckpt.path is not None else "",
+    )
+
+
+def _export_graph(model: torch.nn.Module, example: torch.Tensor, opset: int, exporter: Exporter, dynamic: list[str], multiple: int):
     """Run a PyTorch exporter; returns the ONNX proto and its node count before simplification."""
-    if exporter == "legacy":
+    if exporter is Exporter.LEGACY:
         import io
 
         buffer = io.BytesIO()
@@ -192,9 +208,9 @@ def _export_graph(model: torch.nn.Module, example: torch.Tensor, opset: int, exp
     return program.model_proto, exported
 
 
-def _finish(model: onnx.ModelProto, precision: str, lint: bool, target: str) -> tuple[onnx.ModelProto, LintReport | None]:
+def _finish(model: onnx.ModelProto, precision: Precision, lint: bool, target: Target) -> tuple[onnx.ModelProto, LintReport | None]:
     """FP16 conversion, checker and lint on an in-memory model; returns what is to be saved."""
-    if precision == "fp16":
+    if precision is Precision.FP16:
         from segedge.export.fp16 import to_fp16
 
         model = to_fp16(model)
@@ -202,7 +218,7 @@ def _finish(model: onnx.ModelProto, precision: str, lint: bool, target: str) -> 
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
         raise ExportError(f"onnx.checker rejected the export: {str(exc).splitlines()[0][:300]}") from None
-    report = lint_tensorrt(model) if target == "tensorrt" else None
+    report = lint_tensorrt(model) if target is Target.TENSORRT else None
     if lint and report is not None and not report.ok:
         listed = "; ".join(str(issue) for issue in report.errors[:4])
         raise ExportError(f"the graph would not parse in TensorRT ({len(report.errors)} errors): {listed} (--no-lint to write it anyway)")
@@ -215,9 +231,9 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
     dynamic_hw: bool = False,
-    target: str = "tensorrt",
-    precision: str = "fp32",
-    exporter: str = "dynamo",
+    target: Target | str = Target.TENSORRT,
+    precision: Precision | str = Precision.FP32,
+    exporter: Exporter | str = Exporter.DYNAMO,
     parity_images: Sequence[np.ndarray] | None = None,
     lint: bool = True,
     force: bool = False,
@@ -245,22 +261,29 @@ def export_onnx(
             :data:`MIN_AGREEMENT`.
     """
     started = time.perf_counter()
-    if target not in TARGETS or exporter not in EXPORTERS or precision not in PRECISIONS:
-        raise InputError(f"target must be one of {list(TARGETS)}, exporter one of {EXPORTERS}, precision one of {PRECISIONS}")
+    try:
+        target, exporter, precision = Target(target), Exporter(exporter), Precision(precision)
+    except ValueError:
+        target = exporter = precision = None  # type: ignore[assignment]
+    if target is None or precision not in PRECISIONS:
+        raise InputError(
+            f"target must be one of {[t.value for t in Target]}, exporter one of {[e.value for e in Exporter]}, "
+            f"precision one of {[p.value for p in PRECISIONS]}"
+        )
     if not 9 <= opset <= 20:
         raise InputError(f"opset {opset} is outside 9..20; TensorRT 8.6 parses up to 17, TensorRT 10.x up to 20")
-    if exporter == "legacy" and target != "tensorrt":
+    if exporter is Exporter.LEGACY and target is not Target.TENSORRT:
         raise InputError("the legacy exporter cannot write MaxUnpool; use --exporter dynamo for --target onnxruntime")
     output = check_output_path(output, force)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    multiple = 2 ** ckpt.model.config.stages
+    multiple = size_multiple(ckpt.model)
     h, w = ckpt.preprocess.size
     if h % multiple or w % multiple:
-        raise InputError(f"input size {h}x{w} must be a multiple of {multiple} (2 ** {ckpt.model.config.stages} pooling stages)")
+        raise InputError(f"input size {h}x{w} must be a multiple of {multiple} (2 ** pooling stages)")
     dynamic = (["batch"] if dynamic_batch else []) + (["height", "width"] if dynamic_hw else [])
     # contiguous weights: a channels_last model makes torch.export specialise the batch size
     reference = ckpt.model.eval()
-    model = make_exportable(reference) if exporter == "legacy" else reference
+    model = make_exportable(reference) if exporter is Exporter.LEGACY else reference
     model = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
     example = torch.from_numpy(parity_inputs(ckpt.preprocess, parity_images))
 
@@ -271,12 +294,12 @@ def export_onnx(
             raise ExportError(f"torch.onnx.export failed: {str(exc).strip().splitlines()[0][:300]}") from None
         sites = 0
         final = exported
-        if exporter == "dynamo":
+        if exporter is Exporter.DYNAMO:
             final, sites = rewrite_unpool(exported, TARGETS[target])
-            if not outputs_identical(exported, final):
+            if sites and not outputs_identical(exported, final):  # a model without unpools is left as exported
                 raise ExportError("the rewritten graph is not bit-identical to the exported one in ONNX Runtime")
-    final.doc_string = f"{ckpt.model_name} exported by segedge {segedge.__version__} for {target}"
-    set_metadata(final, contract_metadata(ckpt, target, dynamic))
+    final.doc_string = f"{ckpt.model_name} exported by segedge {segedge.__version__} for {target.value}"
+    export_contract(ckpt, target, dynamic).write_onnx(final)
     final, report = _finish(final, precision, lint, target)
 
     with atomic_path(output) as tmp:
@@ -297,13 +320,27 @@ def export_onnx(
 def rewrite_onnx(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
-    target: str = "tensorrt",
-    precision: str = "fp32",
+    target: Target | str = Target.TENSORRT,
+    precision: Precision | str = Precision.FP32,
     lint: bool = True,
     force: bool = False,
+    contract: Contract | None = None,
 ) -> ExportResult:
     """ONNX in, ONNX out: rewrite the MaxPool-Indices + MaxUnpool (or dynamo ScatterND)
     pairs of an existing model for ``target``, proven bit-identical in ONNX Runtime.
+
+    A model without unpools (any other segmentation network) passes through unchanged
+    apart from FP16 conversion, the checks and its contract.
+
+    Args:
+        source: the ONNX to rewrite.
+        output: destination ``.onnx``.
+        target: unpool form to write.
+        precision: ``fp32`` or ``fp16``.
+        lint: fail on a graph TensorRT's parser would reject (``tensorrt`` target).
+        force: overwrite an existing ``output``.
+        contract: the deployment contract to embed (classes, mean/std, ... of a foreign
+            model); default: the source's own, or only ``target``/``precision`` when it has none.
 
     Raises:
         InputError: bad option or output path.
@@ -312,23 +349,31 @@ def rewrite_onnx(
             not bit-identical, checker or lint failure.
     """
     started = time.perf_counter()
-    if target not in TARGETS or precision not in PRECISIONS:
-        raise InputError(f"target must be one of {list(TARGETS)}, precision one of {PRECISIONS}")
+    try:
+        target, precision = Target(target), Precision(precision)
+    except ValueError:
+        target = precision = None  # type: ignore[assignment]
+    if target is None or precision not in PRECISIONS:
+        raise InputError(f"target must be one of {[t.value for t in Target]}, precision one of {[p.value for p in PRECISIONS]}")
     output = check_output_path(output, force, source)
     original = load_onnx(source)
     with quiet_exporter():
         rewritten, sites = rewrite_unpool(original, TARGETS[target])
         if sites and not outputs_identical(original, rewritten):
             raise ExportError(f"the rewritten graph is not bit-identical to {source} in ONNX Runtime")
-    form = "onnxruntime" if any(n.op_type == "MaxUnpool" for n in rewritten.graph.node) else "tensorrt"
-    if target == "onnxruntime" and form != target:
+    form = Target.ONNXRUNTIME if any(n.op_type == "MaxUnpool" for n in rewritten.graph.node) else Target.TENSORRT
+    if target is Target.ONNXRUNTIME and form is not target:
         raise InputError(
             f"{source} has no MaxPool-Indices unpool to turn into MaxUnpool (a standard-form graph stays as it is); "
             "export the checkpoint with --target onnxruntime instead"
         )
-    meta = read_metadata(rewritten)
-    meta.update(target=form, precision=meta.get("precision", "fp32"))
-    set_metadata(rewritten, meta)
+    if contract is not None:
+        channels = _output_classes(rewritten)
+        if channels is not None and channels != contract.num_classes:
+            raise InputError(f"{source} predicts {channels} classes but {contract.num_classes} class names were given")
+        contract.replace(target=form, declared=True).write_onnx(rewritten)
+    else:
+        Contract.from_onnx(rewritten, str(source)).replace(target=form).write_onnx_step(rewritten, "target", "precision")
     rewritten, report = _finish(rewritten, precision, lint, target)
     with atomic_path(output) as tmp:
         onnx.save(rewritten, str(tmp))

@@ -17,6 +17,7 @@ matching key names and shapes against the registry.
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -27,8 +28,7 @@ import torch
 from torch import nn
 
 from segedge._io import atomic_path
-from segedge.data.oxford_pet import CLASS_NAMES
-from segedge.data.transforms import PreprocessConfig
+from segedge.contract import PET_CLASSES, Contract, PreprocessConfig
 from segedge.errors import CheckpointError, InputError
 from segedge.models.registry import create_model, list_models
 
@@ -44,10 +44,39 @@ class Checkpoint:
     model: nn.Module
     model_name: str
     preprocess: PreprocessConfig
-    classes: tuple[str, ...] = CLASS_NAMES
+    classes: tuple[str, ...] = PET_CLASSES
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # optimizer/scheduler state for --resume
+    palette: tuple[tuple[int, int, int] | None, ...] | None = None  # BGR overlay colours (None: the default for the classes)
+
+    @property
+    def contract(self) -> Contract:
+        """The deployment contract this checkpoint hands to every artifact made from it."""
+        return Contract.from_checkpoint(
+            {"model": self.model_name, "preprocess": self.preprocess.to_dict(), "classes": list(self.classes),
+             "palette": self.palette, "meta": self.meta},
+            str(self.path or self.model_name),
+        )
+
+    @classmethod
+    def from_module(cls, model: nn.Module, contract: Contract | None = None, name: str | None = None, meta: dict[str, Any] | None = None) -> "Checkpoint":
+        """Wrap any segmentation ``nn.Module`` (``(N, 3, H, W)`` float32 in, ``(N, C, H, W)``
+        logits out) with its deployment contract, so it can be exported, quantized and run
+        like a segedge checkpoint.
+
+        Args:
+            model: the network (put in eval mode).
+            contract: its preprocessing, classes, palette (default: the Pet defaults).
+            name: a label for artifacts (default: ``contract.model``, else the class name).
+            meta: training record (``data``: what it was trained on).
+        """
+        contract = contract or Contract()
+        label = name or (contract.model if contract.model != "unknown" else type(model).__name__.lower())
+        record = dict(meta or {})
+        if contract.training_data != "unknown":
+            record.setdefault("data", contract.training_data)
+        return cls(model.eval(), label, contract.preprocess, contract.classes, record, None, {}, contract.palette)
 
 
 def default_checkpoint() -> Path:
@@ -66,7 +95,7 @@ def save_checkpoint(
     model: nn.Module,
     model_name: str,
     preprocess: PreprocessConfig,
-    classes: tuple[str, ...] = CLASS_NAMES,
+    classes: tuple[str, ...] = PET_CLASSES,
     meta: dict[str, Any] | None = None,
     **training_state: Any,
 ) -> Path:
@@ -87,10 +116,8 @@ def save_checkpoint(
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model": model_name,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "preprocess": preprocess.to_dict(),
-        "classes": list(classes),
+        **Contract(preprocess=preprocess, classes=tuple(classes), model=model_name).to_checkpoint(),
         "meta": meta or {},
         **training_state,
     }
@@ -109,11 +136,13 @@ def _match_bare_state_dict(state_dict: dict[str, Any]) -> str | None:
     return None
 
 
-def load_checkpoint(path: str | os.PathLike[str] | None = None) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike[str] | None = None, model: nn.Module | None = None) -> Checkpoint:
     """Load a segedge checkpoint (or a bare article ``state_dict``) into an eval-mode model.
 
     Args:
         path: ``.pt`` file; ``None`` loads the embedded ``segnet-dsc``.
+        model: the architecture to load the weights into, for a model that is not in the
+            registry (default: the registry model the checkpoint names).
 
     Returns:
         :class:`Checkpoint` with the model in eval mode on the CPU.
@@ -145,10 +174,11 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None) -> Checkpoint:
             )
         name, state_dict = data.get("model"), data.get("state_dict")
         try:
-            preprocess = PreprocessConfig.from_dict(data.get("preprocess", {}))
-        except (InputError, TypeError) as exc:
+            contract = Contract.from_checkpoint(data, str(path))
+        except InputError as exc:
             raise CheckpointError(f"{path}: bad preprocessing record: {exc}") from None
-        classes = tuple(data.get("classes", CLASS_NAMES))
+        preprocess, classes = contract.preprocess, contract.classes
+        palette = data.get("palette") and contract.palette
         meta = dict(data.get("meta", {}))
     elif all(isinstance(v, torch.Tensor) for v in data.values()) and data:
         state_dict, name = data, _match_bare_state_dict(data)
@@ -156,15 +186,15 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None) -> Checkpoint:
             raise CheckpointError(
                 f"{path} is a bare state_dict that matches none of the models ({', '.join(list_models())})"
             )
-        preprocess, classes, meta = PreprocessConfig(), CLASS_NAMES, {"source": "bare state_dict"}
+        preprocess, classes, meta, palette = PreprocessConfig(), PET_CLASSES, {"source": "bare state_dict"}, None
     else:
         raise CheckpointError(f"{path} is not a segedge checkpoint (no 'format' key) nor a bare state_dict")
 
-    if name not in list_models():
-        raise CheckpointError(f"{path} names model {name!r}; known models: {', '.join(list_models())}")
+    if model is None and name not in list_models():
+        raise CheckpointError(f"{path} names model {name!r}; known models: {', '.join(list_models())} (or pass model=)")
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{path} has no state_dict")
-    model = create_model(name)
+    model = copy.deepcopy(model) if model is not None else create_model(name)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -180,8 +210,9 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None) -> Checkpoint:
                 f"{path} does not fit model {name!r}: {key} is {tuple(state_dict[key].shape)}, "
                 f"expected {tuple(tensor.shape)}"
             )
-    if len(classes) != model.config.num_classes:
-        raise CheckpointError(f"{path} lists {len(classes)} classes but the model predicts {model.config.num_classes}")
+    predicted = getattr(getattr(model, "config", None), "num_classes", len(classes))
+    if len(classes) != predicted:
+        raise CheckpointError(f"{path} lists {len(classes)} classes but the model predicts {predicted}")
     model.load_state_dict(state_dict)
     model.eval()
-    return Checkpoint(model, name, preprocess, classes, meta, path, data)
+    return Checkpoint(model, name, preprocess, classes, meta, path, data, palette)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
-from torch import nn
+from enum import Enum
+from typing import TYPE_CHECKING, Callable
 
 from segedge.errors import InputError
-from segedge.models.segnet import SegNet, SegNetConfig
+
+if TYPE_CHECKING:  # the registry itself imports no torch: `segedge --help` lists models without it
+    from torch import nn
 
 _REGISTRY: dict[str, Callable[[], nn.Module]] = {}
 
@@ -51,10 +52,19 @@ def create_model(name: str) -> nn.Module:
 @register_model("segnet")
 def segnet() -> nn.Module:
     """SegNet of Matani & Singh, Part 2: 15,274,892 parameters."""
+    from segedge.models.segnet import SegNet, SegNetConfig
+
     return SegNet(SegNetConfig())
 
 
 @register_model("segnet-dsc")
 def segnet_dsc() -> nn.Module:
     """SegNet with depthwise-separable convolutions, Part 3: 1,749,671 parameters."""
+    from segedge.models.segnet import SegNet, SegNetConfig
+
     return SegNet(SegNetConfig(separable=True))
+
+
+def model_choices() -> type[Enum]:
+    """The registered model names as a ``str`` Enum (the CLI offers exactly these)."""
+    return Enum("ModelName", {name: name for name in list_models()}, type=str)  # type: ignore[return-value]

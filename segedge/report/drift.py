@@ -136,7 +136,7 @@ class _Scorer:
             self.per_image.append(round(agree, 6))
             if self.worst_n and agree < 1.0 and (len(self.worst) < self.worst_n or -agree > self.worst[0][0]):
                 truth = None if labels is None else labels[j]
-                item = (-agree, index, name, worst_case_panels(image, ref_pred[j], pred[j], truth))
+                item = (-agree, index, name, worst_case_panels(image, ref_pred[j], pred[j], truth, self.runner.contract.palette))
                 (heapq.heappushpop if len(self.worst) == self.worst_n else heapq.heappush)(self.worst, item)
 
 
@@ -241,8 +241,8 @@ def _row(runner: Runner, scorer: _Scorer, speed, data: EvalData | None, video: V
     row = ModelReport(
         name=runner.name,
         artifact=str(runner.artifact) if runner.artifact else None,
-        backend=runner.backend,
-        precision=runner.precision,
+        backend=str(runner.backend),
+        precision=str(runner.precision),
         pixel_accuracy=m.pixel_accuracy() if labelled else None,
         miou=m.miou() if labelled else None,
         iou_per_class=iou,

@@ -11,13 +11,16 @@ PANEL_SCALE = 2  # model-resolution maps (128x128) are drawn at twice their size
 DISAGREEMENT_BGR = (0, 0, 255)  # red
 
 
-def worst_case_panels(image: np.ndarray, reference: np.ndarray, candidate: np.ndarray, truth: np.ndarray | None) -> np.ndarray:
+def worst_case_panels(
+    image: np.ndarray, reference: np.ndarray, candidate: np.ndarray, truth: np.ndarray | None, palette=None
+) -> np.ndarray:
     """Side-by-side overlays of one image.
 
     Args:
         image: ``(H, W, 3)`` BGR uint8 original.
         reference, candidate: ``(h, w)`` uint8 class maps at the model resolution.
         truth: ``(h, w)`` uint8 ground-truth classes, or ``None`` (the panel is left out).
+        palette: BGR colour per class (the model contract's; default: the Pet palette).
 
     Returns:
         ``(PANEL_SCALE * h, n * PANEL_SCALE * w + 4 * (n - 1), 3)`` BGR uint8: ``n`` = 4
@@ -28,7 +31,7 @@ def worst_case_panels(image: np.ndarray, reference: np.ndarray, candidate: np.nd
     h, w = reference.shape
     size = (w * PANEL_SCALE, h * PANEL_SCALE)
     base = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    overlay = Overlay(alpha=0.55)
+    overlay = Overlay(alpha=0.55) if palette is None else Overlay(palette, alpha=0.55)
     panels = [overlay.draw(base.copy(), reference), overlay.draw(base.copy(), candidate)]
     if truth is not None:
         panels.append(overlay.draw(base.copy(), truth))

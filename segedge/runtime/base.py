@@ -11,31 +11,52 @@ from typing import Sequence
 
 import numpy as np
 
-from segedge.data.oxford_pet import CLASS_NAMES
-from segedge.data.transforms import PreprocessConfig, preprocess
+from segedge.contract import Backend, Contract, Precision, PreprocessConfig
+from segedge.data.transforms import preprocess
 from segedge.errors import InputError
 
 
 class Runner(abc.ABC):
     """A loaded model that maps preprocessed batches to logits.
 
-    Subclasses set the attributes below in ``__init__`` and implement :meth:`_infer`.
+    Subclasses set :attr:`contract` (read from the artifact with :class:`~segedge.contract.Contract`),
+    ``artifact`` and ``max_batch`` in ``__init__`` and implement :meth:`_infer`.
 
     Attributes:
-        backend: ``torch``, ``onnxruntime`` or ``tensorrt``.
-        precision: ``fp32``, ``fp16`` or ``int8``.
-        preprocess_config: the preprocessing the artifact was trained with.
-        classes: class names in logit order.
+        backend: the :class:`~segedge.contract.Backend`.
+        contract: the artifact's deployment contract (preprocessing, classes, palette,
+            precision, provenance).
         artifact: path of the loaded file (``None`` for an in-memory model).
         max_batch: largest batch the artifact accepts (``None``: unbounded).
     """
 
-    backend: str = "?"
-    precision: str = "fp32"
-    preprocess_config: PreprocessConfig = PreprocessConfig()
-    classes: tuple[str, ...] = CLASS_NAMES
+    backend: Backend
+    contract: Contract = Contract(declared=False)
     artifact: Path | None = None
     max_batch: int | None = None
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        """The preprocessing the artifact was trained with (``contract.preprocess``)."""
+        return self.contract.preprocess
+
+    @preprocess_config.setter
+    def preprocess_config(self, value: PreprocessConfig) -> None:
+        self.contract = self.contract.replace(preprocess=value)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in logit order (``contract.classes``)."""
+        return self.contract.classes
+
+    @property
+    def precision(self) -> Precision:
+        """Numeric precision of the artifact (``contract.precision``)."""
+        return self.contract.precision
+
+    @precision.setter
+    def precision(self, value: Precision | str) -> None:
+        self.contract = self.contract.replace(precision=Precision(value))
 
     @property
     def name(self) -> str:
@@ -90,6 +111,30 @@ class Runner(abc.ABC):
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Segment BGR uint8 images: ``(N, H, W)`` uint8 class maps at the model resolution."""
         return self.infer(self.preprocess(images)).argmax(1).astype(np.uint8)
+
+    def segment(self, frame: np.ndarray, alpha: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        """Segment one BGR frame into a class map and an overlay, both at the frame's size.
+
+        Args:
+            frame: ``(H, W, 3)`` uint8 BGR image, any size (as OpenCV decodes it).
+            alpha: overlay opacity in [0, 1].
+
+        Returns:
+            ``(class_map, overlay)``: ``(H, W)`` uint8 class indices (nearest-neighbour
+            upsampled from the model resolution) and the ``(H, W, 3)`` uint8 BGR frame with
+            the contract's palette blended in.
+
+        Raises:
+            InputError: not an ``(H, W, 3)`` uint8 image.
+        """
+        from segedge.runtime.overlay import Overlay
+
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3:
+            raise InputError(f"expected one (H, W, 3) uint8 BGR frame, got {getattr(frame, 'shape', type(frame).__name__)}")
+        mask = self.predict(frame)[0]
+        painter = Overlay(self.contract.palette, alpha)
+        overlay = painter.draw(frame.copy(), mask)
+        return painter.full_mask.copy(), overlay
 
     def close(self) -> None:
         """Release backend resources (sessions, device memory)."""

@@ -7,38 +7,30 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segedge.contract import Backend, Provider
 from segedge.errors import InputError
 
-if TYPE_CHECKING:  # the CLI imports Backend from here: keep it free of NumPy and OpenCV
+if TYPE_CHECKING:  # keep this module free of NumPy and OpenCV for the CLI
     from segedge.runtime.base import Runner
 
-
-class Backend(str, Enum):
-    """Inference backend (``--backend``); ``auto`` chooses by the artifact (see :func:`resolve_backend`)."""
-
-    auto = "auto"
-    torch = "torch"
-    onnxruntime = "onnxruntime"
-    openvino = "openvino"
-    tensorrt = "tensorrt"
-
-
-SUFFIXES = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt"}
+SUFFIXES = {
+    ".pt": Backend.TORCH, ".pth": Backend.TORCH, ".onnx": Backend.ONNXRUNTIME, ".xml": Backend.OPENVINO,
+    ".engine": Backend.TENSORRT, ".plan": Backend.TENSORRT,
+}
 ACCEPTS = {  # backend -> artifact suffixes it loads
-    Backend.torch: (".pt", ".pth"),
-    Backend.onnxruntime: (".onnx",),
-    Backend.openvino: (".onnx", ".xml"),
-    Backend.tensorrt: (".engine", ".plan"),
+    Backend.TORCH: (".pt", ".pth"),
+    Backend.ONNXRUNTIME: (".onnx",),
+    Backend.OPENVINO: (".onnx", ".xml"),
+    Backend.TENSORRT: (".engine", ".plan"),
 }
 
 
 def openvino_installed() -> bool:
     """Whether the optional ``openvino`` package can be imported."""
-    return importlib.util.find_spec("openvino") is not None
+    return importlib.util.find_spec(Backend.OPENVINO.value) is not None
 
 
 def _op_types(path: Path) -> set[str]:
@@ -51,43 +43,44 @@ def _op_types(path: Path) -> set[str]:
         return set()
 
 
-def resolve_backend(artifact: str | os.PathLike[str] | None, backend: Backend | str = Backend.auto, provider: str = "cpu") -> Backend:
+def resolve_backend(artifact: str | os.PathLike[str] | None, backend: Backend | str = Backend.AUTO, provider: Provider | str = Provider.CPU) -> Backend:
     """The backend that runs ``artifact``.
 
     ``auto`` gives OpenVINO a ``.onnx`` on the CPU provider when openvino is installed and the
     graph is Q/DQ INT8 (QuantizeLinear nodes) without MaxUnpool (the ``tensorrt`` form):
     OpenVINO runs those convolutions in INT8, where ONNX Runtime dequantizes and runs them in
-    float. Every other ONNX stays with ONNX Runtime: at FP32 (OpenVINO's exact ``f32``
-    inference precision) OpenVINO was no faster than ONNX Runtime here, and its BF16 default
-    loses agreement with PyTorch (measurements in docs/benchmarks.md, ``benchmarks/cpu.py``);
-    a MaxUnpool graph (the ``onnxruntime`` form) is one OpenVINO cannot run.
+    float (segnet 4.2x, segnet-dsc 1.3x ONNX Runtime FP32 against 0.7x / 0.6x for ONNX Runtime
+    on the same file, ``benchmarks/cpu.py``). Every other ONNX stays with ONNX Runtime: at
+    FP32 (OpenVINO's exact ``f32`` inference precision) OpenVINO was no faster than ONNX
+    Runtime here (0.8-0.9x, one thread), and its BF16 default loses agreement with PyTorch
+    (docs/benchmarks.md); a MaxUnpool graph (the ``onnxruntime`` form) is one OpenVINO cannot run.
 
     Raises:
         InputError: unknown suffix, or a backend that cannot load this kind of file.
     """
     backend = Backend(backend)
     if artifact is None:
-        if backend not in (Backend.auto, Backend.torch):
+        if backend not in (Backend.AUTO, Backend.TORCH):
             raise InputError(f"--backend {backend.value} needs an artifact; the embedded model runs in PyTorch")
-        return Backend.torch
+        return Backend.TORCH
     path = Path(artifact)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise InputError(f"cannot tell the backend of {path}: expected one of {', '.join(sorted(SUFFIXES))}")
-    if backend is Backend.auto:
-        if suffix == ".onnx" and provider == "cpu" and openvino_installed():
+    if backend is Backend.AUTO:
+        if suffix == ".onnx" and Provider(provider) is Provider.CPU and openvino_installed():
             ops = _op_types(path)
             if "QuantizeLinear" in ops and "MaxUnpool" not in ops:
-                return Backend.openvino
-        return Backend(SUFFIXES[suffix])
+                return Backend.OPENVINO
+        return SUFFIXES[suffix]
     if suffix not in ACCEPTS[backend]:
         raise InputError(f"--backend {backend.value} loads {', '.join(ACCEPTS[backend])} files, not {path.name}")
     return backend
 
 
 def load_runner(
-    artifact: str | os.PathLike[str] | None = None, provider: str = "cpu", threads: int = 0, spin: bool = True,
-    backend: Backend | str = Backend.auto, streams: int = 1,
+    artifact: str | os.PathLike[str] | None = None, provider: Provider | str = Provider.CPU, threads: int = 0, spin: bool = True,
+    backend: Backend | str = Backend.AUTO, streams: int = 1,
 ) -> Runner:
     """Load any segedge artifact.
 
@@ -108,15 +101,15 @@ def load_runner(
         CheckpointError, ModelFormatError, BackendUnavailableError: from the backend.
     """
     chosen = resolve_backend(artifact, backend, provider)
-    if chosen is Backend.torch:
+    if chosen is Backend.TORCH:
         from segedge.runtime.torch_runner import TorchRunner
 
         return TorchRunner(None if artifact is None else Path(artifact), threads=threads)
-    if chosen is Backend.openvino:
+    if chosen is Backend.OPENVINO:
         from segedge.runtime.openvino_runner import OpenVINORunner
 
         return OpenVINORunner(artifact, threads=threads, streams=streams)
-    if chosen is Backend.onnxruntime:
+    if chosen is Backend.ONNXRUNTIME:
         from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(artifact, provider=provider, threads=threads, spin=spin)
@@ -125,7 +118,9 @@ def load_runner(
     return TensorRTRunner(artifact)
 
 
-def live_parallelism(artifact: str | os.PathLike[str] | None, provider: str = "cpu", backend: Backend | str = Backend.auto) -> tuple[int, int]:
+def live_parallelism(
+    artifact: str | os.PathLike[str] | None, provider: Provider | str = Provider.CPU, backend: Backend | str = Backend.AUTO
+) -> tuple[int, int]:
     """``(workers, intra_op_threads)`` for the live loop on this machine.
 
     On a CPU (ONNX Runtime's CPU provider, OpenVINO, or PyTorch: a ``.pt`` checkpoint or the
@@ -139,7 +134,7 @@ def live_parallelism(artifact: str | os.PathLike[str] | None, provider: str = "c
     """
     cores = os.cpu_count() or 1
     chosen = resolve_backend(artifact, backend, provider)
-    on_cpu = chosen in (Backend.torch, Backend.openvino) or (chosen is Backend.onnxruntime and provider == "cpu")
+    on_cpu = chosen in (Backend.TORCH, Backend.OPENVINO) or (chosen is Backend.ONNXRUNTIME and Provider(provider) is Provider.CPU)
     if on_cpu and cores >= 2:
         workers = min(cores, 4)
         return workers, max(1, cores // workers)

@@ -3,24 +3,22 @@ execution providers with onnxruntime-gpu)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from segedge.data.oxford_pet import CLASS_NAMES
-from segedge.data.transforms import PreprocessConfig
+from segedge.contract import Backend, Contract, Precision, Provider
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.base import Runner
 
 log = logging.getLogger(__name__)
 
 PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
+    Provider.CPU: "CPUExecutionProvider",
+    Provider.CUDA: "CUDAExecutionProvider",
+    Provider.TENSORRT: "TensorrtExecutionProvider",
 }
 
 
@@ -33,10 +31,10 @@ def provider_chain(provider: str, model: Path, cache_dir: Path | None = None, de
     the model (FP16 tensors, Q/DQ nodes): ``trt_fp16_enable`` / ``trt_int8_enable`` stay off.
     Option names: ONNX Runtime docs, "TensorRT Execution Provider" and "CUDA Execution Provider".
     """
-    if provider == "cpu":
+    if provider == Provider.CPU:
         return [("CPUExecutionProvider", {})]
     cuda = ("CUDAExecutionProvider", {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE"})
-    if provider == "cuda":
+    if provider == Provider.CUDA:
         return [cuda, ("CPUExecutionProvider", {})]
     cache = str(cache_dir or model.parent / f"{model.stem}.trt-cache")
     tensorrt = ("TensorrtExecutionProvider", {
@@ -71,10 +69,10 @@ class OnnxRuntimeRunner(Runner):
         BackendUnavailableError: the provider is not available in this onnxruntime.
     """
 
-    backend = "onnxruntime"
+    backend = Backend.ONNXRUNTIME
 
     def __init__(
-        self, path: str | os.PathLike[str], provider: str = "cpu", threads: int = 0, spin: bool = True,
+        self, path: str | os.PathLike[str], provider: Provider | str = Provider.CPU, threads: int = 0, spin: bool = True,
         cache_dir: str | os.PathLike[str] | None = None, device_id: int = 0,
     ):
         import onnxruntime as ort
@@ -120,19 +118,11 @@ class OnnxRuntimeRunner(Runner):
         meta = self.session.get_modelmeta().custom_metadata_map
         batch_dim = inputs[0].shape[0]
         self.max_batch = batch_dim if isinstance(batch_dim, int) else None
-        try:
-            if "segedge.preprocess" in meta:
-                self.preprocess_config = PreprocessConfig.from_json(meta["segedge.preprocess"])
-            else:
-                h, w = inputs[0].shape[2:]
-                if not (isinstance(h, int) and isinstance(w, int)):
-                    raise ModelFormatError(f"{self.artifact} has no segedge metadata and a dynamic input size")
-                log.warning("%s has no segedge metadata; assuming the default preprocessing at %dx%d", path, h, w)
-                self.preprocess_config = PreprocessConfig(height=h, width=w)
-            self.classes = tuple(json.loads(meta.get("segedge.classes", json.dumps(CLASS_NAMES))))
-        except (InputError, json.JSONDecodeError) as exc:
-            raise ModelFormatError(f"{self.artifact}: bad segedge metadata: {exc}") from None
-        self.precision = meta.get("segedge.precision", "fp16" if self.input_is_fp16 else "fp32")
+        h, w = (d if isinstance(d, int) else None for d in inputs[0].shape[2:])
+        self.contract = Contract.from_props(
+            meta, str(self.artifact), fallback_size=(h, w),
+            fallback_precision=Precision.FP16 if self.input_is_fp16 else Precision.FP32,
+        )
         self.metadata = dict(meta)
 
     def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:

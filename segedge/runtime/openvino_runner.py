@@ -11,15 +11,13 @@ CPU device docs ("CPU Device": ``INFERENCE_NUM_THREADS``, ``NUM_STREAMS``,
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from segedge.data.oxford_pet import CLASS_NAMES
-from segedge.data.transforms import PreprocessConfig
+from segedge.contract import Backend, Contract
 from segedge.errors import InputError, ModelFormatError
 from segedge.export.openvino_ir import RT_INFO_KEY, import_openvino, onnx_contract
 from segedge.runtime.base import Runner
@@ -61,7 +59,7 @@ class OpenVINORunner(Runner):
         InputError: negative ``threads``, ``streams`` below 1, or an unknown ``inference_precision``.
     """
 
-    backend = "openvino"
+    backend = Backend.OPENVINO
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 0, streams: int = 1, inference_precision: str = "f32"):
         ov = import_openvino()
@@ -90,17 +88,8 @@ class OpenVINORunner(Runner):
             raise ModelFormatError(f"{self.artifact}: expected one (N, 3, H, W) input and one output")
         shape = inputs[0].get_partial_shape()
         self.max_batch = shape[0].get_length() if shape[0].is_static else None
-        try:
-            if "preprocess" in meta:
-                self.preprocess_config = PreprocessConfig.from_json(meta["preprocess"])
-            elif shape[2].is_static and shape[3].is_static:
-                self.preprocess_config = PreprocessConfig(height=shape[2].get_length(), width=shape[3].get_length())
-            else:
-                raise ModelFormatError(f"{self.artifact} has no segedge metadata and a dynamic input size")
-            self.classes = tuple(json.loads(meta.get("classes", json.dumps(CLASS_NAMES))))
-        except (InputError, json.JSONDecodeError) as exc:
-            raise ModelFormatError(f"{self.artifact}: bad segedge metadata: {exc}") from None
-        self.precision = meta.get("precision", "fp32")
+        size = tuple(shape[i].get_length() if shape[i].is_static else None for i in (2, 3))
+        self.contract = Contract.from_metadata(meta, str(self.artifact), fallback_size=size)
         self.metadata = {f"segedge.{k}": v for k, v in meta.items()}
         self.threads, self.streams = threads, streams
         self._local = threading.local()

@@ -7,7 +7,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from segedge.data.oxford_pet import CLASS_PALETTE as DEFAULT_PALETTE
+from segedge.contract import PET_PALETTE as DEFAULT_PALETTE
 from segedge.runtime.postprocess import first_argmax
 from segedge.runtime.upsample import Upsample
 

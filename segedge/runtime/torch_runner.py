@@ -9,6 +9,7 @@ import os
 import numpy as np
 import torch
 
+from segedge.contract import Backend, Precision
 from segedge.errors import BackendUnavailableError, InputError
 from segedge.models.checkpoint import Checkpoint, load_checkpoint
 from segedge.runtime.base import Runner
@@ -37,7 +38,7 @@ class TorchRunner(Runner):
         InputError: ``fp16`` on the CPU.
     """
 
-    backend = "torch"
+    backend = Backend.TORCH
 
     def __init__(self, checkpoint: Checkpoint | str | os.PathLike[str] | None = None, device: str = "cpu", fp16: bool = False, threads: int = 0):
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -54,10 +55,8 @@ class TorchRunner(Runner):
         self.fp16 = fp16
         # a private copy: channels_last (about 2x faster on CPU, tensor-core friendly on GPU) must not leak into the caller's model
         self.model = copy.deepcopy(ckpt.model).eval().to(self.device, memory_format=torch.channels_last)
-        self.preprocess_config = ckpt.preprocess
-        self.classes = ckpt.classes
+        self.contract = ckpt.contract.replace(precision=Precision.FP16 if fp16 else Precision.FP32)
         self.artifact = ckpt.path
-        self.precision = "fp16" if fp16 else "fp32"
 
     @torch.inference_mode()
     def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:

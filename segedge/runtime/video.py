@@ -102,7 +102,7 @@ class _Loop:
         self.interrupt = threading.Event()  # set by Ctrl-C: stop after the frame being delivered
         self.stats = LiveStats()
         self.errors: list[BaseException] = []
-        self.overlay = Overlay(alpha=options.alpha, classes=options.classes, outline=options.outline, upsample=options.upsample)
+        self.overlay = Overlay(runner.contract.palette, alpha=options.alpha, classes=options.classes, outline=options.outline, upsample=options.upsample)
         self.post = Postprocessor(classes, h, w, options.smooth)
         self.label = f"{runner.backend} {runner.precision}"
         self.frame_index = 0

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from segedge.calibration.cache import read_cache
 from segedge.calibration.dataset import load_calibration_set, load_calibration_sets
 from segedge.calibration.quantize import conv_layers, quantize_int8
-from segedge.calibration.sensitivity import held_out_set, mixed_precision, score_onnx
+from segedge.pipeline.sensitivity import held_out_set, mixed_precision, score_onnx
 from segedge.cli.main import app
 from segedge.errors import DataError, InputError
 

@@ -16,14 +16,25 @@ def test_help_lists_every_command():
         assert command in result.stdout
 
 
-def test_corrupt_image_as_source_is_one_line(tmp_path, one_line_error):
+def test_corrupt_image_as_source_is_named_and_ends_in_one_error_line(tmp_path, embedded):
     folder = tmp_path / "frames"
     folder.mkdir()
     (folder / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
-    result = cli.invoke(app, ["build-engine", "x.onnx", "-o", str(tmp_path / "y.onnx")])
-    one_line_error(result)  # missing model: one line
-    line = one_line_error(cli.invoke(app, ["report", "--candidates", str(tmp_path / "nope.onnx"), "--data", str(folder)]))
-    assert "nope.onnx" in line
+    out = tmp_path / "report"
+    # the candidate loads (the embedded checkpoint), so the command really reaches the corrupt JPEG
+    result = cli.invoke(app, ["report", "--candidates", str(embedded.path), "--data", str(folder), "-o", str(out)])
+    text = (result.stderr or "") + (result.stdout or "")
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert result.exit_code == 2 and "Traceback" not in text, text
+    assert any("a.jpg" in line and "not a decodable image" in line for line in lines), text  # the file is named
+    assert lines[-1] == f"error: {folder} yielded no readable image"
+    assert not (out / "report.json").exists()
+
+
+def test_missing_model_is_one_line(tmp_path, one_line_error):
+    result = cli.invoke(app, ["build-engine", str(tmp_path / "x.onnx"), "-o", str(tmp_path / "y.onnx")])
+    assert "x.onnx" in one_line_error(result) and result.exit_code == 2
+    assert not (tmp_path / "y.onnx").exists()
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 """`segedge build-engine`: asking for an engine where TensorRT is absent, builder options,
 and the ONNX Runtime artifact (no TensorRT needed)."""
 
+import shlex
+
 import pytest
 from typer.testing import CliRunner
 
@@ -35,7 +37,7 @@ def test_int8_engine_without_tensorrt_fails_before_calibrating(tmp_path, tiny_on
 
 @no_tensorrt
 def test_library_call_raises_the_same_error(tmp_path, tiny_onnx):
-    from segedge.engine.artifacts import build_artifact
+    from segedge.pipeline.build import build_artifact
 
     with pytest.raises(TensorRTRequestError) as info:
         build_artifact(tiny_onnx, tmp_path / "m.engine")
@@ -69,13 +71,20 @@ def test_option_ranges_are_checked_by_the_parser(tmp_path, tiny_onnx):
         assert result.exit_code == 2, args
 
 
-def test_every_builder_option_is_accepted(tmp_path, tiny_onnx):
+def test_every_builder_option_reaches_the_build_options(tmp_path, tiny_onnx):
+    """Each engine option is parsed into BuildOptions (shown: an ONNX output names the engine
+    options it ignores, as BuildOptions.cli_args renders them); BuildOptions -> IBuilderConfig
+    is tested in test_builder_config.py."""
     options = [
         "--min-shape", "1x3x128x128", "--opt-shape", "2x3x128x128", "--max-shape", "16x3x128x128", "--workspace", "512",
         "--builder-optimization-level", "4", "--timing-cache", str(tmp_path / "t.cache"), "--version-compatible",
-        "--hardware-compatibility", "ampere+", "--calib-cache", str(tmp_path / "c.json"),
+        "--hardware-compatibility", "ampere+",
     ]
-    result = cli.invoke(app, ["build-engine", str(tiny_onnx), "-o", str(tmp_path / "m.onnx"), *options])
+    result = cli.invoke(app, ["build-engine", str(tiny_onnx), "-o", str(tmp_path / "m.onnx"), *options, "--calib-cache", str(tmp_path / "c.json")])
     assert result.exit_code == 0, result.stdout + result.stderr
+    note = next(line for line in result.stdout.splitlines() if "engine options ignored" in line)
+    assert shlex.split(note.split("builds no engine: ", 1)[1]) == options
     result = cli.invoke(app, ["build-engine", str(tiny_onnx), "-o", str(tmp_path / "m.onnx"), "--dla-core", "1"])
-    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.exit_code == 0 and "--dla-core 1" in result.stdout
+    result = cli.invoke(app, ["build-engine", str(tiny_onnx), "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0 and "engine options ignored" not in result.stdout

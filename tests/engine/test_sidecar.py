@@ -22,6 +22,19 @@ def make_info(**builder) -> EngineInfo:
     )
 
 
+def test_sidecar_contract_is_read_by_the_contract_type():
+    from segedge.contract import Contract, Precision, PreprocessConfig
+
+    contract = Contract(preprocess=PreprocessConfig(64, 96, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2)), classes=("a", "b"), precision=Precision.INT8)
+    info = make_info()
+    info.metadata = contract.to_metadata()
+    assert info.contract == contract and info.classes == ("a", "b")
+    assert info.contract.preprocess.mean == (0.5, 0.5, 0.5)
+    bare = make_info()
+    bare.metadata = {}
+    assert bare.classes is None and bare.contract.precision is Precision.INT8  # from the sidecar's own field
+
+
 def test_round_trip(tmp_path):
     info = make_info(max_shape=(4, 3, 128, 128), version_compatible=True)
     path = info.save(tmp_path / "m.engine")
@@ -84,8 +97,44 @@ def test_version_compatible_engine_accepts_newer_tensorrt_of_the_same_major():
     assert check_engine_compatibility(info, "10.7.0", "NVIDIA GeForce RTX 3060", "8.6") is None
     older = check_engine_compatibility(info, "10.2.0", "NVIDIA GeForce RTX 3060", "8.6")
     assert older is not None and "TensorRT 10.x from 10.3.0 on" in older
-    assert check_engine_compatibility(info, "11.4.0.106", "NVIDIA GeForce RTX 3060", "8.6") is not None
     assert "--version-compatible" in older
+
+
+@pytest.mark.parametrize(
+    "built, here, allowed",
+    [
+        ("10.3.0", "11.4.0.106", True),  # NVIDIA's support matrix 11.4: TensorRT 10 version-compatible engines on 11
+        ("10.16.1", "11.0.0", True),
+        ("8.6.1", "10.3.0", True),  # and TensorRT 8 (8.6+) ones on 10
+        ("8.6.1", "11.4.0", False),  # "a TensorRT 8 engine cannot run with a TensorRT 11 runtime"
+        ("11.4.0", "10.16.1", False),  # never on an older runtime
+        ("11.1.0", "11.0.0", False),
+        ("8.5.3", "8.6.1", False),  # version compatibility starts at 8.6
+        ("10.3.0", "12.0.0", False),  # no other combination across majors
+    ],
+)
+def test_version_compatible_engines_follow_nvidias_support_matrix(built, here, allowed):
+    info = make_info(version_compatible=True)
+    info.tensorrt_version = built
+    message = check_engine_compatibility(info, here, "NVIDIA H200", "8.6")
+    assert (message is None) is allowed, message
+    if not allowed:
+        assert "\n" not in message and "rebuild it here: segedge build-engine" in message
+        assert f"built with TensorRT {built}" in message and f"this machine has TensorRT {here}" in message  # both releases named
+        assert "compute capability" not in message  # the GPU matches: only the version is the reason
+
+
+def test_a_plain_tensorrt_10_engine_is_refused_on_11_with_the_rebuild_command():
+    message = check_engine_compatibility(make_info(), "11.4.0.106", "NVIDIA GeForce RTX 3060", "8.6", engine_path="out/m.engine")
+    assert message is not None and "--version-compatible" in message and "rebuild it here: segedge build-engine out/m.onnx" in message
+
+
+def test_sidecar_records_tf32(tmp_path):
+    info = make_info()
+    info.tf32 = False
+    info.save(tmp_path / "m.engine")
+    assert json.loads((tmp_path / "m.engine.json").read_text())["tf32"] is False
+    assert load_engine_info(tmp_path / "m.engine").tf32 is False
 
 
 def test_version_compatible_can_be_given_explicitly():

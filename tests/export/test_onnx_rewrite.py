@@ -33,6 +33,7 @@ def pool_unpool_graph(n, c, h, w, k, opset=17, **pool_attrs) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+@pytest.mark.slow  # 60 generated graphs, two ONNX Runtime sessions each: seconds; runs in `make test`
 @settings(max_examples=60, deadline=None)
 @given(k=st.integers(2, 3), n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(3, 13), w=st.integers(3, 13))
 def test_maxunpool_graphs_become_standard_ops_bit_identically(k, n, c, h, w):

@@ -68,6 +68,7 @@ def test_out_of_range_or_mismatched_inputs_are_refused():
         ConfusionMatrix.from_matrix([[1, 2, 3]])
 
 
+@pytest.mark.slow  # importing torchmetrics (and the scipy it pulls in) alone takes seconds; runs in `make test`
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_scores_match_torchmetrics(seed):
     torch = pytest.importorskip("torch")

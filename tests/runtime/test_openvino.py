@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from segedge.cli.main import app
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
-from segedge.runtime.factory import Backend, load_runner, resolve_backend
+from segedge.contract import Backend
+from segedge.runtime.factory import load_runner, resolve_backend
 
 openvino = pytest.importorskip("openvino", reason="openvino is not installed (pip install 'segedge[openvino]')")
 
@@ -89,7 +90,7 @@ def test_int8_qdq_onnx_goes_to_openvino_on_auto_and_matches_onnx_runtime(exporte
 
     calibration = load_calibration_set(pet_root, embedded.preprocess, num_images=16, seed=0)
     int8 = quantize_int8(exported_onnx, tmp_path / "int8.onnx", calibration).path
-    assert resolve_backend(int8) is Backend.openvino
+    assert resolve_backend(int8) is Backend.OPENVINO
     with load_runner(int8) as runner, load_runner(int8, backend="onnxruntime") as ort_runner:
         assert isinstance(runner, OpenVINORunner) and runner.precision == "int8"
         ours, theirs = runner.infer(pet_batch).argmax(1), ort_runner.infer(pet_batch).argmax(1)
@@ -143,19 +144,19 @@ def test_max_unpool_graph_is_refused_in_one_line_naming_the_tensorrt_form(tmp_pa
     with pytest.raises(ModelFormatError, match="--target tensorrt") as info:
         OpenVINORunner(path)
     assert "\n" not in str(info.value)
-    assert resolve_backend(path) is Backend.onnxruntime  # auto keeps MaxUnpool graphs in ONNX Runtime
+    assert resolve_backend(path) is Backend.ONNXRUNTIME  # auto keeps MaxUnpool graphs in ONNX Runtime
 
 
 def test_auto_sends_qdq_to_openvino_and_float_graphs_to_onnx_runtime(tmp_path):
     tiny_onnx(tmp_path / "qdq.onnx", "qdq")
     tiny_onnx(tmp_path / "float.onnx", "identity")
-    assert resolve_backend(tmp_path / "qdq.onnx") is Backend.openvino
-    assert resolve_backend(tmp_path / "qdq.onnx", provider="cuda") is Backend.onnxruntime
-    assert resolve_backend(tmp_path / "float.onnx") is Backend.onnxruntime
-    assert resolve_backend(tmp_path / "float.onnx", "openvino") is Backend.openvino
-    assert resolve_backend(None) is Backend.torch
+    assert resolve_backend(tmp_path / "qdq.onnx") is Backend.OPENVINO
+    assert resolve_backend(tmp_path / "qdq.onnx", provider="cuda") is Backend.ONNXRUNTIME
+    assert resolve_backend(tmp_path / "float.onnx") is Backend.ONNXRUNTIME
+    assert resolve_backend(tmp_path / "float.onnx", "openvino") is Backend.OPENVINO
+    assert resolve_backend(None) is Backend.TORCH
     with pytest.raises(InputError, match=r"loads \.onnx, \.xml"):
-        resolve_backend(tmp_path / "model.pt", Backend.openvino)
+        resolve_backend(tmp_path / "model.pt", Backend.OPENVINO)
 
 
 def test_a_graph_without_metadata_gets_the_default_preprocessing_at_its_size(tmp_path):
@@ -208,11 +209,11 @@ def test_backend_that_cannot_load_the_file_is_one_line_exit_2(tmp_path, one_line
 
 
 @pytest.mark.slow
-def test_export_target_openvino_writes_an_ir_the_runner_loads(exported_onnx, tmp_path, one_line_error, embedded):
+def test_export_openvino_ir_writes_an_ir_the_runner_loads(exported_onnx, tmp_path, one_line_error, embedded):
     cli = CliRunner()
-    result = cli.invoke(app, ["export", str(exported_onnx), "--target", "openvino", "-o", str(tmp_path / "m.xml")])
+    result = cli.invoke(app, ["export", str(exported_onnx), "-o", str(tmp_path / "m.onnx"), "--openvino-ir", str(tmp_path / "m.xml")])
     assert result.exit_code == 0, result.output
     with load_runner(tmp_path / "m.xml") as runner:
         assert runner.backend == "openvino" and runner.preprocess_config == embedded.preprocess
-    line = one_line_error(cli.invoke(app, ["export", str(exported_onnx), "--target", "openvino", "-o", str(tmp_path / "m.onnx")]))
+    line = one_line_error(cli.invoke(app, ["export", str(exported_onnx), "-o", str(tmp_path / "n.onnx"), "--openvino-ir", str(tmp_path / "n.bin")]))
     assert "NAME.xml" in line

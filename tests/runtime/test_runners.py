@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from segedge.engine.tensorrt_api import tensorrt_available
+from segedge.engine.tensorrt_api import engine_build_available, tensorrt_available
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.factory import load_runner
 from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
@@ -44,13 +44,13 @@ def test_missing_onnx_is_a_format_error(tmp_path):
         load_runner(tmp_path / "absent.onnx")
 
 
-def test_gpu_providers_are_refused_with_the_extra_to_install(exported_onnx):
+def test_gpu_providers_are_refused_with_the_extra_to_install(tiny_onnx):
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here")
     with pytest.raises(BackendUnavailableError, match=r"segedge\[gpu\]"):
-        OnnxRuntimeRunner(exported_onnx, provider="cuda")
+        OnnxRuntimeRunner(tiny_onnx, provider="cuda")
 
 
 @pytest.mark.skipif(tensorrt_available(), reason="TensorRT is installed: the absent-TensorRT message cannot be checked")
@@ -65,7 +65,7 @@ def test_engine_without_tensorrt_says_which_extra_to_install(tmp_path):
 
 
 @pytest.mark.tensorrt
-@pytest.mark.skipif(not tensorrt_available(), reason="TensorRT is not installed (pip install 'segedge[tensorrt]' on a GPU machine)")
+@pytest.mark.skipif(not engine_build_available(), reason="needs TensorRT, cuda-python and a CUDA GPU (pip install 'segedge[tensorrt]' on a GPU machine)")
 def test_tensorrt_engine_matches_onnx_runtime(tmp_path, exported_onnx):
     from segedge.engine.build import build_engine
 

@@ -1,4 +1,4 @@
-"""``segedge build-engine``: the deployable artifact for one precision.
+"""Build (``segedge build-engine``): the deployable artifact for one precision.
 
 1. A precision-specific ONNX: the FP32 model itself, its FP16 form, or a Q/DQ INT8 model
    calibrated on real images. ONNX Runtime runs all three on a CPU.
@@ -15,26 +15,27 @@ from pathlib import Path
 
 from segedge._io import atomic_path
 from segedge.calibration.dataset import CalibrationSet
-from segedge.engine.options import BuildOptions
+from segedge.contract import CalibrationMethod, Contract, Precision, Target
+from segedge.engine.options import BuildOptions, check_dla
 from segedge.errors import DataError, InputError
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = tuple(Precision)
 
 
 @dataclass
 class BuildResult:
     onnx: Path  # the precision-specific ONNX (always written)
     engine: Path | None  # the TensorRT engine, when TensorRT is available
-    precision: str
+    precision: Precision
     note: str  # one line for the user (what was built, or why no engine)
 
 
 def build_artifact(
     onnx_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
-    precision: str = "fp32",
+    precision: Precision | str = Precision.FP32,
     calibration: CalibrationSet | None = None,
-    method: str = "percentile",
+    method: CalibrationMethod | str = CalibrationMethod.PERCENTILE,
     percentile: float = 99.9,
     calib_cache: str | os.PathLike[str] | None = None,
     engine_options: BuildOptions | None = None,
@@ -55,8 +56,8 @@ def build_artifact(
 
     Raises:
         InputError: unknown precision or output suffix; for an engine, an ONNX exported for
-            ONNX Runtime (MaxUnpool) or a profile that does not fit its input (both checked
-            before anything is written).
+            ONNX Runtime (MaxUnpool), a profile that does not fit its input, or ``--dla-core``
+            with fp32 or a dynamic profile (all checked before anything is written).
         TensorRTRequestError: an ``.engine`` / ``.plan`` output where TensorRT, cuda-python
             or a GPU is missing (exit code 2, checked before anything is written; ask for
             ``X.onnx`` for the ONNX Runtime artifact).
@@ -65,34 +66,36 @@ def build_artifact(
     """
     from segedge.engine.profiles import onnx_input_spec, resolve_profile
     from segedge.engine.tensorrt_api import require_engine_support
-    from segedge.export.metadata import load_onnx, read_metadata
+    from segedge.export.metadata import load_onnx
 
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    precision = Precision(precision)
     output = Path(output)
     if output.suffix not in (".engine", ".plan", ".onnx"):
         raise InputError(f"output {output} must end in .engine, .plan or .onnx")
     source = load_onnx(onnx_path)  # fails early, in one line, on a corrupt input
-    target = read_metadata(source).get("target")
+    target = Contract.from_onnx(source, str(onnx_path)).target
     if output.suffix != ".onnx":  # an engine was asked for: fail before writing anything
+        options = engine_options or BuildOptions()
+        profile = resolve_profile(onnx_input_spec(source), options.min_shape, options.opt_shape, options.max_shape)
+        check_dla(options, precision, profile)
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
-        if target == "onnxruntime":
+        if target is Target.ONNXRUNTIME:
             raise InputError(
                 f"{onnx_path} uses MaxUnpool (exported with --target onnxruntime), which TensorRT cannot parse; "
                 f"export with --target tensorrt for an engine, or ask for -o {output.with_suffix('.onnx')}"
             )
-        options = engine_options or BuildOptions()
-        resolve_profile(onnx_input_spec(source), options.min_shape, options.opt_shape, options.max_shape)
     onnx_out = output.with_suffix(".onnx")
     cache_note = ""
-    if precision == "int8":
+    if precision is Precision.INT8:
         if calibration is None:
             raise DataError("INT8 needs a calibration set: pass --calib-data DIR (a Pet root or an image folder)")
         from segedge.calibration.quantize import quantize_int8
 
         quantized = quantize_int8(onnx_path, onnx_out, calibration, method=method, percentile=percentile, cache=calib_cache)
         cache_note = f" (calibration cache {calib_cache}: {quantized.cache})" if calib_cache else ""
-    elif precision == "fp16":
+    elif precision is Precision.FP16:
         from segedge.export.fp16 import convert_fp16
 
         convert_fp16(onnx_path, onnx_out)

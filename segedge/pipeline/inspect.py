@@ -1,4 +1,4 @@
-"""``segedge inspect``: what an artifact is, before anyone deploys it.
+"""Inspect (``segedge inspect``): what an artifact is, before anyone deploys it.
 
 For an ONNX file: inputs and outputs, opset, op histogram, parameters, GMACs at the
 model's own input size (batch 1), precision, unpool form, segedge metadata and the
@@ -8,7 +8,6 @@ an engine: its sidecar.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from segedge.contract import Contract, Target
 from segedge.errors import InputError
 from segedge.export.lint import lint_tensorrt
 from segedge.export.metadata import load_onnx, read_metadata
@@ -97,9 +97,10 @@ def inspect_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
     if suffix == ".onnx":
         model = load_onnx(path)
         meta = read_metadata(model)
+        contract = Contract.from_onnx(model, str(path))
         dims = model.graph.input[0].type.tensor_type.shape.dim
         static = [d.dim_value for d in dims[2:4]] if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:4]) else None
-        size = static or (json.loads(meta["input_size"]) if "input_size" in meta else [128, 128])
+        size = static or list(contract.input_size)
         macs, params = onnx_macs(model, *size)
         lint = lint_tensorrt(model)
         init_names = {i.name for i in model.graph.initializer}
@@ -115,8 +116,10 @@ def inspect_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
             "parameters": params,
             "gmacs": macs / 1e9,
             "gmacs_at": size,
-            "precision": meta.get("precision", "unknown"),
-            "target": meta.get("target", "onnxruntime" if any(n.op_type == "MaxUnpool" for n in model.graph.node) else "unknown"),
+            "precision": contract.precision.value if contract.declared else "unknown",
+            "target": contract.target.value if contract.target else (
+                Target.ONNXRUNTIME.value if any(n.op_type == "MaxUnpool" for n in model.graph.node) else "unknown"
+            ),
             "metadata": meta,
             "lint": {"summary": lint.summary(), "issues": [str(i) for i in lint.issues]},
         }

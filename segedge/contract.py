@@ -1,0 +1,482 @@
+"""The deployment contract as a type, and the vocabulary every stage shares.
+
+An artifact (checkpoint, ONNX file, TensorRT engine sidecar, OpenVINO IR) carries what a
+deployed model must agree with: its preprocessing, class names and overlay palette, input
+size, numeric precision, target form and provenance. :class:`Contract` holds it, and this
+module is the ONLY reader and writer of that record (the MMDeploy ``deploy.json`` /
+Ultralytics metadata pattern): every runner exposes ``runner.contract``; no other module
+parses metadata keys.
+
+Storage forms (one writer and one reader each):
+
+- ONNX: ``metadata_props`` with ``segedge.``-prefixed string keys (:meth:`Contract.write_onnx`,
+  :meth:`Contract.from_onnx`); ONNX Runtime's ``custom_metadata_map`` and OpenVINO's
+  ``rt_info`` hold the same prefixed mapping (:meth:`Contract.to_props`, :meth:`Contract.from_props`).
+- engine sidecar: the unprefixed mapping (:meth:`Contract.to_metadata`, :meth:`Contract.from_metadata`).
+- checkpoint: plain values in the ``torch.save`` dict (:meth:`Contract.to_checkpoint`,
+  :meth:`Contract.from_checkpoint`).
+
+Ground floor: imports only the standard library and :mod:`segedge.errors`.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
+from typing import Any, Iterable, Mapping, MutableSequence
+
+from segedge.errors import InputError, ModelFormatError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "segedge."  # ONNX metadata_props / ORT custom_metadata_map / OpenVINO rt_info key prefix
+
+
+class Precision(str, Enum):
+    """Numeric precision of a deployed model."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"  # FP16 weights and activations, float32 input and output
+    INT8 = "int8"  # explicit quantization (Q/DQ), signed INT8
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Target(str, Enum):
+    """Form of an exported ONNX (how max-unpooling is expressed)."""
+
+    TENSORRT = "tensorrt"  # standard ops only: what TensorRT's ONNX parser takes
+    ONNXRUNTIME = "onnxruntime"  # MaxPool Indices + MaxUnpool: about 2x faster in ONNX Runtime on a CPU
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Backend(str, Enum):
+    """Inference backend a runner uses."""
+
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+    TENSORRT = "tensorrt"
+    OPENVINO = "openvino"
+    AUTO = "auto"  # a choice (``--backend auto``), never a runner's: chosen by the artifact, see segedge.runtime.factory.resolve_backend
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class CalibrationMethod(str, Enum):
+    """INT8 activation-range calibration (ONNX Runtime ``CalibrationMethod``)."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"  # KL divergence, TensorRT's classic entropy calibrator
+    PERCENTILE = "percentile"  # clip rare outliers
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Provider(str, Enum):
+    """ONNX Runtime execution provider."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+    TENSORRT = "tensorrt"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Interpolation(str, Enum):
+    """Image resize of the preprocessing (OpenCV ``INTER_*``)."""
+
+    NEAREST = "nearest"  # the article's choice (torchvision InterpolationMode.NEAREST)
+    LINEAR = "linear"
+    AREA = "area"
+    CUBIC = "cubic"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class HardwareCompatibility(str, Enum):
+    """TensorRT engine hardware compatibility (``HardwareCompatibilityLevel``)."""
+
+    NONE = "none"  # runs only on GPUs of the compute capability it was built on
+    AMPERE_PLUS = "ampere+"  # runs on any Ampere or newer GPU (compute capability 8.0+)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+INTERPOLATION_NAMES = tuple(i.value for i in Interpolation)
+
+# Oxford-IIIT Pet trimap classes, the default of every segedge artifact (class index = trimap value - 1).
+PET_CLASSES: tuple[str, ...] = ("pet", "background", "border")
+# BGR overlay colour per class (None: not drawn): pet orange, background clear, border yellow.
+PET_PALETTE: tuple[tuple[int, int, int] | None, ...] = ((0, 140, 255), None, (0, 255, 255))
+
+Color = tuple[int, int, int]
+
+
+def default_palette(classes: Iterable[str]) -> tuple[Color | None, ...]:
+    """Overlay colours for ``classes``: the Pet palette for the Pet classes; otherwise class
+    0 (conventionally background) undrawn and the others evenly spaced hues (BGR)."""
+    classes = tuple(classes)
+    if classes == PET_CLASSES:
+        return PET_PALETTE
+    n = len(classes)
+    palette: list[Color | None] = [None]
+    for i in range(1, n):
+        r, g, b = colorsys.hsv_to_rgb((i - 1) / max(n - 1, 1), 0.9, 1.0)
+        palette.append((int(255 * b), int(255 * g), int(255 * r)))
+    return tuple(palette[:n])
+
+
+def _triple(name: str, value: Any) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    try:
+        values = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be three numbers (one per input channel), got {value!r}") from None
+    if len(values) != 3:
+        raise InputError(f"{name} must be three numbers (one per input channel), got {len(values)}")
+    return values  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Parameters of :func:`segedge.data.transforms.preprocess`; stored with every artifact.
+
+    ``x = (pixel * scale - mean) / std`` per channel, in the model's channel order; without
+    mean/std (the default, and every artifact written before they existed) ``x = pixel * scale``.
+    """
+
+    height: int = 128  # model input height in pixels
+    width: int = 128  # model input width in pixels
+    interpolation: str = "nearest"  # image resize: nearest | linear | area | cubic (article: nearest)
+    channel_order: str = "RGB"  # channel order the model expects (frames arrive BGR from OpenCV)
+    scale: float = 1.0 / 255.0  # uint8 -> float multiplier: [0, 255] -> [0, 1]
+    mean: tuple[float, float, float] | None = None  # per channel, subtracted after scaling (ImageNet: 0.485, 0.456, 0.406)
+    std: tuple[float, float, float] | None = None  # per channel, divides after the mean (ImageNet: 0.229, 0.224, 0.225)
+
+    def __post_init__(self) -> None:
+        if self.height <= 0 or self.width <= 0:
+            raise InputError(f"input size must be positive, got {self.height}x{self.width}")
+        object.__setattr__(self, "interpolation", str(self.interpolation))  # an Interpolation member is stored as its value
+        if self.interpolation not in INTERPOLATION_NAMES:
+            raise InputError(
+                f"unknown interpolation {self.interpolation!r}; expected one of {', '.join(INTERPOLATION_NAMES)}"
+            )
+        if self.channel_order not in ("RGB", "BGR"):
+            raise InputError(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
+        object.__setattr__(self, "mean", _triple("mean", self.mean))
+        object.__setattr__(self, "std", _triple("std", self.std))
+        if self.std is not None and min(self.std) <= 0:
+            raise InputError(f"std must be positive, got {self.std}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of the model input."""
+        return self.height, self.width
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values; ``mean``/``std`` only when set (older readers and hashes stay valid)."""
+        data = asdict(self)
+        for key in ("mean", "std"):
+            if data[key] is None:
+                del data[key]
+            else:
+                data[key] = list(data[key])
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessConfig":
+        """Rebuild from :meth:`to_dict` output (with or without mean/std).
+
+        Raises:
+            InputError: unknown keys or invalid values (an artifact from another tool).
+        """
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(f"unknown preprocessing parameters {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PreprocessConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"preprocessing metadata is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise InputError("preprocessing metadata must be a JSON object")
+        return cls.from_dict(data)
+
+
+def read_props(props: Iterable[Any] | Mapping[str, str]) -> dict[str, str]:
+    """The ``segedge.*`` entries of ONNX ``metadata_props`` (or of a prefixed mapping such as
+    ONNX Runtime's ``custom_metadata_map``), without the prefix."""
+    items = props.items() if isinstance(props, Mapping) else ((p.key, p.value) for p in props)
+    return {k[len(PREFIX) :]: v for k, v in items if k.startswith(PREFIX)}
+
+
+def write_props(props: MutableSequence[Any], metadata: Mapping[str, str]) -> None:
+    """Write ``metadata`` (unprefixed keys) into ONNX ``metadata_props``, replacing existing
+    entries of the same keys and keeping all others."""
+    prefixed = {PREFIX + k: v for k, v in metadata.items()}
+    keep = [(p.key, p.value) for p in props if p.key not in prefixed]
+    del props[:]
+    for key, value in [*keep, *prefixed.items()]:
+        props.add(key=key, value=value)
+
+
+# keys the Contract fields own; anything else in an artifact's record rides along in ``extra``
+_OWN_KEYS = (
+    "model", "classes", "palette", "preprocess", "input_size", "size_multiple", "dynamic", "precision", "target",
+    "training_data", "segedge_version", "checkpoint_sha256",
+)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a deployed model must agree with; carried by every artifact.
+
+    Attributes:
+        preprocess: resize, channel order, scale and optional mean/std (see :class:`PreprocessConfig`).
+        classes: class names in logit order.
+        palette: BGR overlay colour per class (``None``: not drawn); default :func:`default_palette`.
+        precision: numeric precision of the artifact.
+        target: unpool form of an ONNX (``None`` for a checkpoint or a foreign model).
+        model: registry name or a user's label (``unknown`` for a foreign ONNX).
+        training_data: what it was trained on (``unknown`` when not recorded).
+        checkpoint_sha256: hex SHA-256 of the checkpoint it came from ("" when none).
+        segedge_version: the segedge that wrote the artifact ("" for a foreign one).
+        dynamic: symbolic input axes of an ONNX (``batch``, ``height``, ``width``).
+        size_multiple: input height/width must be multiples of this (``2 ** pooling stages``).
+        extra: other ``segedge.*`` entries (``fp32_nodes``, ``calibration``, ...), kept verbatim.
+        declared: whether the artifact carried a segedge record at all (``False``: defaults).
+    """
+
+    preprocess: PreprocessConfig = PreprocessConfig()
+    classes: tuple[str, ...] = PET_CLASSES
+    palette: tuple[Color | None, ...] | None = None
+    precision: Precision = Precision.FP32
+    target: Target | None = None
+    model: str = "unknown"
+    training_data: str = "unknown"
+    checkpoint_sha256: str = ""
+    segedge_version: str = ""
+    dynamic: tuple[str, ...] = ()
+    size_multiple: int | None = None
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    declared: bool = field(default=True, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        if not self.classes:
+            raise InputError("a model needs at least one class")
+        palette = default_palette(self.classes) if self.palette is None else tuple(
+            None if c is None else tuple(int(v) for v in c) for c in self.palette
+        )
+        if len(palette) != len(self.classes):
+            raise InputError(f"palette has {len(palette)} colours for {len(self.classes)} classes")
+        object.__setattr__(self, "palette", palette)
+        object.__setattr__(self, "precision", Precision(self.precision))
+        if self.target is not None:
+            object.__setattr__(self, "target", Target(self.target))
+        object.__setattr__(self, "dynamic", tuple(self.dynamic))
+        object.__setattr__(self, "extra", dict(self.extra))
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(height, width)`` the model was trained at, in pixels."""
+        return self.preprocess.size
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def replace(self, **changes: Any) -> "Contract":
+        """A copy with ``changes`` applied (the dataclass is frozen)."""
+        return replace(self, **changes)
+
+    def override(
+        self,
+        classes: Iterable[str] | None = None,
+        mean: Iterable[float] | None = None,
+        std: Iterable[float] | None = None,
+    ) -> "Contract":
+        """A copy declaring what a foreign model's file does not say (``segedge export
+        --classes/--mean/--std``): new classes get the default palette for them; mean and
+        std must come together unless the preprocessing already has the other.
+
+        Raises:
+            InputError: an empty class list, mean/std not three numbers, std not positive.
+        """
+        changes: dict[str, Any] = {"declared": True}
+        if classes is not None:
+            names = tuple(classes)
+            if not names:
+                raise InputError("--classes needs at least one class name")
+            changes.update(classes=names, palette=None)
+        if mean is not None or std is not None:
+            preprocess = replace(
+                self.preprocess,
+                mean=tuple(mean) if mean is not None else self.preprocess.mean or (0.0, 0.0, 0.0),
+                std=tuple(std) if std is not None else self.preprocess.std or (1.0, 1.0, 1.0),
+            )
+            changes["preprocess"] = preprocess
+        return replace(self, **changes)
+
+    # -- unprefixed string mapping: the engine sidecar, and the core of every other form --
+    def to_metadata(self) -> dict[str, str]:
+        """The contract as unprefixed string entries (the order ``segedge export`` writes)."""
+        meta = {
+            "model": self.model,
+            "classes": json.dumps(list(self.classes)),
+            "palette": json.dumps([list(c) if c else None for c in self.palette or ()]),
+            "preprocess": self.preprocess.to_json(),
+            "input_size": json.dumps(list(self.input_size)),
+        }
+        if self.size_multiple is not None:
+            meta["size_multiple"] = str(self.size_multiple)
+        meta["dynamic"] = json.dumps(list(self.dynamic))
+        meta["precision"] = self.precision.value
+        if self.target is not None:
+            meta["target"] = self.target.value
+        meta["training_data"] = self.training_data
+        meta["segedge_version"] = self.segedge_version
+        if self.checkpoint_sha256:
+            meta["checkpoint_sha256"] = self.checkpoint_sha256
+        meta.update({k: v for k, v in self.extra.items() if k not in meta})
+        return meta
+
+    @classmethod
+    def from_metadata(
+        cls,
+        meta: Mapping[str, str],
+        source: str = "artifact",
+        fallback_size: tuple[int | None, int | None] | None = None,
+        fallback_precision: Precision | str = Precision.FP32,
+    ) -> "Contract":
+        """Read the unprefixed mapping written by :meth:`to_metadata` (any subset of it).
+
+        Args:
+            meta: unprefixed entries.
+            source: artifact path, for messages.
+            fallback_size: ``(H, W)`` of the model input when there is no ``preprocess`` entry
+                (a foreign ONNX); ``None`` or a symbolic dimension: the default 128x128 when
+                ``meta`` is a segedge record, an error otherwise.
+            fallback_precision: precision when there is no ``precision`` entry.
+
+        Raises:
+            ModelFormatError: malformed entries, or a foreign model of dynamic input size.
+        """
+        try:
+            if "preprocess" in meta:
+                preprocess = PreprocessConfig.from_json(meta["preprocess"])
+            elif fallback_size is not None and None not in fallback_size:
+                log.warning("%s has no segedge metadata; assuming the default preprocessing at %dx%d", source, *fallback_size)
+                preprocess = PreprocessConfig(height=int(fallback_size[0]), width=int(fallback_size[1]))  # type: ignore[arg-type]
+            elif fallback_size is not None:
+                raise ModelFormatError(f"{source} has no segedge metadata and a dynamic input size")
+            else:
+                preprocess = PreprocessConfig()
+            classes = tuple(json.loads(meta["classes"])) if "classes" in meta else PET_CLASSES
+            palette = json.loads(meta["palette"]) if "palette" in meta else None
+            if palette is not None and len(palette) != len(classes):  # older exports cut the Pet palette
+                palette = None
+            return cls(
+                preprocess=preprocess,
+                classes=classes,
+                palette=palette,
+                precision=Precision(meta.get("precision", Precision(fallback_precision).value)),
+                target=Target(meta["target"]) if meta.get("target") else None,
+                model=meta.get("model", "unknown"),
+                training_data=meta.get("training_data", "unknown"),
+                checkpoint_sha256=meta.get("checkpoint_sha256", ""),
+                segedge_version=meta.get("segedge_version", ""),
+                dynamic=tuple(json.loads(meta["dynamic"])) if "dynamic" in meta else (),
+                size_multiple=int(meta["size_multiple"]) if "size_multiple" in meta else None,
+                extra={k: v for k, v in meta.items() if k not in _OWN_KEYS},
+                declared=bool(meta),
+            )
+        except ModelFormatError:
+            raise
+        except (InputError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            raise ModelFormatError(f"{source}: bad segedge metadata: {exc}") from None
+
+    # -- prefixed string mapping: ONNX metadata_props, ORT custom_metadata_map, OpenVINO rt_info --
+    def to_props(self) -> dict[str, str]:
+        """The contract as ``segedge.``-prefixed entries (OpenVINO ``rt_info`` can store these)."""
+        return {PREFIX + k: v for k, v in self.to_metadata().items()}
+
+    @classmethod
+    def from_props(cls, props: Iterable[Any] | Mapping[str, str], source: str = "artifact", **fallbacks: Any) -> "Contract":
+        """Read a prefixed mapping or ONNX ``metadata_props`` (see :meth:`from_metadata` for
+        ``fallbacks`` and errors)."""
+        return cls.from_metadata(read_props(props), source, **fallbacks)
+
+    @classmethod
+    def from_onnx(cls, model: Any, source: str = "ONNX model", **fallbacks: Any) -> "Contract":
+        """Read the contract of an ``onnx.ModelProto`` (see :meth:`from_metadata`)."""
+        return cls.from_props(model.metadata_props, source, **fallbacks)
+
+    def write_onnx(self, model: Any, keys: Iterable[str] | None = None) -> None:
+        """Write the contract into an ``onnx.ModelProto``'s ``metadata_props`` (in place),
+        keeping entries of other tools.
+
+        Args:
+            model: the ``onnx.ModelProto``.
+            keys: write only these entries (a foreign model that declared no contract gets
+                only what a step knows for sure, such as ``precision``); default all.
+        """
+        meta = self.to_metadata()
+        if keys is not None:
+            wanted = set(keys)
+            meta = {k: v for k, v in meta.items() if k in wanted}
+        write_props(model.metadata_props, meta)
+
+    def write_onnx_step(self, model: Any, *keys: str) -> None:
+        """Write after a conversion step (FP16, INT8, rewrite): the whole contract when the
+        source declared one, else only the ``keys`` the step set."""
+        self.write_onnx(model, None if self.declared else keys)
+
+    # -- checkpoint --
+    def to_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint entries (``model``, ``preprocess``, ``classes``; ``palette`` when
+        not the default)."""
+        entries: dict[str, Any] = {"model": self.model, "preprocess": self.preprocess.to_dict(), "classes": list(self.classes)}
+        if self.palette != default_palette(self.classes):
+            entries["palette"] = [list(c) if c else None for c in self.palette or ()]
+        return entries
+
+    @classmethod
+    def from_checkpoint(cls, data: Mapping[str, Any], source: str = "checkpoint") -> "Contract":
+        """Read the contract from a checkpoint dict (see :mod:`segedge.models.checkpoint`).
+
+        Raises:
+            InputError: a malformed preprocessing record or class list (the caller names the
+                checkpoint).
+        """
+        meta = data.get("meta") or {}
+        training = meta.get("data") or (meta.get("recipe") or {}).get("train_split", "unknown")
+        try:
+            preprocess = PreprocessConfig.from_dict(dict(data.get("preprocess") or {}))
+        except TypeError as exc:
+            raise InputError(f"bad preprocessing record: {exc}") from None
+        return cls(
+            preprocess=preprocess,
+            classes=tuple(data.get("classes", PET_CLASSES)),
+            palette=data.get("palette"),
+            model=str(data.get("model", "unknown")),
+            training_data=str(training),
+        )
