@@ -63,6 +63,7 @@ class Backend(str, Enum):
     ONNXRUNTIME = "onnxruntime"
     TENSORRT = "tensorrt"
     OPENVINO = "openvino"
+    TRITON = "triton"  # a model on a Triton Inference Server (triton://HOST:PORT/MODEL)
     AUTO = "auto"  # a choice (``--backend auto``), never a runner's: chosen by the artifact, see segedge.runtime.factory.resolve_backend
 
     def __str__(self) -> str:

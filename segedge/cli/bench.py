@@ -13,7 +13,7 @@ from segedge.contract import Backend
 
 @handle_errors
 def bench_command(
-    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts to time (.pt, .onnx, .xml OpenVINO IR, .engine).", show_default=False)],
+    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts to time (.pt, .onnx, .xml OpenVINO IR, .engine, or triton://HOST:PORT/MODEL: latency then includes the network).", show_default=False)],
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Images to time on (Pet root, folder or video; the first 8 are used); default: a real cat photo (scikit-image `chelsea`).")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs at batch 1 (batch 8: runs/4, at least 3), after --warmup untimed runs.")] = 50,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing, at each batch size.")] = 5,

@@ -23,6 +23,8 @@ from segedge.cli.engine import build_engine_command  # noqa: E402
 from segedge.cli.export import export_command  # noqa: E402
 from segedge.cli.inspect import inspect_command  # noqa: E402
 from segedge.cli.report import report_command  # noqa: E402
+from segedge.cli.deploy import deploy_app  # noqa: E402
+from segedge.cli.serve import serve_command  # noqa: E402
 from segedge.cli.run import run_command  # noqa: E402
 from segedge.cli.train import train_command  # noqa: E402
 
@@ -47,6 +49,8 @@ app.command("report")(report_command)
 app.command("download-data")(download_command)
 app.command("doctor")(doctor_command)
 app.command("bench")(bench_command)
+app.add_typer(deploy_app, name="deploy")
+app.command("serve")(serve_command)
 
 
 def _version(value: bool) -> None:

@@ -42,7 +42,7 @@ def print_report_table(report) -> None:
 
 @handle_errors
 def report_command(
-    candidates: Annotated[Optional[list[Path]], typer.Option("--candidates", "-c", help="Deployed artifacts (.onnx, .xml OpenVINO IR, .engine, .pt); more may follow as plain arguments.")] = None,
+    candidates: Annotated[Optional[list[Path]], typer.Option("--candidates", "-c", help="Deployed artifacts (.onnx, .xml OpenVINO IR, .engine, .pt, or triton://HOST:PORT/MODEL); more may follow as plain arguments.")] = None,
     more: Annotated[Optional[list[Path]], typer.Argument(help="More candidates (so `--candidates A B C` works).", show_default=False)] = None,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Oxford-IIIT Pet root (labelled; its --split is used), image folder or video (unlabelled: agreement only).")] = None,
     video: Annotated[Optional[Path], typer.Option("--video", help="Video clip: compare the candidates with the reference frame by frame (agreement over time).")] = None,

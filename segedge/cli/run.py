@@ -42,7 +42,7 @@ def print_live_stats(stats, label: str) -> None:
 @handle_errors
 def run_command(
     source: Annotated[str, typer.Option("--source", "-s", help="Camera index (0), video file, rtsp:// or http:// URL, image folder or glob.")],
-    engine: Annotated[Optional[Path], typer.Option("--engine", "-e", help="Artifact: .pt (PyTorch), .onnx (ONNX Runtime or OpenVINO, see --backend), .xml (OpenVINO IR) or .engine (TensorRT); default: the embedded segnet-dsc.")] = None,
+    engine: Annotated[Optional[Path], typer.Option("--engine", "-e", help="Artifact: .pt (PyTorch), .onnx (ONNX Runtime or OpenVINO, see --backend), .xml (OpenVINO IR) or .engine (TensorRT), or a served model: triton://HOST:PORT/MODEL (HTTP), triton+grpc://HOST:PORT/MODEL; default: the embedded segnet-dsc.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the annotated video here (.mp4, finalised even on Ctrl-C or an error).")] = None,
     show: Annotated[bool, typer.Option("--show", help="Show a window (q or Esc quits, space pauses).")] = False,
     serve: Annotated[Optional[int], typer.Option("--serve", min=1, max=65535, help="Serve an MJPEG stream and a live page on this port.")] = None,

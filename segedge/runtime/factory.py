@@ -1,7 +1,7 @@
 """Pick the runner for an artifact: by ``--backend``, or (``auto``) by its suffix and what is
 installed: ``.pt`` -> PyTorch, ``.onnx`` -> ONNX Runtime, except a Q/DQ INT8 graph without
 MaxUnpool on a CPU with openvino installed -> OpenVINO, ``.xml`` (OpenVINO IR) -> OpenVINO,
-``.engine`` / ``.plan`` -> TensorRT."""
+``.engine`` / ``.plan`` -> TensorRT; a ``triton://HOST:PORT/MODEL`` address -> a Triton server."""
 
 from __future__ import annotations
 
@@ -58,7 +58,15 @@ def resolve_backend(artifact: str | os.PathLike[str] | None, backend: Backend | 
     Raises:
         InputError: unknown suffix, or a backend that cannot load this kind of file.
     """
+    from segedge.runtime.triton_runner import is_triton_url
+
     backend = Backend(backend)
+    if artifact is not None and is_triton_url(artifact):
+        if backend not in (Backend.AUTO, Backend.TRITON):
+            raise InputError(f"--backend {backend.value} cannot run a served model ({artifact}); use --backend auto or triton")
+        return Backend.TRITON
+    if backend is Backend.TRITON:
+        raise InputError(f"--backend triton takes a triton://HOST:PORT/MODEL address, not {artifact}")
     if artifact is None:
         if backend not in (Backend.AUTO, Backend.TORCH):
             raise InputError(f"--backend {backend.value} needs an artifact; the embedded model runs in PyTorch")
@@ -86,7 +94,8 @@ def load_runner(
 
     Args:
         artifact: ``.pt`` checkpoint, ``.onnx`` model, ``.xml`` OpenVINO IR or ``.engine``;
-            ``None`` loads the embedded ``segnet-dsc`` checkpoint in PyTorch.
+            ``None`` loads the embedded ``segnet-dsc`` checkpoint in PyTorch; ``triton://HOST:PORT/MODEL``
+            (HTTP) or ``triton+grpc://HOST:PORT/MODEL`` a model on a Triton server.
         provider: ONNX Runtime execution provider for ``.onnx`` (``cpu``, ``cuda``,
             ``tensorrt``).
         threads: intra-op threads on the CPU (0: the backend's default). For PyTorch this
@@ -101,6 +110,10 @@ def load_runner(
         CheckpointError, ModelFormatError, BackendUnavailableError: from the backend.
     """
     chosen = resolve_backend(artifact, backend, provider)
+    if chosen is Backend.TRITON:
+        from segedge.runtime.triton_runner import TritonRunner
+
+        return TritonRunner(str(artifact))
     if chosen is Backend.TORCH:
         from segedge.runtime.torch_runner import TorchRunner
 
@@ -131,9 +144,13 @@ def live_parallelism(
     (``benchmarks/live.py``, inference alone): ONNX Runtime 41-45 against 31-32 frames/s,
     PyTorch 34 against 25 (and 23 against 11 in a worker thread). GPU backends (TensorRT,
     ONNX Runtime's CUDA and TensorRT providers) get one worker and their default threads.
+    A Triton server gets 4 workers, i.e. 4 requests in flight, so the network round trip of
+    one frame overlaps the server's work on the others.
     """
     cores = os.cpu_count() or 1
     chosen = resolve_backend(artifact, backend, provider)
+    if chosen is Backend.TRITON:
+        return 4, 0
     on_cpu = chosen in (Backend.TORCH, Backend.OPENVINO) or (chosen is Backend.ONNXRUNTIME and Provider(provider) is Provider.CPU)
     if on_cpu and cores >= 2:
         workers = min(cores, 4)
