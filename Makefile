@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build of PyTorch first: an unpinned resolve could pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[cpu,test]'
 	# segedge serve: Triton's server binary from nvidia-pytriton, without its numpy<2 pin (see pyproject's serve extra)
 	$(BIN)/python -m pip install -q --no-deps nvidia-pytriton==0.7.0
 	touch $(STAMP)

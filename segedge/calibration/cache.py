@@ -6,7 +6,9 @@ augmented model that outputs every activation). The ranges it computes depend on
 - the float model (its ONNX bytes: graph, weights and metadata),
 - the calibration data (the preprocessed input tensor, so a change of image, order, count
   or preprocessing is seen),
-- the method and its parameters, and segedge's quantization settings,
+- the method and its parameters, the target form (``tensorrt``: symmetric ranges for signed
+  INT8; ``onnxruntime``: asymmetric ranges of more tensors for unsigned INT8) and segedge's
+  quantization settings,
 
 so segedge stores them with exactly those keys. A rebuild with the same four reuses the
 ranges; anything else is reported by name and the ranges are recomputed, never silently
@@ -15,7 +17,8 @@ reused (the role TensorRT's calibration cache played for implicit quantization).
 File format (``segedge_calibration_cache`` schema 1)::
 
     {"segedge_calibration_cache": 1,
-     "key": {"model_sha256": ..., "data_sha256": ..., "method": ..., "percentile": ..., "settings": ...},
+     "key": {"model_sha256": ..., "data_sha256": ..., "method": ..., "percentile": ..., "settings": ...,
+             "target": ...},
      "images": 64, "source": "...", "created": "2026-11-24T18:00:00+00:00",
      "ranges": {...}}   # onnxruntime.quantization TensorsData, as its save_tensors_data writes it
 """
@@ -48,6 +51,8 @@ class CalibrationKey:
         method: ``minmax``, ``entropy`` or ``percentile``.
         percentile: the percentile for ``percentile``, else ``None``.
         settings: version tag of segedge's quantizer settings (see ``quantize.SETTINGS``).
+        target: the INT8 form, ``tensorrt`` or ``onnxruntime`` (caches written before the
+            field existed were TensorRT-form ones, hence the default).
     """
 
     model_sha256: str
@@ -55,6 +60,7 @@ class CalibrationKey:
     method: str
     percentile: float | None
     settings: str
+    target: str = "tensorrt"
 
     def differences(self, other: "CalibrationKey") -> list[str]:
         """Names of the fields that differ, in plain words (``["the model", "the data"]``)."""
@@ -64,6 +70,7 @@ class CalibrationKey:
             "method": "the method",
             "percentile": "the percentile",
             "settings": "segedge's quantization settings",
+            "target": "the target form",
         }
         mine, theirs = asdict(self), asdict(other)
         return [words[name] for name in words if mine[name] != theirs[name]]

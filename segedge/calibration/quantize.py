@@ -1,23 +1,40 @@
-"""Explicit INT8 quantization: a Q/DQ ONNX that TensorRT builds as INT8 and ONNX Runtime runs.
+"""INT8 quantization in two forms, one per target, like the unpool forms of ``segedge export``.
 
-Done with ``onnxruntime.quantization.quantize_static`` (QDQ format). Each setting is what
-TensorRT's explicit quantization expects (TensorRT developer guide, "Explicit
+Done with ONNX Runtime's ``quantize_static``, configured per target (the ``target`` argument
+of :func:`quantize_int8`; by default the FP32 ONNX's ``segedge.target``).
+
+``tensorrt`` (Q/DQ for TensorRT's explicit quantization; TensorRT developer guide, "Explicit
 Quantization" and "Q/DQ Layer-Placement Recommendations"):
 
 - **signed INT8, symmetric** (``QInt8``, ``ActivationSymmetric``/``WeightSymmetric``):
   TensorRT supports only zero-point 0.
-- **per-channel weights on the output-channel axis** (axis 0 of Conv weights, ORT's
-  default for Conv): TensorRT folds a per-channel DQ into the convolution's weights.
-- **per-tensor activations**: TensorRT requires per-tensor activation scales.
-- **float bias** (``QuantizeBias=False``): TensorRT adds the bias in the fused kernel;
-  an int32 bias DQ is not part of its Q/DQ fusion patterns.
-- **no Q/DQ on convolution outputs** (``OpTypesToExcludeOutputQuantization``): the
-  logits leave the last convolution in float (an INT8 logit would flip argmaxes), and a
-  ReLU output is quantized where the next convolution reads it, after the ReLU.
-- **only Conv is quantized**: Q/DQ goes on convolution inputs, where TensorRT fuses
-  DQ -> Conv -> (ReLU) -> Q into an INT8 kernel. The exact max-unpool rewrite (MaxPool,
-  Slice, Equal, Where) stays in float: quantizing MaxPool would give its output a Q/DQ
-  that its window slices do not share, and the equality that finds the argmax would break.
+- **per-channel weights on the output-channel axis**, **per-tensor activations**.
+- **float bias** (``QuantizeBias=False``): TensorRT adds the bias in the fused kernel.
+- **no Q/DQ on convolution outputs**: the logits leave the last convolution in float, and
+  a ReLU output is quantized where the next convolution reads it, after the ReLU.
+- **only Conv is quantized**: the exact max-unpool rewrite (MaxPool, Slice, Equal, Where)
+  stays in float; a Q/DQ on one side of its Equal would misplace every unpooled value.
+- **on an FP16 base** (``fp16_base``, default): the FP32 model is moved to opset 19 (whose
+  Q/DQ take FP16 scales and tensors; every TensorRT with strongly typed networks parses it),
+  quantized, then converted with :func:`segedge.export.fp16.to_fp16`, so a strongly typed
+  engine runs INT8 convolutions and everything between them in FP16, not FP32.
+
+``onnxruntime`` (the CPU form, for ONNX Runtime's integer kernels; ONNX Runtime docs,
+"Quantize ONNX models"; needs the MaxUnpool export, ``segedge export --target onnxruntime``):
+
+- **QOperator format**: QLinearConv in the file, with ReLU folded into its unsigned output
+  range and MaxPool (indices included) run on uint8. Measured here on the MaxUnpool models,
+  one thread: the QDQ layout of the same quantizer also fuses every Conv into QLinearConv
+  after ONNX Runtime's optimizer, but its MaxPool (two outputs) stays float between a DQ and
+  a Q and the NHWC layout pass adds Transposes around it: segnet-dsc 1.14x against 1.36x
+  for QOperator, segnet 2.41x against 2.45x (``benchmarks/int8_cpu.py``).
+- **U8 asymmetric activations, S8 symmetric per-channel weights** (U8S8): ONNX Runtime's
+  recommended default on x86-64 and the fast path of its VNNI and AMX kernels.
+- **reduce_range** on x86-64 CPUs without VNNI (AVX2, AVX-512F): their U8S8 kernels sum
+  pairs of products in 16 bits and can saturate; ONNX Runtime's docs advise 7-bit weights
+  there. Chosen from :func:`segedge.cpuinfo.cpu_info` unless given.
+- the logits are quantized too (the last QLinearConv's uint8 output is dequantized at the
+  graph output): a float last convolution would run in float.
 """
 
 from __future__ import annotations
@@ -35,15 +52,21 @@ import onnx
 from segedge._io import atomic_path
 from segedge.calibration.cache import CalibrationKey, array_sha256, read_cache, write_cache
 from segedge.calibration.dataset import CalibrationSet
+from segedge.cpuinfo import CpuInfo, cpu_info
 from segedge.errors import DataError, ExportError, InputError
 from segedge.export.layers import conv_layers
-from segedge.contract import Contract, Precision
+from segedge.contract import Contract, Precision, Target
 from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter
 
 METHODS = ("minmax", "entropy", "percentile")
-# Version tag of the quantizer settings below; part of the calibration cache key, so a change
-# of settings invalidates cached ranges. Bump it whenever ``extra`` or the calibrated ops change.
-SETTINGS = "qdq-s8-sym-perchannel-conv-v1"
+TARGETS = tuple(t.value for t in Target)
+# Version tag of the quantizer settings per target; part of the calibration cache key, so a
+# change of settings invalidates cached ranges. Bump it whenever the options or ops change.
+SETTINGS = {
+    Target.TENSORRT.value: "qdq-s8-sym-perchannel-conv-v2",
+    Target.ONNXRUNTIME.value: "qoperator-u8-asym-s8-perchannel-conv-relu-maxpool-v1",
+}
+FP16_BASE_OPSET = 19  # Q/DQ with FP16 scales and tensors
 
 
 @dataclass
@@ -58,6 +81,8 @@ class QuantizeResult:
         seconds: wall time, calibration included.
         float_layers: layers kept in float (mixed precision), by name.
         cache: ``None`` (no cache), ``computed``, ``reused`` or ``recomputed: <reason>``.
+        target: the INT8 form, ``tensorrt`` or ``onnxruntime``.
+        int8_convs: convolutions that run in INT8 (QLinearConv, or Conv whose weight is a DQ).
     """
 
     path: Path
@@ -67,6 +92,59 @@ class QuantizeResult:
     seconds: float
     float_layers: list[str] = field(default_factory=list)
     cache: str | None = None
+    target: str = "tensorrt"
+    int8_convs: int = 0
+
+
+def default_reduce_range(info: CpuInfo | None = None) -> bool:
+    """Whether the CPU form should use 7-bit weights on ``info`` (default: this CPU).
+
+    True on x86-64 without 8-bit dot products (no VNNI, no AMX), where ONNX Runtime's U8S8
+    kernels can saturate (ONNX Runtime docs, "Quantize ONNX models", "When and why do I need
+    to try U8U8?" and ``reduce_range``); False with VNNI/AMX and on Arm.
+    """
+    info = info or cpu_info()
+    return info.arch in ("x86_64", "AMD64") and not info.int8_dot_product
+
+
+def int8_target(model: onnx.ModelProto, target: str | Target | None, path: object = "the model") -> str:
+    """The INT8 form for an FP32 model: ``target``, or the model's ``segedge.target``.
+
+    Raises:
+        InputError: unknown target, or ``onnxruntime`` for a model that is not the MaxUnpool
+            export (the CPU form runs MaxPool on uint8 with the indices MaxUnpool reads).
+    """
+    form = (Contract.from_onnx(model, str(path)).target or Target.TENSORRT).value
+    if target is None:
+        return form
+    target = str(target)
+    if target not in TARGETS:
+        raise InputError(f"unknown INT8 target {target!r}; expected one of {', '.join(TARGETS)}")
+    if target == Target.ONNXRUNTIME and form != Target.ONNXRUNTIME:
+        raise InputError(
+            f"--target onnxruntime quantizes the MaxUnpool export, and {path} is the {form} form; "
+            "export it with `segedge export --target onnxruntime`"
+        )
+    return target
+
+
+def _fp16_opset(source: str | os.PathLike[str], destination: Path) -> None:
+    """Write ``source`` at opset :data:`FP16_BASE_OPSET` (ONNX's version converter)."""
+    from onnx import version_converter
+
+    model = onnx.load(str(source))
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < FP16_BASE_OPSET:
+        model = version_converter.convert_version(model, FP16_BASE_OPSET)
+    onnx.save(model, str(destination))
+
+
+def _int8_convs(model: onnx.ModelProto) -> int:
+    produced_by = {out: n.op_type for n in model.graph.node for out in n.output}
+    return sum(
+        n.op_type == "QLinearConv" or (n.op_type == "Conv" and produced_by.get(n.input[1]) == "DequantizeLinear")
+        for n in model.graph.node
+    )
 
 
 class _Reader:
@@ -103,13 +181,19 @@ def quantize_int8(
     batch_size: int = 8,
     exclude: list[str] | None = None,
     cache: str | os.PathLike[str] | None = None,
+    target: str | None = None,
+    fp16_base: bool = True,
+    reduce_range: bool | None = None,
 ) -> QuantizeResult:
-    """Write a Q/DQ INT8 ONNX calibrated on ``calibration``.
+    """Write an INT8 ONNX calibrated on ``calibration``, in the form of ``target``.
+
+    The entry point for every INT8 artifact (``segedge calibrate``, ``build-engine
+    --precision int8``, sensitivity analysis, mixed precision, the benchmarks).
 
     Args:
         onnx_path: FP32 ONNX from ``segedge export``.
         output: destination (atomic; untouched on failure).
-        calibration: preprocessed calibration images.
+        calibration: preprocessed calibration images, ``(N, 3, H, W)`` float32.
         method: ``percentile`` (default), ``minmax`` or ``entropy``.
         percentile: percentile of |activation| kept in range for ``percentile``. 99.9 is
             the default because it measured best on the embedded segnet-dsc (test split of
@@ -120,20 +204,28 @@ def quantize_int8(
         batch_size: images per calibration inference; peak memory is one batch's
             intermediate tensors, whatever the number of images.
         exclude: layers (names from :func:`conv_layers`) or Conv node names to keep in
-            float (mixed precision). Their inputs get no Q/DQ, so TensorRT runs them in the
-            float type of the ONNX.
+            float (mixed precision): FP16 in the ``tensorrt`` form on its FP16 base, FP32
+            otherwise.
         cache: calibration cache file (see :mod:`segedge.calibration.cache`): ranges are
-            reused when the model, the data, the method and the settings all match, and
-            recomputed (and the file replaced) when any differs.
+            reused when the model, the data, the method, the target and the settings all
+            match, and recomputed (and the file replaced) when any differs.
+        target: ``tensorrt`` (Q/DQ for TensorRT) or ``onnxruntime`` (QLinearConv for ONNX
+            Runtime on CPUs); ``None``: the FP32 model's ``segedge.target`` (see the module
+            docstring for both layouts).
+        fp16_base: ``tensorrt`` form only: FP16 between the INT8 convolutions (opset 19);
+            ``False`` keeps them FP32 at the model's opset.
+        reduce_range: ``onnxruntime`` form only: 7-bit weights; ``None``: on x86-64 CPUs
+            without VNNI/AMX (:func:`default_reduce_range`).
 
     Returns:
         :class:`QuantizeResult`.
 
     Raises:
         DataError: empty calibration set; unreadable cache file.
-        InputError: unknown method or excluded layer.
+        InputError: unknown method, target or excluded layer; ``onnxruntime`` target for a
+            model that is not the MaxUnpool export.
         ModelFormatError: unreadable ONNX.
-        ExportError: ONNX Runtime's quantizer failed.
+        ExportError: ONNX Runtime's quantizer or the FP16 conversion failed.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -144,6 +236,11 @@ def quantize_int8(
         raise DataError("the calibration set is empty")
     started = time.perf_counter()
     model = load_onnx(onnx_path)
+    target = int8_target(model, target, onnx_path)
+    cpu_form = target == Target.ONNXRUNTIME
+    fp16_base = fp16_base and not cpu_form
+    if cpu_form and reduce_range is None:
+        reduce_range = default_reduce_range()
     contract = Contract.from_onnx(model, str(onnx_path))
     input_name = model.graph.input[0].name
     calibrate_method = {
@@ -152,15 +249,15 @@ def quantize_int8(
         "percentile": CalibrationMethod.Percentile,
     }[method]
     extra = {
-        "ActivationSymmetric": True,
+        "ActivationSymmetric": not cpu_form,
         "WeightSymmetric": True,
-        "QuantizeBias": False,
-        "OpTypesToExcludeOutputQuantization": ["Conv"],
         # Calibrate one batch at a time, merging as we go (see _Reader): memory stays flat.
         # Not "CalibMaxIntermediateOutputs": in onnxruntime 1.32 MinMaxCalibrater discards
         # every full chunk instead of merging it (only the last partial chunk is used).
         "CalibStridedMinMax": 1,
     }
+    if not cpu_form:  # QLinearConv takes an int32 bias; TensorRT adds a float one itself
+        extra |= {"QuantizeBias": False, "OpTypesToExcludeOutputQuantization": ["Conv"]}
     if method == "percentile":
         extra["CalibPercentile"] = percentile
     layers = conv_layers(model)
@@ -178,34 +275,46 @@ def quantize_int8(
     if cache is not None:
         key = CalibrationKey(
             file_sha256(onnx_path), array_sha256(calibration.images), method,
-            percentile if method == "percentile" else None, SETTINGS,
+            percentile if method == "percentile" else None, SETTINGS[target], target,
         )
         lookup = read_cache(cache, key)
     with tempfile.TemporaryDirectory(prefix="segedge-quant-") as work, quiet_exporter():
+        source = Path(onnx_path)
         prepared = Path(work) / "prepared.onnx"
         ranges_file = Path(work) / "ranges.json"
         if lookup is not None and lookup.ranges is not None:
             ranges_file.write_text(json.dumps(lookup.ranges))
         try:
+            if fp16_base:
+                source = Path(work) / "opset19.onnx"
+                _fp16_opset(onnx_path, source)
             # node names survive pre-processing (checked by the mixed-precision tests)
-            quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
             with atomic_path(output) as tmp:
                 quantize_static(
                     str(prepared), str(tmp), _Reader(input_name, calibration, batch_size),
-                    quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    quant_format=QuantFormat.QOperator if cpu_form else QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv", "Relu", "MaxPool"] if cpu_form else ["Conv"],
+                    per_channel=True, reduce_range=bool(reduce_range),
+                    activation_type=QuantType.QUInt8 if cpu_form else QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=calibrate_method, extra_options=extra, nodes_to_exclude=excluded,
                     calibration_cache_path=str(ranges_file),
                 )
                 quantized = onnx.load(str(tmp))
+                if fp16_base:
+                    from segedge.export.fp16 import to_fp16
+
+                    quantized = to_fp16(quantized, fp32_layers=0)
                 record = json.dumps(
                     {"method": method, "images": len(calibration), "source": calibration.source,
                      "percentile": percentile if method == "percentile" else None,
-                     "float_layers": float_layers}
+                     "float_layers": float_layers, "target": target,
+                     "format": "QOperator (QLinearConv)" if cpu_form else "QDQ",
+                     "activations": "uint8 asymmetric" if cpu_form else "int8 symmetric",
+                     "base": "fp16" if fp16_base else "fp32", "reduce_range": bool(reduce_range)}
                 )
-                contract.replace(precision=Precision.INT8, extra={**contract.extra, "calibration": record}).write_onnx_step(
-                    quantized, "precision", "calibration"
-                )
+                extra = {k: v for k, v in contract.extra.items() if k != "fp32_nodes"} | {"calibration": record}
+                contract.replace(precision=Precision.INT8, extra=extra).write_onnx_step(quantized, "precision", "calibration")
                 onnx.save(quantized, str(tmp))
         except (DataError, InputError):
             raise
@@ -217,4 +326,7 @@ def quantize_int8(
     status = None
     if lookup is not None:
         status = {"reused": "reused", "missing": "computed"}.get(lookup.status, f"recomputed: {lookup.reason}")
-    return QuantizeResult(Path(output), method, len(calibration), q_nodes, time.perf_counter() - started, float_layers, status)
+    return QuantizeResult(
+        Path(output), method, len(calibration), q_nodes, time.perf_counter() - started, float_layers, status,
+        target, _int8_convs(quantized),
+    )

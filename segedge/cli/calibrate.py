@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import console, handle_errors, progress_bar
-from segedge.contract import CalibrationMethod
+from segedge.cli.engine import TARGET_HELP
+from segedge.contract import CalibrationMethod, Target
 
 
 @handle_errors
@@ -21,7 +22,8 @@ def calibrate_command(
     seed: Annotated[int, typer.Option(help="Seed of the calibration draw.")] = 0,
     method: Annotated[CalibrationMethod, typer.Option(help="Range calibration: percentile (clip rare outliers), entropy (KL divergence, TensorRT's classic) or minmax.")] = CalibrationMethod.PERCENTILE,
     percentile: Annotated[float, typer.Option(min=50.0, max=100.0, help="Percentile of |activation| kept in range (--method percentile).")] = 99.9,
-    cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data and method match, recomputed and replaced when anything changed.")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data, method and target match, recomputed and replaced when anything changed.")] = None,
+    target: Annotated[Optional[Target], typer.Option(help=TARGET_HELP)] = None,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Rank layers by the accuracy INT8 costs in each (each kept in float in turn, scored on held-out labelled images).")] = False,
     max_drop: Annotated[Optional[float], typer.Option(min=0.0, help="Automatic mixed precision: keep the fewest, most sensitive layers in float until the held-out pixel-accuracy drop is at most this many points.")] = None,
     eval_data: Annotated[Optional[Path], typer.Option(help="Labelled Oxford-IIIT Pet root for --sensitivity/--max-drop (default: the first --calib-data if it is one).")] = None,
@@ -29,18 +31,20 @@ def calibrate_command(
     eval_limit: Annotated[int, typer.Option(min=1, help="Held-out images scored per variant.")] = 100,
     plot: Annotated[Optional[Path], typer.Option(help="PNG bar chart of the sensitivity scan (default: OUTPUT with .sensitivity.png).")] = None,
 ) -> None:
-    """Calibrate an FP32 ONNX and write its explicitly quantized (Q/DQ) INT8 form.
+    """Calibrate an FP32 ONNX and write its INT8 form for its target.
 
-    Q/DQ as TensorRT's strongly typed builder and ONNX Runtime run it: signed INT8, zero
-    point 0, per-channel convolution weights, per-tensor activations, Q/DQ on convolution
-    inputs. Calibration runs one batch at a time, so memory does not grow with the number
-    of images.
+    tensorrt form (the default for a `segedge export --target tensorrt` model): Q/DQ as
+    TensorRT's strongly typed builder runs it, signed INT8, zero point 0, per-channel
+    convolution weights, per-tensor activations, Q/DQ on convolution inputs, FP16 between the
+    INT8 convolutions. onnxruntime form (the default for a MaxUnpool export): QLinearConv with
+    uint8 activations and int8 per-channel weights, ONNX Runtime's CPU integer kernels.
+    Calibration runs one batch at a time, so memory does not grow with the number of images.
 
     --sensitivity prints (and plots) how many pixel-accuracy points each layer wins back
     when it alone stays in float. --max-drop D keeps layers in float, most sensitive first,
     until the drop against the FP32 model is at most D points, and reports which ones and
-    the resulting latency. Float layers stay FP32 in the ONNX (ONNX Runtime and TensorRT run
-    them in FP32).
+    the resulting latency. Float layers run FP16 in the tensorrt form and FP32 in the
+    onnxruntime form.
     """
     from rich.table import Table
 
@@ -52,13 +56,18 @@ def calibrate_command(
     from segedge.report.drift import measure_latency
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
+    from segedge.calibration.quantize import int8_target
+    from segedge.export.metadata import load_onnx
+
+    chosen = int8_target(load_onnx(model), target, model)  # before calibrating
     config = OnnxRuntimeRunner(model).contract.preprocess
     calibration = load_calibration_sets(calib_data, config, num_images=num_images, seed=seed, every=every)
     console.print(f"calibration: {calibration.summary()}")
     if not (sensitivity or max_drop is not None):
-        result = quantize_int8(model, output, calibration, method.value, percentile, cache=cache)
+        result = quantize_int8(model, output, calibration, method.value, percentile, cache=cache, target=chosen)
         cached = f"; cache {cache}: {result.cache}" if cache else ""
-        console.print(f"wrote {output}: {result.quantized_nodes} QuantizeLinear nodes, {result.method} calibration in {result.seconds:.1f} s{cached}")
+        console.print(f"wrote {output}: {result.target} form, {result.int8_convs} INT8 convolutions, {result.method} calibration "
+                      f"in {result.seconds:.1f} s{cached}")
         return
 
     root = eval_data or next((p for p in calib_data if is_pet_root(p)), None)
@@ -69,14 +78,14 @@ def calibrate_command(
     ranking = None
     with progress_bar() as progress:
         if sensitivity:
-            ranking = sensitivity_scan(model, calibration, held_out, method.value, percentile, progress=progress)
+            ranking = sensitivity_scan(model, calibration, held_out, method.value, percentile, progress=progress, target=chosen)
         if max_drop is not None:
-            amp = mixed_precision(model, output, calibration, held_out, max_drop, method.value, percentile, ranking, progress)
+            amp = mixed_precision(model, output, calibration, held_out, max_drop, method.value, percentile, ranking, progress, chosen)
         else:
-            quantize_int8(model, output, calibration, method.value, percentile, cache=cache)
+            quantize_int8(model, output, calibration, method.value, percentile, cache=cache, target=chosen)
 
     if ranking is not None:
-        table = Table(title=f"INT8 sensitivity ({method.value}): FP32 {100 * ranking.float_score.pixel_accuracy:.2f}%, "
+        table = Table(title=f"INT8 sensitivity ({chosen} form, {method.value}): FP32 {100 * ranking.float_score.pixel_accuracy:.2f}%, "
                             f"all-INT8 {100 * ranking.int8_score.pixel_accuracy:.2f}% (drop {ranking.int8_drop:.2f} points)")
         for column in ("rank", "layer (kept in float)", "convs", "pixel acc", "mIoU", "points won back", "drop vs FP32"):
             table.add_column(column, justify="left" if column.startswith("layer") else "right")

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from segedge.errors import SegEdgeError
+from segedge.contract import Backend
+from segedge.errors import BackendUnavailableError, SegEdgeError
 
 # Wide enough for the report tables when output goes to a file or CI log (rich assumes 80).
 _width = None if sys.stdout.isatty() else 160
@@ -23,6 +24,10 @@ console = Console(stderr=False, highlight=False, soft_wrap=True, markup=False, w
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, width=_width)
 F = TypeVar("F", bound=Callable[..., object])
 INTERNAL_ERROR = 70  # EX_SOFTWARE
+ONNXRUNTIME_MISSING = (
+    "ONNX Runtime is not installed: pip install 'segedge[cpu]' (CPU), or 'segedge[gpu]' on a CUDA machine "
+    "(never both: they install the same onnxruntime package)"
+)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -78,6 +83,8 @@ def handle_errors(func: F) -> F:
         except Exception as exc:  # a bug: still one line, never a traceback unless asked
             if os.environ.get("SEGEDGE_DEBUG") == "1":
                 raise
+            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == Backend.ONNXRUNTIME:  # its module name
+                fail(ONNXRUNTIME_MISSING, BackendUnavailableError.exit_code)  # an extra, CPU or GPU build
             fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SEGEDGE_DEBUG=1 for the traceback)", INTERNAL_ERROR)
 
     return wrapper  # type: ignore[return-value]

@@ -9,20 +9,27 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import console, handle_errors
-from segedge.contract import CalibrationMethod, HardwareCompatibility, Precision
+from segedge.contract import CalibrationMethod, HardwareCompatibility, Precision, Target
+
+TARGET_HELP = (
+    "INT8 form: tensorrt (Q/DQ on convolution inputs, symmetric INT8, FP16 between them: what a strongly typed "
+    "engine builds) or onnxruntime (QLinearConv, uint8 activations: ONNX Runtime's CPU integer kernels; needs "
+    "the MaxUnpool export). Default: the FP32 ONNX's target (`segedge export --target`)."
+)
 
 
 @handle_errors
 def build_engine_command(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX from `segedge export`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="X.engine (TensorRT engine + X.engine.json sidecar, and the ONNX it was built from as X.onnx; needs TensorRT and a GPU) or X.onnx (ONNX Runtime artifact).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="X.engine (TensorRT engine + X.engine.json sidecar, and the ONNX it was built from as X.<precision>.onnx; needs TensorRT and a GPU) or X.onnx (ONNX Runtime artifact). Never the input ONNX.")],
     precision: Annotated[Precision, typer.Option(help="fp32, fp16 (FP16 ONNX, float32 I/O) or int8 (Q/DQ ONNX from calibration).")] = Precision.FP32,
     calib_data: Annotated[Optional[Path], typer.Option(help="INT8 calibration images: an Oxford-IIIT Pet root (trainval split), an image folder or a video.")] = None,
     num_images: Annotated[int, typer.Option(min=1, help="Calibration images drawn (seeded).")] = 64,
     method: Annotated[CalibrationMethod, typer.Option(help="INT8 range calibration.")] = CalibrationMethod.PERCENTILE,
     percentile: Annotated[float, typer.Option(min=50.0, max=100.0, help="Percentile of |activation| kept in range (--method percentile).")] = 99.9,
     seed: Annotated[int, typer.Option(help="Seed of the calibration draw.")] = 0,
-    calib_cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data and method match, recomputed when anything changed.")] = None,
+    calib_cache: Annotated[Optional[Path], typer.Option(help="Calibration cache (JSON): ranges reused when model, data, method and target match, recomputed when anything changed.")] = None,
+    target: Annotated[Optional[Target], typer.Option(help=TARGET_HELP)] = None,
     min_shape: Annotated[Optional[str], typer.Option(help="Smallest input NxCxHxW of the engine's profile (default: batch 1 at the model's size).")] = None,
     opt_shape: Annotated[Optional[str], typer.Option(help="Input shape TensorRT tunes for (default: batch 1, the camera loop).")] = None,
     max_shape: Annotated[Optional[str], typer.Option(help="Largest input NxCxHxW (default: batch 8). H and W other than the model's need an ONNX exported with --dynamic-hw.")] = None,
@@ -41,9 +48,11 @@ def build_engine_command(
     allowed (fp32 engines clear TensorRT's default TF32 flag: true FP32); without TensorRT it
     stops with exit code 2 and writes nothing.
 
-    INT8 is explicit quantization: symmetric signed INT8, per-channel weights, per-tensor
-    activations, Q/DQ on convolution inputs (what TensorRT's strongly typed builder and
-    ONNX Runtime both run).
+    INT8 follows the FP32 ONNX's target. The tensorrt form is explicit quantization for
+    TensorRT: symmetric signed INT8, per-channel weights, per-tensor activations, Q/DQ on
+    convolution inputs, FP16 between the INT8 convolutions (opset 19). The onnxruntime form
+    (from `segedge export --target onnxruntime`) is for CPUs: QLinearConv with uint8
+    activations and int8 per-channel weights, which ONNX Runtime runs on its integer kernels.
     `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
     from segedge.engine.options import BuildOptions, check_dla_request
@@ -66,11 +75,17 @@ def build_engine_command(
         if calib_data is None:
             raise DataError("--precision int8 needs --calib-data DIR (an Oxford-IIIT Pet root, an image folder or a video)")
         from segedge.calibration.dataset import load_calibration_set
+        from segedge.calibration.quantize import int8_target
         from segedge.contract import Contract
         from segedge.export.metadata import load_onnx
+
+        int8_target(load_onnx(model), target, model)  # before a minute of calibration
 
         config = Contract.from_onnx(load_onnx(model), str(model)).preprocess
         calibration = load_calibration_set(calib_data, config, num_images=num_images, seed=seed)
         console.print(f"calibration: {calibration.summary()}")
-    result = build_artifact(model, output, precision.value, calibration, method.value, percentile, calib_cache, engine_options=options)
+    result = build_artifact(
+        model, output, precision.value, calibration, method.value, percentile, calib_cache, engine_options=options,
+        target=target,
+    )
     console.print(result.note)

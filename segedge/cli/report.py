@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -77,14 +78,15 @@ def report_command(
         raise InputError("give --data (an Oxford-IIIT Pet root, an image folder or a video), --video CLIP, or both")
     if gt_masks is not None and video is None:
         raise InputError("--gt-masks needs --video")
-    ref = TorchRunner(reference)
-    runners = [load_runner(p, backend=backend) for p in paths]
-    eval_data = load_eval_data(data, split=split, limit=limit) if data is not None else None
-    with progress_bar() as update:
-        clip = video_drift(ref, runners, video, gt_masks, every=every, limit=limit, progress=update) if video is not None else None
-        result = compare(ref, runners, eval_data, latency_runs=latency_runs, warmup=warmup, worst=worst, video=clip, progress=update)
-        update("write report", 0, 1)
-        json_path, md_path = write_report(result, output)
-        update("write report", 1, 1)
+    with contextlib.ExitStack() as stack:  # every runner is closed, also when a later one fails to load
+        ref = stack.enter_context(TorchRunner(reference))
+        runners = [stack.enter_context(load_runner(p, backend=backend)) for p in paths]
+        eval_data = load_eval_data(data, split=split, limit=limit) if data is not None else None
+        with progress_bar() as update:
+            clip = video_drift(ref, runners, video, gt_masks, every=every, limit=limit, progress=update) if video is not None else None
+            result = compare(ref, runners, eval_data, latency_runs=latency_runs, warmup=warmup, worst=worst, video=clip, progress=update)
+            update("write report", 0, 1)
+            json_path, md_path = write_report(result, output)
+            update("write report", 1, 1)
     print_report_table(result)
     console.print(f"wrote {json_path}, {md_path} and {json_path.parent / 'report.html'}")

@@ -16,7 +16,10 @@ from typing import Any
 
 from segedge.errors import BackendUnavailableError, InputError
 
-INSTALL_HINT = "pip install 'segedge[tensorrt]' on a machine with an NVIDIA GPU"
+INSTALL_HINT = (
+    "pip install 'segedge[tensorrt-cu12]' (CUDA 12 driver) or 'segedge[tensorrt-cu13]' (CUDA 13) on a machine with an "
+    "NVIDIA GPU; on JetPack, TensorRT comes from apt (python3-libnvinfer) and pip adds 'segedge[cuda12]'"
+)
 
 # Python APIs TensorRT 11 removed (weak typing and implicit INT8 calibration), from NVIDIA's
 # "Removed Python APIs and Replacements" page of the "Migrating from TensorRT 10.x to 11.x"
@@ -175,7 +178,7 @@ def require_engine_support(what: str) -> Any:
 
     Raises:
         TensorRTRequestError: TensorRT, cuda-python or a CUDA GPU is missing (one line
-            naming ``pip install 'segedge[tensorrt]'``).
+            naming the ``segedge[tensorrt-cu12]`` / ``segedge[tensorrt-cu13]`` extras).
     """
     try:
         trt = import_tensorrt()

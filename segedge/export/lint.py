@@ -5,8 +5,7 @@ The rules are the published operator support matrix of the ONNX-TensorRT parser
 data types each accepts and its restrictions), plus the pitfalls that make a parse or a
 build fail later: MaxPool's ``Indices`` output, ``MaxUnpool``, UINT8 tensors inside the
 network, non-zero Q/DQ zero points, restrictions that need build-time constants, and an
-opset outside what the targeted TensorRT versions parse (TensorRT 8.6 reads up to 17,
-10.x up to 20 and later 24).
+opset outside what the targeted TensorRT versions parse (see :data:`OPSET_RANGES`).
 """
 
 from __future__ import annotations
@@ -60,7 +59,45 @@ UNSUPPORTED = set(
 )
 # Ops whose first input is not the data input the type list refers to.
 _DATA_INPUT = {"Where": 1}
-OPSET_RANGES = {"TensorRT 8.6": (9, 17), "TensorRT 10.x": (9, 20), "TensorRT 10.15 / 11": (9, 24)}
+# Opsets the ONNX-TensorRT parser reads, from the first line of its docs/operators.md: "TensorRT 10.0
+# supports operators in the inclusive range of opset 9 to opset 20" (the 10.0 and 10.1 releases), "opset 9
+# to opset 24" for 10.15 and 11.2. Releases in between are held to 20, the last range published for them.
+# Key: (first, last) TensorRT release of the row, as (major, minor).
+OPSET_RANGES: dict[tuple[tuple[int, int], tuple[int, int]], tuple[int, int]] = {
+    ((10, 0), (10, 14)): (9, 20),  # includes JetPack 6's TensorRT 10.3
+    ((10, 15), (11, 99)): (9, 24),
+}
+
+
+def _release_label(first: tuple[int, int], last: tuple[int, int]) -> str:
+    return f"TensorRT {first[0]}.{first[1]}-{last[0]}.{last[1]}" if last[0] == first[0] else f"TensorRT {first[0]}.{first[1]}+"
+
+
+def opset_issue(opset: int, tensorrt_version: str | None = None) -> str | None:
+    """Why ``opset`` will not parse on the targeted TensorRT, or ``None`` if it will.
+
+    Args:
+        opset: the model's default-domain opset.
+        tensorrt_version: the TensorRT that will build the engine (``"10.3.0"``); ``None``
+            targets every release segedge supports (10.0 to 11.x), so the opset must be one
+            all of them read (9 to 20).
+
+    Returns:
+        One sentence naming the releases that cannot read it, or ``None``.
+    """
+    if tensorrt_version is not None:
+        major, minor = (int(x) for x in (tensorrt_version.split(".") + ["0"])[:2])
+        rows = [(k, v) for k, v in OPSET_RANGES.items() if k[0] <= (major, minor) <= k[1]]
+        if not rows:
+            return f"TensorRT {tensorrt_version} is outside the releases segedge supports (10.0 to 11.x)"
+    else:
+        rows = list(OPSET_RANGES.items())
+    refusing = [(first, last, low, high) for (first, last), (low, high) in rows if not low <= opset <= high]
+    if not refusing:
+        return None
+    readers = [_release_label(f, l) for (f, l), (low, high) in OPSET_RANGES.items() if low <= opset <= high]
+    said = ", ".join(f"{_release_label(f, l)} reads {low}..{high}" for f, l, low, high in refusing)
+    return f"opset {opset} will not parse: {said}" + (f" (only {', '.join(readers)} reads it)" if readers else "") + "; export with --opset 17"
 
 
 @dataclass
@@ -99,11 +136,13 @@ def _type_name(elem_type: int) -> str:
     return TensorProto.DataType.Name(elem_type)
 
 
-def lint_tensorrt(model: onnx.ModelProto) -> LintReport:
+def lint_tensorrt(model: onnx.ModelProto, tensorrt_version: str | None = None) -> LintReport:
     """List every node TensorRT's ONNX parser would reject or restrict.
 
     Args:
         model: the ONNX model (shape inference is run on a copy to learn tensor types).
+        tensorrt_version: the TensorRT that will parse it; ``None``: every release segedge
+            supports (see :func:`opset_issue`).
 
     Returns:
         :class:`LintReport`; ``report.ok`` is False if any node would fail to parse.
@@ -126,11 +165,9 @@ def lint_tensorrt(model: onnx.ModelProto) -> LintReport:
         report.issues.append(LintIssue(severity, node.name if node else "", node.op_type if node else "", message))
 
     opset = next((o.version for o in inferred.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is not None:
-        for label, (low, high) in OPSET_RANGES.items():
-            if not low <= opset <= high:
-                severity = "error" if label == "TensorRT 10.15 / 11" else "warning"
-                add(severity, None, f"opset {opset} is outside {label}'s range {low}..{high}")
+    problem = opset_issue(opset, tensorrt_version) if opset is not None else None
+    if problem:
+        add("error", None, problem)
     for info in inferred.graph.input:
         dims = info.type.tensor_type.shape.dim
         symbolic = [d.dim_param or "?" for d in dims[1:] if not d.HasField("dim_value")]

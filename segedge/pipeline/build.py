@@ -30,6 +30,30 @@ class BuildResult:
     note: str  # one line for the user (what was built, or why no engine)
 
 
+def intermediate_onnx(onnx_path: str | os.PathLike[str], output: str | os.PathLike[str], precision: Precision | str) -> Path:
+    """The precision-specific ONNX that ``build_artifact(onnx_path, output, precision)`` writes.
+
+    ``-o X.onnx`` writes ``X.onnx``; ``-o X.engine`` writes ``X.<precision>.onnx`` beside the
+    engine (``model.engine`` -> ``model.fp16.onnx``), never ``X.onnx``, which for
+    ``build-engine model.onnx -o model.engine`` is the input itself. An FP32 target that is
+    the input is the input (nothing is written over it).
+
+    Raises:
+        InputError: the output is the input file, or an FP16 / INT8 ONNX would be written
+            over it.
+    """
+    source, output, precision = Path(onnx_path), Path(output), Precision(precision)
+    target = output if output.suffix == ".onnx" else output.with_name(f"{output.stem}.{precision}.onnx")
+    overwrites = output.suffix != ".onnx" and output.resolve() == source.resolve()
+    overwrites |= precision is not Precision.FP32 and target.resolve() == source.resolve()
+    if overwrites:
+        raise InputError(
+            f"-o {output} would overwrite the input {onnx_path} with the {precision} artifact; choose another -o "
+            f"(e.g. -o {source.with_name(f'{source.stem}-{precision}{output.suffix}')})"
+        )
+    return target
+
+
 def build_artifact(
     onnx_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -39,13 +63,15 @@ def build_artifact(
     percentile: float = 99.9,
     calib_cache: str | os.PathLike[str] | None = None,
     engine_options: BuildOptions | None = None,
+    target: Target | str | None = None,
 ) -> BuildResult:
     """Build the deployable artifact of ``precision`` from an FP32 ONNX.
 
     Args:
         onnx_path: FP32 ONNX from ``segedge export``.
-        output: ``X.engine`` (the engine, and the ONNX it was built from as ``X.onnx``
-            beside it; needs TensorRT and a GPU) or ``X.onnx`` (the ONNX Runtime artifact).
+        output: ``X.engine`` (the engine, and the ONNX it was built from as
+            ``X.<precision>.onnx`` beside it; needs TensorRT and a GPU) or ``X.onnx`` (the
+            ONNX Runtime artifact). Never the input (see :func:`intermediate_onnx`).
         precision: ``fp32``, ``fp16`` or ``int8``.
         calibration: required for ``int8``.
         method: INT8 calibration method (see :mod:`segedge.calibration.quantize`).
@@ -53,11 +79,15 @@ def build_artifact(
         calib_cache: calibration cache file (see :mod:`segedge.calibration.cache`).
         engine_options: TensorRT builder options (profile, workspace, timing cache, ...;
             see :class:`~segedge.engine.options.BuildOptions`), for ``.engine`` outputs.
+        target: INT8 form, ``tensorrt`` or ``onnxruntime`` (default: the FP32 model's
+            ``segedge.target``; see :func:`~segedge.calibration.quantize.quantize_int8`).
 
     Raises:
-        InputError: unknown precision or output suffix; for an engine, an ONNX exported for
-            ONNX Runtime (MaxUnpool), a profile that does not fit its input, or ``--dla-core``
-            with fp32 or a dynamic profile (all checked before anything is written).
+        InputError: unknown precision or output suffix; an output that would overwrite the
+            input; for an engine, an ONNX exported for ONNX Runtime (MaxUnpool),
+            ``target="onnxruntime"`` for INT8, a profile that does not fit its input, or
+            ``--dla-core`` with fp32 or a dynamic profile (all checked before anything is
+            written); an INT8 target the model cannot take.
         TensorRTRequestError: an ``.engine`` / ``.plan`` output where TensorRT, cuda-python
             or a GPU is missing (exit code 2, checked before anything is written; ask for
             ``X.onnx`` for the ONNX Runtime artifact).
@@ -75,31 +105,43 @@ def build_artifact(
     if output.suffix not in (".engine", ".plan", ".onnx"):
         raise InputError(f"output {output} must end in .engine, .plan or .onnx")
     source = load_onnx(onnx_path)  # fails early, in one line, on a corrupt input
-    target = Contract.from_onnx(source, str(onnx_path)).target
+    onnx_out = intermediate_onnx(onnx_path, output, precision)
+    form = Contract.from_onnx(source, str(onnx_path)).target
+    if precision is Precision.INT8:
+        from segedge.calibration.quantize import int8_target
+
+        target = int8_target(source, target, onnx_path)  # refuses a bad --target before calibration
     if output.suffix != ".onnx":  # an engine was asked for: fail before writing anything
         options = engine_options or BuildOptions()
         profile = resolve_profile(onnx_input_spec(source), options.min_shape, options.opt_shape, options.max_shape)
         check_dla(options, precision, profile)
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
-        if target is Target.ONNXRUNTIME:
+        if target == Target.ONNXRUNTIME and precision is Precision.INT8:
+            raise InputError(
+                f"--target onnxruntime makes the CPU INT8 form (QLinearConv), which TensorRT does not build; "
+                f"use --target tensorrt for an engine, or ask for -o {output.with_suffix('.onnx')}"
+            )
+        if form is Target.ONNXRUNTIME:
             raise InputError(
                 f"{onnx_path} uses MaxUnpool (exported with --target onnxruntime), which TensorRT cannot parse; "
                 f"export with --target tensorrt for an engine, or ask for -o {output.with_suffix('.onnx')}"
             )
-    onnx_out = output.with_suffix(".onnx")
     cache_note = ""
     if precision is Precision.INT8:
         if calibration is None:
             raise DataError("INT8 needs a calibration set: pass --calib-data DIR (a Pet root or an image folder)")
         from segedge.calibration.quantize import quantize_int8
 
-        quantized = quantize_int8(onnx_path, onnx_out, calibration, method=method, percentile=percentile, cache=calib_cache)
-        cache_note = f" (calibration cache {calib_cache}: {quantized.cache})" if calib_cache else ""
+        quantized = quantize_int8(
+            onnx_path, onnx_out, calibration, method=method, percentile=percentile, cache=calib_cache, target=target,
+        )
+        cache_note = f" ({quantized.target} form"
+        cache_note += f"; calibration cache {calib_cache}: {quantized.cache})" if calib_cache else ")"
     elif precision is Precision.FP16:
         from segedge.export.fp16 import convert_fp16
 
         convert_fp16(onnx_path, onnx_out)
-    elif Path(onnx_path).resolve() != onnx_out.resolve():
+    elif onnx_out.resolve() != Path(onnx_path).resolve():
         with atomic_path(onnx_out) as tmp:
             shutil.copyfile(onnx_path, tmp)
     if output.suffix == ".onnx":

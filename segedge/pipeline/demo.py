@@ -3,6 +3,7 @@ export, FP32/INT8 build, live video and the drift report."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -79,34 +80,35 @@ def run_demo(
         source = str(clip)
         say(f"made {clip}: 72 frames of a real cat photo (scikit-image `chelsea`) with simulated camera motion")
 
-    stage("2/5 build FP32 and INT8")
-    reference = TorchRunner(None)
-    if data is not None:
-        calibration = load_calibration_set(data, reference.preprocess_config, num_images=64)
-    else:
-        with open_source(source) as frames:
-            sample = [f for i, f in enumerate(frames) if i % 3 == 0][:64]
-        calibration = calibration_set_from_arrays(sample, reference.preprocess_config, f"every 3rd frame of {source}")
-    say(f"calibration: {calibration.summary()}")
-    result = DemoResult(output, exported.path, [])
-    for precision in (Precision.FP32, Precision.INT8):
-        built = build_artifact(exported.path, output / f"segnet-dsc-{precision}{'.engine' if engines else '.onnx'}", precision, calibration)
-        say(built.note)
-        result.artifacts.append(built.engine or built.onnx)
+    with contextlib.ExitStack() as stack:  # every runner the demo opens is closed, however it ends
+        stage("2/5 build FP32 and INT8")
+        reference = stack.enter_context(TorchRunner(None))
+        if data is not None:
+            calibration = load_calibration_set(data, reference.preprocess_config, num_images=64)
+        else:
+            with open_source(source) as frames:
+                sample = [f for i, f in enumerate(frames) if i % 3 == 0][:64]
+            calibration = calibration_set_from_arrays(sample, reference.preprocess_config, f"every 3rd frame of {source}")
+        say(f"calibration: {calibration.summary()}")
+        result = DemoResult(output, exported.path, [])
+        for precision in (Precision.FP32, Precision.INT8):
+            built = build_artifact(exported.path, output / f"segnet-dsc-{precision}{'.engine' if engines else '.onnx'}", precision, calibration)
+            say(built.note)
+            result.artifacts.append(built.engine or built.onnx)
 
-    stage("3/5 live segmentation")
-    for artifact in result.artifacts:
-        workers, threads = live_parallelism(artifact)
-        with open_source(source) as frames, load_runner(artifact, threads=threads, spin=workers == 1) as runner:
-            sink = VideoSink(output / f"live-{artifact.stem}.mp4", frames.fps)
-            stats = run_live(runner, frames, [sink], LiveOptions(max_frames=300, workers=workers))
-        result.live.append(stats)
-        on_live(stats, f"{runner.name} on {frames.description}")
+        stage("3/5 live segmentation")
+        for artifact in result.artifacts:
+            workers, threads = live_parallelism(artifact)
+            with open_source(source) as frames, load_runner(artifact, threads=threads, spin=workers == 1) as runner:
+                sink = VideoSink(output / f"live-{artifact.stem}.mp4", frames.fps)
+                stats = run_live(runner, frames, [sink], LiveOptions(max_frames=300, workers=workers))
+            result.live.append(stats)
+            on_live(stats, f"{runner.name} on {frames.description}")
 
-    stage("4/5 drift report")
-    eval_data = load_eval_data(data, limit=limit) if data is not None else load_eval_data(source, every=2)
-    runners = [load_runner(a) for a in result.artifacts]
-    result.report = compare(reference, runners, eval_data, latency_runs=30)
-    result.report_files = write_report(result.report, output / "report")
-    on_report(result.report)
+        stage("4/5 drift report")
+        eval_data = load_eval_data(data, limit=limit) if data is not None else load_eval_data(source, every=2)
+        runners = [stack.enter_context(load_runner(a)) for a in result.artifacts]
+        result.report = compare(reference, runners, eval_data, latency_runs=30)
+        result.report_files = write_report(result.report, output / "report")
+        on_report(result.report)
     return result

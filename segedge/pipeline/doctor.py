@@ -212,7 +212,7 @@ def run_doctor(
             label = f"onnxruntime-{provider} {Precision.FP32}"
             _attempt(rows, failed, label, lambda: measure(Row(label), OnnxRuntimeRunner(exported, provider=provider), sample, reference, budget))
         else:
-            skipped.append(f"ONNX Runtime {provider}: no {ep} (onnxruntime-gpu is not installed)")
+            skipped.append(f"ONNX Runtime {provider}: no {ep} (onnxruntime-gpu is not installed; on a CUDA machine: pip uninstall -y onnxruntime && pip install 'segedge[gpu]')")
 
     if gpu and trt_problem is None and exported is not None:
         from segedge.engine.options import BuildOptions

@@ -172,6 +172,7 @@ def sensitivity_scan(
     percentile: float = 99.9,
     layers: list[str] | None = None,
     progress: Progress | None = None,
+    target: str | None = None,
 ) -> SensitivityReport:
     """Rank the quantizable layers of ``float_onnx`` by the accuracy INT8 costs in each.
 
@@ -182,13 +183,15 @@ def sensitivity_scan(
         method, percentile: calibration method (see :func:`quantize_int8`).
         layers: restrict the scan to these layers (default: every Conv layer).
         progress: ``progress(stage, done, total)``.
+        target: INT8 form, ``tensorrt`` or ``onnxruntime`` (default: the model's; see
+            :func:`quantize_int8`).
 
     Raises:
         DataError, ModelFormatError, ExportError: from calibration and quantization.
-        InputError: a named layer does not exist.
+        InputError: a named layer does not exist; a target the model cannot take.
     """
     with tempfile.TemporaryDirectory(prefix="segedge-sens-") as work:
-        base = _Baseline.compute(float_onnx, calibration, data, method, percentile, Path(work))
+        base = _Baseline.compute(float_onnx, calibration, data, method, percentile, Path(work), target)
         return base.scan(layers, progress)
 
 
@@ -205,18 +208,27 @@ class _Baseline:
     candidate: Path
     float_score: Score
     int8_score: Score
+    target: str | None = None
 
     @classmethod
-    def compute(cls, float_onnx, calibration, data, method, percentile, work: Path) -> "_Baseline":
+    def compute(cls, float_onnx, calibration, data, method, percentile, work: Path, target: str | None = None) -> "_Baseline":
         cache, candidate = work / "ranges.json", work / "candidate.onnx"
         float_score = score_onnx(float_onnx, data)
-        quantize_int8(float_onnx, candidate, calibration, method, percentile, cache=cache)
-        return cls(Path(float_onnx), calibration, data, method, percentile, cache, candidate, float_score, score_onnx(candidate, data))
+        quantize_int8(float_onnx, candidate, calibration, method, percentile, cache=cache, target=target)
+        return cls(
+            Path(float_onnx), calibration, data, method, percentile, cache, candidate, float_score, score_onnx(candidate, data), target,
+        )
+
+    def quantize(self, output: Path, layers: list[str]):
+        """Quantize with ``layers`` kept in float, reusing the baseline's ranges."""
+        return quantize_int8(
+            self.float_onnx, output, self.calibration, self.method, self.percentile, exclude=layers, cache=self.cache, target=self.target,
+        )
 
     def score_with_float(self, layers: list[str], output: Path | None = None) -> Score:
         """Quantize with ``layers`` kept in float (to ``output`` or the scratch file) and score it."""
         path = output or self.candidate
-        quantize_int8(self.float_onnx, path, self.calibration, self.method, self.percentile, exclude=layers, cache=self.cache)
+        self.quantize(path, layers)
         return score_onnx(path, self.data)
 
     def scan(self, layers: list[str] | None, progress: Progress | None) -> SensitivityReport:
@@ -276,6 +288,7 @@ def mixed_precision(
     percentile: float = 99.9,
     ranking: SensitivityReport | None = None,
     progress: Progress | None = None,
+    target: str | None = None,
 ) -> MixedPrecisionResult:
     """Keep the fewest, most sensitive layers in float until the drop is within ``max_drop``.
 
@@ -293,17 +306,18 @@ def mixed_precision(
         data: labelled held-out images.
         max_drop: allowed pixel-accuracy drop against the float model, in points (>= 0).
         method, percentile: calibration method.
-        ranking: a previous :func:`sensitivity_scan` of the same model and data.
+        ranking: a previous :func:`sensitivity_scan` of the same model, data and target.
         progress: ``progress(stage, done, total)``.
+        target: INT8 form (default: the model's; see :func:`quantize_int8`).
 
     Raises:
-        InputError: ``max_drop`` negative.
+        InputError: ``max_drop`` negative; a target the model cannot take.
         DataError, ModelFormatError, ExportError: from calibration and quantization.
     """
     if max_drop < 0:
         raise InputError(f"--max-drop must be >= 0 points, got {max_drop}")
     with tempfile.TemporaryDirectory(prefix="segedge-amp-") as work:
-        base = _Baseline.compute(float_onnx, calibration, data, method, percentile, Path(work))
+        base = _Baseline.compute(float_onnx, calibration, data, method, percentile, Path(work), target)
         drop = _points(base.float_score.pixel_accuracy, base.int8_score.pixel_accuracy)
         steps = [(0, drop)]
         best = (drop, [], base.int8_score)
@@ -322,7 +336,7 @@ def mixed_precision(
                 if drop <= max_drop:
                     break
         drop, float_layers, score = best
-        quantize_int8(float_onnx, output, calibration, method, percentile, exclude=float_layers, cache=base.cache)
+        base.quantize(Path(output), float_layers)
     return MixedPrecisionResult(Path(output), float_layers, score, base.float_score, drop, max_drop, drop <= max_drop, steps)
 
 

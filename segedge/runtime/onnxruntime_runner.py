@@ -8,43 +8,23 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from segedge.contract import Backend, Contract, Precision, Provider
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
+from segedge.runtime.onnxruntime_providers import (  # noqa: F401 (provider_chain: public here too)
+    PROVIDERS,
+    GraphPrecision,
+    check_active_provider,
+    fp32_math,
+    gpu_install_hint,
+    graph_precision,
+    installed_onnxruntime_builds,
+    provider_chain,
+)
 from segedge.runtime.base import Runner
 
 log = logging.getLogger(__name__)
-
-PROVIDERS = {
-    Provider.CPU: "CPUExecutionProvider",
-    Provider.CUDA: "CUDAExecutionProvider",
-    Provider.TENSORRT: "TensorrtExecutionProvider",
-}
-
-
-def provider_chain(provider: str, model: Path, cache_dir: Path | None = None, device_id: int = 0) -> list[tuple[str, dict]]:
-    """Execution providers with their options, most preferred first.
-
-    ``tensorrt`` keeps TensorRT's engines and timing cache in ``cache_dir`` (default
-    ``<model dir>/<model stem>.trt-cache``) so the first session's build is not repeated, and
-    falls back to CUDA, then the CPU, for nodes TensorRT does not take. Precision comes from
-    the model (FP16 tensors, Q/DQ nodes): ``trt_fp16_enable`` / ``trt_int8_enable`` stay off.
-    Option names: ONNX Runtime docs, "TensorRT Execution Provider" and "CUDA Execution Provider".
-    """
-    if provider == Provider.CPU:
-        return [("CPUExecutionProvider", {})]
-    cuda = ("CUDAExecutionProvider", {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE"})
-    if provider == Provider.CUDA:
-        return [cuda, ("CPUExecutionProvider", {})]
-    cache = str(cache_dir or model.parent / f"{model.stem}.trt-cache")
-    tensorrt = ("TensorrtExecutionProvider", {
-        "device_id": device_id,
-        "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": cache,
-        "trt_timing_cache_enable": True,
-        "trt_timing_cache_path": cache,
-    })
-    return [tensorrt, cuda, ("CPUExecutionProvider", {})]
 
 
 class OnnxRuntimeRunner(Runner):
@@ -57,16 +37,30 @@ class OnnxRuntimeRunner(Runner):
     Args:
         path: ``.onnx`` file with one ``(N, 3, H, W)`` float input and one logits output.
         provider: ``cpu``, ``cuda`` or ``tensorrt`` (the last two need onnxruntime-gpu; see
-            :func:`provider_chain` for their options and fallbacks).
+            :func:`~segedge.runtime.onnxruntime_providers.provider_chain` for their options
+            and fallbacks).
         threads: intra-op threads (0: one per physical core, ONNX Runtime's default).
         spin: let idle intra-op threads spin (lowest latency alone; ``False`` when other
             threads need the cores, as in the pipelined live loop).
-        cache_dir: TensorRT execution provider engine and timing cache directory.
+        cache_dir: parent of the TensorRT execution provider's engine and timing cache
+            folders, which are keyed by the model's SHA-256 (see
+            :func:`~segedge.runtime.onnxruntime_providers.tensorrt_cache_dir`).
         device_id: CUDA device for ``cuda`` and ``tensorrt``.
 
+    Attributes:
+        precision: from the metadata (``fp32``, ``fp16``, ``int8``).
+        fp32_math: ``ieee``, or ``tf32`` for an FP32 model on the ``tensorrt`` provider,
+            whose FP32 convolutions run in TF32 on Ampere and newer (TensorRT's default; the
+            provider has no option to clear it) unless ``NVIDIA_TF32_OVERRIDE=0`` is set. The
+            row label (:attr:`name`) then says ``tf32``. The ``cuda`` provider runs FP32 as
+            IEEE FP32 (``use_tf32: 0``).
+
     Raises:
+        InputError: unknown provider.
         ModelFormatError: missing, truncated or invalid ONNX, or not a single-input model.
-        BackendUnavailableError: the provider is not available in this onnxruntime.
+        BackendUnavailableError: the provider is not in this onnxruntime build, or it failed
+            to start and ONNX Runtime fell back to another (see
+            :func:`~segedge.runtime.onnxruntime_providers.check_active_provider`).
     """
 
     backend = Backend.ONNXRUNTIME
@@ -85,16 +79,19 @@ class OnnxRuntimeRunner(Runner):
         if PROVIDERS[provider] not in ort.get_available_providers():
             raise BackendUnavailableError(
                 f"ONNX Runtime has no {PROVIDERS[provider]} here (available: {', '.join(ort.get_available_providers())}); "
-                "install the 'gpu' extra on a CUDA machine: pip install 'segedge[gpu]'"
+                + gpu_install_hint(installed_onnxruntime_builds())
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         if not spin:  # idle worker threads sleep instead of spinning: leaves the CPU to other pipeline stages
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        options.log_severity_level = 1 if os.environ.get("SEGEDGE_DEBUG") == "1" else 3
         try:
-            chain = provider_chain(provider, self.artifact, Path(cache_dir) if cache_dir else None, device_id)
+            graph = GraphPrecision(int8=False, fp16=False)  # what the TensorRT provider must enable, from the graph
+            if provider == Provider.TENSORRT:
+                graph = graph_precision(onnx.load(str(self.artifact), load_external_data=False))
+            chain = provider_chain(provider, self.artifact, Path(cache_dir) if cache_dir else None, device_id, graph)
             available = set(ort.get_available_providers())
             chain = [(name, opts) for name, opts in chain if name in available]
             for _, opts in chain:
@@ -103,11 +100,12 @@ class OnnxRuntimeRunner(Runner):
             self.session = ort.InferenceSession(
                 str(self.artifact), options, providers=[name for name, _ in chain], provider_options=[opts for _, opts in chain]
             )
-        except Exception as exc:  # InvalidProtobuf, Fail, InvalidGraph, ...
+        except Exception as exc:  # InvalidProtobuf, Fail, InvalidGraph, DecodeError, ...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if "INVALID_PROTOBUF" in first:
+            if "INVALID_PROTOBUF" in first or "DecodeError" in type(exc).__name__:
                 first = "not a valid ONNX file (truncated or corrupt?)"
             raise ModelFormatError(f"ONNX Runtime cannot load {self.artifact}: {first[:300]}") from None
+        check_active_provider(provider, self.session.get_providers(), self.artifact)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ModelFormatError(f"{self.artifact}: expected one (N, 3, H, W) input, found {[i.shape for i in inputs]}")
@@ -123,7 +121,19 @@ class OnnxRuntimeRunner(Runner):
             meta, str(self.artifact), fallback_size=(h, w),
             fallback_precision=Precision.FP16 if self.input_is_fp16 else Precision.FP32,
         )
+        self.fp32_math = fp32_math(provider, self.precision)
         self.metadata = dict(meta)
+
+    @property
+    def name(self) -> str:
+        """``<artifact name> (onnxruntime <precision>)``; ``tf32`` in place of ``fp32`` where
+        the FP32 convolutions run in TF32 (see :attr:`fp32_math`)."""
+        label = "tf32" if self.fp32_math == "tf32" else self.precision
+        return f"{self.artifact.name} ({self.backend} {label})"
+
+    def close(self) -> None:
+        """Release the session (its arenas, and device memory on the CUDA and TensorRT providers)."""
+        self.session = None
 
     def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         if self.input_is_fp16:

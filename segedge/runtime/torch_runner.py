@@ -15,13 +15,34 @@ from segedge.models.checkpoint import Checkpoint, load_checkpoint
 from segedge.runtime.base import Runner
 
 
+def use_ieee_fp32() -> None:
+    """Make CUDA FP32 convolutions and matrix multiplications IEEE FP32, not TF32.
+
+    PyTorch runs cuDNN convolutions in TF32 by default on Ampere and newer
+    (``torch.backends.cudnn.conv.fp32_precision == "tf32"``): 10 mantissa bits, which
+    moves SegNet's logits (max-unpool turns near-ties into moved values), so an "FP32"
+    reference would not be FP32. This sets ``torch.backends.cudnn.conv.fp32_precision``
+    and ``torch.backends.cuda.matmul.fp32_precision`` to ``"ieee"`` (PyTorch 2.9+; older
+    releases: ``allow_tf32 = False``). The setting is process-wide. Source: PyTorch notes,
+    "TensorFloat-32 (TF32) on Ampere (and later) devices".
+    """
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision") and hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:  # the legacy switches (mixing them with the new API is an error in PyTorch 2.9+)
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 class TorchRunner(Runner):
     """Runs a checkpoint in PyTorch eager mode, ``channels_last``.
 
     Args:
         checkpoint: a loaded :class:`Checkpoint`, a ``.pt`` path, or ``None`` for the
             embedded ``segnet-dsc``.
-        device: ``cpu`` or ``cuda`` / ``cuda:N``.
+        device: ``cpu`` or ``cuda`` / ``cuda:N``. On CUDA, FP32 is IEEE FP32: TF32 is turned
+            off for the process (see :func:`use_ieee_fp32`).
         fp16: run under ``torch.autocast("cuda", torch.float16)`` (CUDA only); logits are
             returned as float32 either way.
         threads: PyTorch intra-op threads on the CPU (0: leave PyTorch's setting, one per
@@ -50,6 +71,8 @@ class TorchRunner(Runner):
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
         if threads and torch.device(device).type == "cpu":
             torch.set_num_threads(threads)
+        if torch.device(device).type == "cuda":
+            use_ieee_fp32()
         self.checkpoint = ckpt
         self.device = torch.device(device)
         self.fp16 = fp16
@@ -57,6 +80,12 @@ class TorchRunner(Runner):
         self.model = copy.deepcopy(ckpt.model).eval().to(self.device, memory_format=torch.channels_last)
         self.contract = ckpt.contract.replace(precision=Precision.FP16 if fp16 else Precision.FP32)
         self.artifact = ckpt.path
+
+    def close(self) -> None:
+        """Drop the private model copy (and, on CUDA, return its cached memory to the driver)."""
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @torch.inference_mode()
     def _infer(self, batch: np.ndarray, out: np.ndarray | None) -> np.ndarray:

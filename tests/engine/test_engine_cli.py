@@ -23,7 +23,7 @@ def test_engine_without_tensorrt_is_exit_2_one_line_and_writes_nothing(tmp_path,
     result = cli.invoke(app, ["build-engine", str(tiny_onnx), "-o", str(out / f"m{suffix}"), "--precision", precision])
     line = one_line_error(result)
     assert result.exit_code == 2
-    assert "pip install 'segedge[tensorrt]'" in line and f"m{suffix}" in line and "m.onnx" in line
+    assert "pip install 'segedge[tensorrt-cu12]'" in line and f"m{suffix}" in line and "m.onnx" in line
     assert list(out.iterdir()) == []
 
 
@@ -31,7 +31,7 @@ def test_engine_without_tensorrt_is_exit_2_one_line_and_writes_nothing(tmp_path,
 def test_int8_engine_without_tensorrt_fails_before_calibrating(tmp_path, tiny_onnx, one_line_error):
     """The TensorRT check comes first: no calibration data is read, nothing is written."""
     result = cli.invoke(app, ["build-engine", str(tiny_onnx), "-o", str(tmp_path / "q.engine"), "--precision", "int8", "--calib-data", str(tmp_path / "nowhere")])
-    assert result.exit_code == 2 and "segedge[tensorrt]" in one_line_error(result)
+    assert result.exit_code == 2 and "segedge[tensorrt-cu12]" in one_line_error(result)
     assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "q.engine").exists()
 
 

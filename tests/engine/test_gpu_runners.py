@@ -11,16 +11,7 @@ from segedge.runtime.onnxruntime_runner import provider_chain
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to PyTorch")
 
 
-def test_provider_chain_options(tmp_path):
-    model = tmp_path / "m.onnx"
-    assert provider_chain("cpu", model) == [("CPUExecutionProvider", {})]
-    cuda = provider_chain("cuda", model, device_id=1)
-    assert [name for name, _ in cuda] == ["CUDAExecutionProvider", "CPUExecutionProvider"] and cuda[0][1]["device_id"] == 1
-    trt = provider_chain("tensorrt", model)
-    assert [name for name, _ in trt] == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    options = trt[0][1]
-    assert options["trt_engine_cache_enable"] and options["trt_engine_cache_path"] == str(tmp_path / "m.trt-cache")
-    assert "trt_fp16_enable" not in options and "trt_int8_enable" not in options  # precision comes from the model
+# ONNX Runtime provider options (TF32, precision flags, keyed cache, fallback): tests/runtime/test_onnxruntime_providers.py
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available: the no-CUDA message cannot be checked")

@@ -20,7 +20,7 @@ from segedge.errors import InputError, ModelFormatError
 pytestmark = [
     pytest.mark.tensorrt,
     pytest.mark.gpu,
-    pytest.mark.skipif(not engine_build_available(), reason="needs TensorRT, cuda-python and a CUDA GPU (pip install 'segedge[tensorrt]' on a GPU machine)"),
+    pytest.mark.skipif(not engine_build_available(), reason="needs TensorRT, cuda-python and a CUDA GPU (pip install 'segedge[tensorrt-cu12]' or '[tensorrt-cu13]' on a GPU machine)"),
 ]
 
 # FP32 engine vs ONNX Runtime FP32 on the CPU: true FP32 differs by kernel summation order

@@ -1,6 +1,7 @@
 """The TensorRT parser lint flags what the parser rejects, by node name."""
 
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
 from segedge.export.lint import lint_tensorrt
@@ -52,6 +53,31 @@ def test_uint8_inside_the_network_and_nonzero_zero_points_are_errors():
 
 def test_opset_and_unsupported_ops():
     nodes = [helper.make_node("NonZero", ["x"], ["y"], name="nz"), helper.make_node("Det", ["x"], ["d"], name="det")]
-    report = lint_tensorrt(model_of(nodes, [vi("x")], [vi("y", TensorProto.INT64, (4, 192)), vi("d", shape=(1, 3))], opset=21))
+    report = lint_tensorrt(model_of(nodes, [vi("x")], [vi("y", TensorProto.INT64, (4, 192)), vi("d", shape=(1, 3))], opset=17))
     assert [i.node for i in report.errors] == ["det"]
-    assert any("opset 21" in i.message and i.severity == "warning" for i in report.issues)  # fine for 10.15, not 8.6
+
+
+@pytest.mark.parametrize("opset", [21, 22, 24])
+def test_opsets_above_20_are_errors_for_tensorrt_10(opset):
+    """TensorRT 10.0 (and JetPack 6's 10.3) parse opset 9..20 (onnx-tensorrt docs/operators.md):
+    a newer opset fails the parse, so it is an error unless the target is 10.15+ / 11."""
+    model = model_of([helper.make_node("Relu", ["x"], ["y"], name="relu")], [vi("x")], [vi("y")], opset=opset)
+    for version in (None, "10.3.0", "10.0.1"):
+        report = lint_tensorrt(model, version)
+        assert not report.ok and [i.message for i in report.errors if f"opset {opset}" in i.message], (version, report.issues)
+    for version in ("10.15.1", "11.4.0"):
+        assert lint_tensorrt(model, version).ok, version
+
+
+@pytest.mark.parametrize("opset", [9, 17, 19, 20])
+def test_opsets_every_supported_tensorrt_reads_are_clean(opset):
+    model = model_of([helper.make_node("Relu", ["x"], ["y"], name="relu")], [vi("x")], [vi("y")], opset=opset)
+    assert lint_tensorrt(model).issues == []
+
+
+def test_opset_25_is_refused_everywhere_and_8_too():
+    for opset in (8, 25):
+        model = model_of([helper.make_node("Relu", ["x"], ["y"], name="relu")], [vi("x")], [vi("y")], opset=opset)
+        assert not lint_tensorrt(model, "11.4.0").ok and not lint_tensorrt(model).ok
+
+

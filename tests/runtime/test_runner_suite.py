@@ -19,7 +19,7 @@ RUNNERS = [
     pytest.param(Backend.OPENVINO, marks=pytest.mark.skipif(
         importlib.util.find_spec("openvino") is None, reason="openvino is not installed (pip install 'segedge[openvino]')")),
     pytest.param(Backend.TENSORRT, marks=[pytest.mark.tensorrt, pytest.mark.gpu, pytest.mark.skipif(
-        not engine_build_available(), reason="needs TensorRT, cuda-python and a CUDA GPU (pip install 'segedge[tensorrt]' on a GPU machine)")]),
+        not engine_build_available(), reason="needs TensorRT, cuda-python and a CUDA GPU (pip install 'segedge[tensorrt-cu12]' or '[tensorrt-cu13]' on a GPU machine)")]),
 ]
 
 

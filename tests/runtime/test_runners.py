@@ -60,12 +60,12 @@ def test_engine_without_tensorrt_says_which_extra_to_install(tmp_path):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\x00" * 64)
     EngineInfo("m.engine", "10.3.0", "Orin", "8.7", "int8", "input", {"max": [8, 3, 128, 128]}, "0" * 64).save(engine)
-    with pytest.raises(BackendUnavailableError, match=r"segedge\[tensorrt\]"):
+    with pytest.raises(BackendUnavailableError, match=r"segedge\[tensorrt-cu12\]"):
         load_runner(engine)
 
 
 @pytest.mark.tensorrt
-@pytest.mark.skipif(not engine_build_available(), reason="needs TensorRT, cuda-python and a CUDA GPU (pip install 'segedge[tensorrt]' on a GPU machine)")
+@pytest.mark.skipif(not engine_build_available(), reason="needs TensorRT, cuda-python and a CUDA GPU (pip install 'segedge[tensorrt-cu12]' or '[tensorrt-cu13]' on a GPU machine)")
 def test_tensorrt_engine_matches_onnx_runtime(tmp_path, exported_onnx):
     from segedge.engine.build import build_engine
 
