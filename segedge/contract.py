@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import colorsys
 import json
+import math
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
@@ -150,6 +151,9 @@ def _triple(name: str, value: Any) -> tuple[float, float, float] | None:
     return values  # type: ignore[return-value]
 
 
+MAX_INPUT_PIXELS = 16 * 2**20  # a model input of 4096x4096 is far beyond any segmentation network on an edge device
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """Parameters of :func:`segedge.data.transforms.preprocess`; stored with every artifact.
@@ -167,8 +171,14 @@ class PreprocessConfig:
     std: tuple[float, float, float] | None = None  # per channel, divides after the mean (ImageNet: 0.229, 0.224, 0.225)
 
     def __post_init__(self) -> None:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (self.height, self.width)):
+            raise InputError(f"input size must be whole pixels, got {self.height!r}x{self.width!r}")
         if self.height <= 0 or self.width <= 0:
             raise InputError(f"input size must be positive, got {self.height}x{self.width}")
+        if self.height * self.width > MAX_INPUT_PIXELS:  # a tampered record would allocate GBs per frame
+            raise InputError(f"input size {self.height}x{self.width} is over the {MAX_INPUT_PIXELS // 2**20} Mpixel limit of a model input")
+        if not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale)):
+            raise InputError(f"scale must be a finite number, got {self.scale!r}")
         object.__setattr__(self, "interpolation", str(self.interpolation))  # an Interpolation member is stored as its value
         if self.interpolation not in INTERPOLATION_NAMES:
             raise InputError(

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from segedge._io import atomic_path
+from segedge.contract import Target
 from segedge.errors import DataError
 
 CACHE_SCHEMA = 1
@@ -60,7 +61,7 @@ class CalibrationKey:
     method: str
     percentile: float | None
     settings: str
-    target: str = "tensorrt"
+    target: str = Target.TENSORRT.value
 
     def differences(self, other: "CalibrationKey") -> list[str]:
         """Names of the fields that differ, in plain words (``["the model", "the data"]``)."""
@@ -112,9 +113,14 @@ def read_cache(path: str | os.PathLike[str], key: CalibrationKey) -> CacheLookup
         payload = json.loads(path.read_text())
         if payload.get("segedge_calibration_cache") != CACHE_SCHEMA:
             raise ValueError("not a segedge calibration cache (schema 1)")
+        if "key" not in payload or "ranges" not in payload:
+            raise ValueError(f"the {'key' if 'key' not in payload else 'ranges'} record is missing")
         stored = CalibrationKey(**payload["key"])
         ranges = payload["ranges"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # ONNX Runtime's serialised TensorsData: a tampered record would fail deep inside the quantizer
+        if not (isinstance(ranges, dict) and isinstance(ranges.get("data"), dict) and "calibration_method" in ranges):
+            raise ValueError("its ranges record is not ONNX Runtime calibration data (tampered or truncated?)")
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise DataError(f"calibration cache {path} is unreadable ({str(exc).splitlines()[0][:120]}); delete it or pass another path") from None
     changed = stored.differences(key)
     if changed:

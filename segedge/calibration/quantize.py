@@ -92,7 +92,7 @@ class QuantizeResult:
     seconds: float
     float_layers: list[str] = field(default_factory=list)
     cache: str | None = None
-    target: str = "tensorrt"
+    target: str = Target.TENSORRT.value
     int8_convs: int = 0
 
 
@@ -311,7 +311,7 @@ def quantize_int8(
                      "float_layers": float_layers, "target": target,
                      "format": "QOperator (QLinearConv)" if cpu_form else "QDQ",
                      "activations": "uint8 asymmetric" if cpu_form else "int8 symmetric",
-                     "base": "fp16" if fp16_base else "fp32", "reduce_range": bool(reduce_range)}
+                     "base": (Precision.FP16 if fp16_base else Precision.FP32).value, "reduce_range": bool(reduce_range)}
                 )
                 extra = {k: v for k, v in contract.extra.items() if k != "fp32_nodes"} | {"calibration": record}
                 contract.replace(precision=Precision.INT8, extra=extra).write_onnx_step(quantized, "precision", "calibration")

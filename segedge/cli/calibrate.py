@@ -30,6 +30,7 @@ def calibrate_command(
     eval_split: Annotated[str, typer.Option(help="Split scored for --sensitivity/--max-drop; calibration images are left out of it.")] = "trainval",
     eval_limit: Annotated[int, typer.Option(min=1, help="Held-out images scored per variant.")] = 100,
     plot: Annotated[Optional[Path], typer.Option(help="PNG bar chart of the sensitivity scan (default: OUTPUT with .sensitivity.png).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing OUTPUT (an output that is an input is refused even so).")] = False,
 ) -> None:
     """Calibrate an FP32 ONNX and write its INT8 form for its target.
 
@@ -46,21 +47,44 @@ def calibrate_command(
     the resulting latency. Float layers run FP16 in the tensorrt form and FP32 in the
     onnxruntime form.
     """
+    from segedge._io import check_output
+    from segedge.errors import InputError
+    from segedge.export.metadata import self_contained
+
+    inputs = [model, *calib_data, eval_data]  # an output that is one of these is refused, --force or not
+    check_output(output, inputs, force=force)
+    if cache is not None:
+        check_output(cache, [model, output, *calib_data], force=True, option="--cache")
+    if sensitivity and plot is not None:
+        check_output(plot, [model, output, *calib_data], force=True, option="--plot")
+    original = model
+    with self_contained(model) as model:  # an ONNX with external weight data, made single-file
+        _calibrate(model, original, output, calib_data, num_images, every, seed, method, percentile, cache, sensitivity,
+                   max_drop, eval_data, eval_split, eval_limit, plot, force)
+
+
+def _calibrate(model, original, output, calib_data, num_images, every, seed, method, percentile, cache, sensitivity,
+               max_drop, eval_data, eval_split, eval_limit, plot, force) -> None:
     from rich.table import Table
 
     from segedge.calibration.dataset import load_calibration_sets
     from segedge.calibration.quantize import quantize_int8
+    from segedge.contract import Precision
     from segedge.pipeline.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
     from segedge.data.oxford_pet import is_pet_root
-    from segedge.errors import DataError
+    from segedge.errors import DataError, InputError
+    from segedge.export.metadata import load_onnx
     from segedge.report.drift import measure_latency
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
     from segedge.calibration.quantize import int8_target
-    from segedge.export.metadata import load_onnx
 
     chosen = int8_target(load_onnx(model), target, model)  # before calibrating
-    config = OnnxRuntimeRunner(model).contract.preprocess
+    runner = OnnxRuntimeRunner(model)
+    if runner.precision is Precision.INT8 or any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in load_onnx(model).graph.node):
+        raise InputError(f"{original} is already quantized (Q/DQ nodes); calibrate the FP32 ONNX from `segedge export`")
+    config = runner.contract.preprocess
+    runner.close()
     calibration = load_calibration_sets(calib_data, config, num_images=num_images, seed=seed, every=every)
     console.print(f"calibration: {calibration.summary()}")
     if not (sensitivity or max_drop is not None):

@@ -28,6 +28,7 @@ ONNXRUNTIME_MISSING = (
     "ONNX Runtime is not installed: pip install 'segedge[cpu]' (CPU), or 'segedge[gpu]' on a CUDA machine "
     "(never both: they install the same onnxruntime package)"
 )
+INPUT_ERROR = 2  # what InputError gives: a path the user named cannot be used
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -47,13 +48,24 @@ def setup_logging() -> None:
     root = logging.getLogger("segedge")
     if not root.handlers:
         handler = _StderrHandler()  # one line per record, never wrapped
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.setFormatter(_RedactingFormatter("%(levelname)s: %(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.DEBUG if os.environ.get("SEGEDGE_DEBUG") == "1" else logging.WARNING)
         root.propagate = False
 
 
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from segedge.data.sources import redact_url
+
+        return redact_url(super().format(record)).replace("\n", " ")
+
+
 def fail(message: str, code: int) -> None:
+    """Print ``message`` as one red line (URL credentials removed) and exit with ``code``."""
+    from segedge.data.sources import redact_url
+
+    message = redact_url(" ".join(str(message).split()))
     err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
@@ -80,6 +92,15 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130)
+        except OSError as exc:  # a full disk, a read-only folder, a folder where a file was expected
+            if debug:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or exc} (check the path, free space and permissions)", INPUT_ERROR)
+        except MemoryError:
+            if debug:
+                raise
+            fail("out of memory (a very large input? try a smaller image, --limit or fewer --workers)", 1)
         except Exception as exc:  # a bug: still one line, never a traceback unless asked
             if os.environ.get("SEGEDGE_DEBUG") == "1":
                 raise

@@ -39,6 +39,7 @@ def build_engine_command(
     version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine runs on later TensorRT releases of the same major version, and a TensorRT 10 engine on TensorRT 11 (NVIDIA's support matrix).")] = False,
     hardware_compatibility: Annotated[HardwareCompatibility, typer.Option(help="ampere+: engine runs on any Ampere or newer GPU (compute capability 8.0+).")] = HardwareCompatibility.NONE,
     dla_core: Annotated[Optional[int], typer.Option(min=0, help="Run on this DLA core (Jetson; TensorRT 10.x, or 11.4.1+ under JetPack 7.2.2+): fp16 or int8 only, and a static shape (--min/--opt/--max-shape equal); layers the DLA cannot run fall back to the GPU.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output (an output that is an input is refused even so).")] = False,
 ) -> None:
     """Build an FP32, FP16 or INT8 (calibrated Q/DQ) artifact: an ONNX for ONNX Runtime, or a TensorRT engine.
 
@@ -55,11 +56,14 @@ def build_engine_command(
     activations and int8 per-channel weights, which ONNX Runtime runs on its integer kernels.
     `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
+    from segedge._io import check_output
     from segedge.engine.options import BuildOptions, check_dla_request
-    from segedge.pipeline.build import build_artifact
     from segedge.engine.tensorrt_api import require_engine_support
-    from segedge.errors import DataError
+    from segedge.export.metadata import self_contained
 
+    check_output(output, [model, calib_data, calib_cache, timing_cache], force=force)
+    if calib_cache is not None:
+        check_output(calib_cache, [model, output, calib_data], force=True, option="--calib-cache")
     options = BuildOptions.from_strings(
         min_shape, opt_shape, max_shape, workspace_mib=workspace, optimization_level=builder_optimization_level,
         timing_cache=timing_cache, version_compatible=version_compatible,
@@ -70,6 +74,14 @@ def build_engine_command(
     if output.suffix in (".engine", ".plan"):  # before a minute of calibration, not after
         check_dla_request(model, precision.value, options)
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
+    with self_contained(model) as model:  # an ONNX with external weight data, made single-file
+        _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options)
+
+
+def _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options) -> None:
+    from segedge.errors import DataError
+    from segedge.pipeline.build import build_artifact
+
     calibration = None
     if precision is Precision.INT8:
         if calib_data is None:

@@ -11,7 +11,10 @@ if os.environ.get("SEGEDGE_DEBUG") != "1":
     os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
+import sys  # noqa: E402
+
 import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
 
 from segedge import __version__  # noqa: E402
 from segedge.cli.bench import bench_command  # noqa: E402
@@ -28,11 +31,38 @@ from segedge.cli.serve import serve_command  # noqa: E402
 from segedge.cli.run import run_command  # noqa: E402
 from segedge.cli.train import train_command  # noqa: E402
 
+class _OneLineErrors(TyperGroup):
+    """Usage errors (unknown option, bad value, missing argument) as one line on stderr and
+    exit code 2, instead of the usage text and a boxed message."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            typer.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # click's usage errors (typer re-exports only BadParameter of them)
+            if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+                raise
+            message = " ".join(exc.format_message().split())
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `segedge` alone: the help, as asked by no_args_is_help
+                exc.show()
+                sys.exit(exc.exit_code)
+            context = getattr(exc, "ctx", None)
+            hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+            typer.echo(f"error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="segedge",
     help="Take a SegNet segmentation network from PyTorch to an edge device (ONNX, INT8 Q/DQ, "
     "TensorRT) and prove nothing was lost on the way. Exit codes: 0 ok, 1 failure, 2 bad input, "
-    "3 export failure, 4 backend unavailable, 5 source failure.",
+    "3 export failure, 4 backend unavailable, 5 source failure, 70 internal error, 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -57,6 +57,7 @@ def report_command(
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing, per model and batch size.")] = 5,
     worst: Annotated[int, typer.Option(min=0, help="Lowest-agreement images shown per candidate.")] = 6,
     backend: Annotated[Backend, typer.Option(help="Backend for every candidate (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.AUTO,
+    force: Annotated[bool, typer.Option("--force", help="Replace an earlier report in --output (the folder is replaced whole, so it may hold only a report).")] = False,
 ) -> None:
     """Report the accuracy drift of deployed artifacts against the PyTorch model, with speed.
 
@@ -64,9 +65,10 @@ def report_command(
     argmax agreement with the reference, with deltas; logits error; the worst images; latency p50/p90/p99 and
     throughput at batch 1 and 8, size and memory. With --video, agreement frame by frame. Writes report.json,
     report.md and a self-contained report.html."""
+    from segedge._io import check_output, resolved
     from segedge.errors import InputError
     from segedge.report.drift import compare, load_eval_data
-    from segedge.report.render import write_report
+    from segedge.report.render import check_report_folder, write_report
     from segedge.report.video import video_drift
     from segedge.runtime.factory import load_runner
     from segedge.runtime.torch_runner import TorchRunner
@@ -78,9 +80,17 @@ def report_command(
         raise InputError("give --data (an Oxford-IIIT Pet root, an image folder or a video), --video CLIP, or both")
     if gt_masks is not None and video is None:
         raise InputError("--gt-masks needs --video")
+    inputs = [*paths, data, video, gt_masks, reference]
+    check_output(output, inputs, directory=True, option="--output")
+    check_report_folder(output)
+    if (output / "report.json").exists() and not force:
+        raise InputError(f"{output} holds a report; pass --force to replace it")
+    for path in inputs:
+        if path is not None and resolved(path).is_relative_to(resolved(output)):
+            raise InputError(f"--output {output} holds the input {path}; a report replaces its folder whole: write elsewhere")
     with contextlib.ExitStack() as stack:  # every runner is closed, also when a later one fails to load
+        runners = [stack.enter_context(load_runner(p, backend=backend)) for p in paths]  # a bad candidate fails before the reference loads
         ref = stack.enter_context(TorchRunner(reference))
-        runners = [stack.enter_context(load_runner(p, backend=backend)) for p in paths]
         eval_data = load_eval_data(data, split=split, limit=limit) if data is not None else None
         with progress_bar() as update:
             clip = video_drift(ref, runners, video, gt_masks, every=every, limit=limit, progress=update) if video is not None else None

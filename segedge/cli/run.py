@@ -18,7 +18,7 @@ def print_live_stats(stats, label: str) -> None:
 
     notes = []
     if stats.skipped:
-        notes.append(f"{stats.skipped} corrupt frames skipped")
+        notes.append(f"{stats.skipped} corrupt frames skipped" + (f" (first: {stats.skip_reason})" if stats.skip_reason else ""))
     if stats.dropped:
         notes.append(f"{stats.dropped} stale live frames dropped")
     if stats.reconnects:
@@ -64,6 +64,7 @@ def run_command(
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
     backend: Annotated[Backend, typer.Option(help="Backend for the artifact (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.AUTO,
     upsample: Annotated[Upsample, typer.Option(help="Mask upsampling to the frame: linear (bilinear class scores, then argmax: smooth edges) or nearest (class map, faster).")] = Upsample.linear,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output or --stats file (an output that is an input is refused even so).")] = False,
 ) -> None:
     """Segment a camera, video, stream or image folder live, with overlay, FPS and per-stage timings.
 
@@ -72,13 +73,18 @@ def run_command(
     window, --serve MJPEG page, --save-masks PNGs, --stats JSON lines. Prints FPS, per-stage
     latency p50/p99, flicker and (with --gt-masks) IoU at the end.
     """
+    from segedge._io import check_output, resolved
     from segedge.data.sources import open_source
     from segedge.errors import InputError, SourceError
     from segedge.runtime.factory import live_parallelism, load_runner
     from segedge.runtime.postprocess import GroundTruth
-    from segedge.runtime.sinks import MaskSink, MjpegServer, StatsSink, VideoSink
-    from segedge.runtime.video import LiveOptions, run_live
+    from segedge.runtime.sinks import VIDEO_SUFFIXES, MaskSink, MjpegServer, StatsSink, VideoSink
+    from segedge.runtime.video import LiveOptions, require_display, run_live
 
+    if show:
+        require_display()  # before any window: Qt aborts the process without a display
+    if output is not None and output.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(f"--output {output}: expected a video file name ({', '.join(VIDEO_SUFFIXES)})")
     auto_workers, auto_threads = live_parallelism(engine, provider, backend)
     workers = 1 if sequential else (workers or auto_workers)
     threads = threads or (0 if sequential else auto_threads)
@@ -90,37 +96,56 @@ def run_command(
         if unknown:
             raise InputError(f"unknown classes {unknown}; this model has {', '.join(runner.classes)}")
         class_ids = tuple(runner.classes.index(n) for n in names)
-    for path in (output, stats_file):
-        if path is not None and not path.parent.is_dir():
-            raise InputError(f"output directory {path.parent} does not exist")
+    inputs = [Path(source), engine, gt_masks]  # an output that is one of these is refused, --force or not
+    for path, option in ((output, "--output"), (stats_file, "--stats")):
+        if path is not None:
+            check_output(path, inputs, force=force, option=option)
+    if output is not None and stats_file is not None and resolved(output) == resolved(stats_file):
+        raise InputError(f"--output and --stats are both {output}; give each its own file")
+    if save_masks is not None:
+        check_output(save_masks, inputs, directory=True, option="--save-masks")
     gt = GroundTruth(gt_masks) if gt_masks else None
     options = LiveOptions(
         alpha=alpha, classes=class_ids, outline=outline, smooth=smooth, realtime=realtime, loop=loop,
         max_frames=max_frames, show=show, pipelined=not sequential, workers=workers, upsample=upsample.value,
     )
     with open_source(source, decode_threads=decode_threads) as frames:
+        frames.warn_skips = False  # counted, and the first reason given, in the summary
         sinks = []
         try:
             if output is not None:
-                sinks.append(VideoSink(output, frames.fps))
+                sinks.append(VideoSink(output, frames.fps, overwrite=force))
             if save_masks is not None:
                 sinks.append(MaskSink(save_masks))
             if stats_file is not None:
-                sinks.append(StatsSink(stats_file))
+                sinks.append(StatsSink(stats_file, overwrite=force))
             if serve is not None:
                 server = MjpegServer(serve, host, title=f"{runner.name} on {frames.description}")
                 sinks.append(server)
                 console.print(f"serving http://{server.address[0]}:{server.address[1]}/ (MJPEG at /stream, stats at /stats)")
         except BaseException:
             for sink in sinks:
-                sink.close()
+                sink.close(failed=True)
             raise
         with runner:
             stats = run_live(runner, frames, sinks, options, gt)
+    if stats.frames == 0 and not stats.interrupted:  # nothing to summarise: one line says why
+        reason = f"; first: {frames.skip_reason}" if frames.skip_reason else ""
+        skipped = f" ({stats.skipped} unreadable frames skipped{reason})" if stats.skipped else ""
+        raise SourceError((stats.error or f"no frame of {frames.description} could be processed") + skipped)
     print_live_stats(stats, f"{runner.name} on {frames.description}")
+    for sink in sinks:
+        if getattr(sink, "resized", 0):
+            console.print(f"warning: {sink.resized} frames of another size than the first were resized to {sink.size[0]}x{sink.size[1]} in {sink.path}")
+        if getattr(sink, "partial", None) is not None:
+            console.print(f"the run failed: its output was kept aside as {sink.partial}; {sink.path} was not replaced")
     if stats.output:
         console.print(f"wrote {stats.output}")
+    if stats.missing:
+        console.print(f"warning: {stats.missing} of {frames.total} frames of {frames.description} could not be read (truncated or corrupt file)")
     if stats.interrupted:
         console.print("stopped early (interrupted); every output was finalised")
     if stats.error:
         raise SourceError(stats.error + "; every output was finalised")
+    if stats.signalled:
+        raise typer.Exit(130)

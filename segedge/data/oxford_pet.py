@@ -77,8 +77,9 @@ class OxfordPet:
         split: ``"trainval"`` or ``"test"`` (the official split files).
 
     Raises:
-        DataError: not a Pet root, an unknown split, a missing split file, or a split
-            with no usable sample.
+        DataError: not a Pet root, an unknown split, a missing or non-UTF-8 split file, a
+            split line naming a path (``/abs``, ``../x``: nothing outside the root is read),
+            or a split with no usable sample.
     """
 
     def __init__(self, root: str | os.PathLike[str], split: str = "trainval"):
@@ -95,10 +96,21 @@ class OxfordPet:
             raise DataError(f"{self.root}: split file annotations/{split}.txt is missing")
         self.split = split
         self.samples: list[PetSample] = []
-        for line_no, line in enumerate(split_file.read_text().splitlines(), start=1):
+        try:
+            text = split_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{split_file} is not UTF-8 text (byte {exc.start}); expected one '<name> <class> ...' line per image") from None
+        except OSError as exc:
+            raise DataError(f"cannot read {split_file}: {exc.strerror or exc}") from None
+        for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip() or line.startswith("#"):
                 continue
             name = line.split()[0]
+            if "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
+                raise DataError(
+                    f"{split_file} line {line_no} names {name!r}: a sample name may not hold a path "
+                    "(no '/', '\\', leading '.'); the images must lie in images/ of the dataset root"
+                )
             image_path = self.root / "images" / f"{name}.jpg"
             trimap_path = self.root / "annotations" / "trimaps" / f"{name}.png"
             if not image_path.is_file() or not trimap_path.is_file():

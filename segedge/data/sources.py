@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import glob
 import logging
+import re
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -22,6 +24,25 @@ from segedge.errors import DataError, SourceError
 
 log = logging.getLogger(__name__)
 
+# scheme://user[:password]@host -> scheme://host; up to the last "@" before the path (a password may hold "@").
+_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """Remove the credentials from every URL in ``text``.
+
+    ``rtsp://admin:secret@10.0.0.5/stream`` becomes ``rtsp://10.0.0.5/stream``. Every source
+    description, error message, summary line and statistics record goes through it, so a
+    camera password given on the command line is never printed, logged or served.
+
+    Args:
+        text: any message; text without ``scheme://user@`` is returned unchanged.
+
+    Returns:
+        ``text`` with each ``user[:password]@`` after a ``scheme://`` removed.
+    """
+    return _CREDENTIALS.sub(r"\1", text)
+
 
 class FrameSource:
     """Frames from one source; see :func:`open_source`.
@@ -31,6 +52,11 @@ class FrameSource:
         fps: nominal frame rate in frames per second (0 if unknown).
         live: True for cameras and streams (frames are not replayable, latest wins).
         skipped: frames that could not be decoded and were skipped.
+        skip_reason: why the first skipped frame was skipped.
+        warn_skips: log a warning per skipped frame (``segedge run`` turns it off and reports
+            the count and the first reason in its one-line summary or error instead).
+        missing: frames a file declares but that could not be read at all (a truncated or
+            corrupt file ended early); known once the end was reached.
         total: frame count if known.
     """
 
@@ -38,6 +64,9 @@ class FrameSource:
     fps: float = 0.0
     live: bool = False
     skipped: int = 0
+    skip_reason: str | None = None  # why the first skipped frame was skipped
+    warn_skips: bool = True  # log each skipped frame as a warning (False: the caller reports skip_reason)
+    missing: int = 0
     total: int | None = None
 
     def read_into(self, buffer: np.ndarray | None = None) -> np.ndarray | None:
@@ -71,6 +100,30 @@ class FrameSource:
         self.close()
 
 
+URL_TIMEOUT_MS = 10_000  # a stream that answers nothing for 10 s is down (OpenCV's default: 30 s)
+
+
+def _interruptible(open_capture):
+    """Run a blocking ``open_capture()`` in a daemon thread, so Ctrl-C in the main thread
+    stops the wait at once instead of after the stream's connection timeout."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(open_capture()), name="segedge-open", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    return result[0] if result else _Closed()
+
+
+class _Closed:
+    """What a failed open returns: a capture that is not open."""
+
+    def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
+        return False
+
+    def release(self) -> None:
+        pass
+
+
 class CaptureSource(FrameSource):
     """cv2.VideoCapture over a camera index, a file or a URL.
 
@@ -88,9 +141,11 @@ class CaptureSource(FrameSource):
     def __init__(self, target: int | str, description: str, live: bool, decode_threads: int = 1):
         self.target, self.description, self.live = target, description, live
         self.decode_threads = decode_threads
+        self._read = 0  # frames read since the last rewind
         self.capture = self._open()
         if self.capture is None:
-            hint = " (no such video device, or it is in use)" if isinstance(target, int) else ""
+            hint = " (no such video device, or it is in use)" if isinstance(target, int) else (
+                "" if live else " (not a video, or truncated: an MP4 cut short loses its index)")
             raise SourceError(f"cannot open {description}{hint}")
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -99,6 +154,8 @@ class CaptureSource(FrameSource):
     def _open(self) -> cv2.VideoCapture | None:
         if isinstance(self.target, int):
             capture = cv2.VideoCapture(self.target)
+        elif self.live:
+            capture = _interruptible(self._open_url)
         else:
             params = [cv2.CAP_PROP_N_THREADS, self.decode_threads] if self.decode_threads > 0 else []
             capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
@@ -109,11 +166,23 @@ class CaptureSource(FrameSource):
             capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # never queue stale frames in the driver
         return capture
 
+    def _open_url(self) -> cv2.VideoCapture:
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, URL_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, URL_TIMEOUT_MS]
+        if self.decode_threads > 0:
+            params += [cv2.CAP_PROP_N_THREADS, self.decode_threads]
+        return cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
+
     def read_into(self, buffer: np.ndarray | None = None) -> np.ndarray | None:
         while True:
-            ok, frame = self.capture.read(buffer) if buffer is not None else self.capture.read()
+            try:
+                ok, frame = self.capture.read(buffer) if buffer is not None else self.capture.read()
+            except (cv2.error, MemoryError):
+                ok, frame = False, None
             if not ok or frame is None:
+                if not self.live and self.total:
+                    self.missing = max(0, self.total - self._read)
                 return None
+            self._read += 1
             if frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8:
                 return frame
             self.skipped += 1  # a corrupt or unexpected frame: skip and count it
@@ -131,6 +200,7 @@ class CaptureSource(FrameSource):
     def rewind(self) -> bool:
         if self.live:
             return False
+        self._read = 0
         return bool(self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0))
 
     def close(self) -> None:
@@ -152,7 +222,8 @@ class ImageFilesSource(FrameSource):
                 return read_image(path)
             except DataError as exc:
                 self.skipped += 1
-                log.warning("skipping frame: %s", exc)
+                self.skip_reason = self.skip_reason or str(exc)
+                log.log(logging.WARNING if self.warn_skips else logging.INFO, "skipping frame: %s", exc)
         return None
 
     def rewind(self) -> bool:
@@ -176,7 +247,7 @@ def open_source(spec: str | int, decode_threads: int = 1) -> FrameSource:
     if text.isdigit():
         return CaptureSource(int(text), f"camera {text}", live=True)
     if "://" in text:
-        return CaptureSource(text, f"stream {text}", live=True, decode_threads=decode_threads)
+        return CaptureSource(text, f"stream {redact_url(text)}", live=True, decode_threads=decode_threads)
     path = Path(text)
     if path.is_dir():
         try:
@@ -192,4 +263,4 @@ def open_source(spec: str | int, decode_threads: int = 1) -> FrameSource:
         if not files:
             raise SourceError(f"no image matches {text}")
         return ImageFilesSource(files, f"{len(files)} images matching {text}")
-    raise SourceError(f"source {text} is neither a camera index, a URL, a file, a folder nor a glob that matches")
+    raise SourceError(f"source {redact_url(text)} is neither a camera index, a URL, a file, a folder nor a glob that matches")

@@ -43,22 +43,113 @@ def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
     write_props(model.metadata_props, metadata)
 
 
-def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
-    """Load an ONNX file.
+def load_onnx(path: str | os.PathLike[str], load_external_data: bool = True) -> onnx.ModelProto:
+    """Load an ONNX file (with its external weight data, if any, from beside it).
 
     Raises:
-        ModelFormatError: missing, truncated or not an ONNX model.
+        ModelFormatError: missing, truncated or not an ONNX model, or its external data
+            is missing or lies outside the model's folder.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"ONNX file {path} does not exist")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception:  # protobuf DecodeError, OSError, ...
-        raise ModelFormatError(f"{path} is not a readable ONNX model (truncated or corrupt?)") from None
+        raise ModelFormatError(f"{path} is not a readable ONNX model (truncated or corrupt, or its external data is missing?)") from None
     if not model.graph.node:
         raise ModelFormatError(f"{path} is not a readable ONNX model: its graph has no nodes")
     return model
+
+
+_FLOAT_TYPES = ("tensor(float)", "tensor(float16)")
+
+
+def check_segmentation_io(
+    path: str | os.PathLike[str], inputs, outputs, classes: tuple[str, ...] | None = None, has_metadata: bool = True,
+) -> None:
+    """Check that a loaded ONNX looks like a segmentation network segedge can run: one
+    float ``(N, 3, H, W)`` image input and a float ``(N, C, H, W)`` score output whose C is
+    the number of ``classes``.
+
+    Args:
+        path: the model file, for messages.
+        inputs, outputs: ONNX Runtime's ``session.get_inputs()`` / ``get_outputs()`` (objects
+            with ``name``, ``shape`` (ints or symbolic names) and ``type`` such as
+            ``"tensor(float)"``).
+        classes: the class names the model is taken to predict (None: the channel count is
+            not checked).
+        has_metadata: whether the classes came from segedge metadata (else the Oxford-IIIT
+            Pet classes are assumed, and the message says so).
+
+    Raises:
+        ModelFormatError: what differs (exit code 2), e.g. a 1-channel or int64 input, a
+            classifier's ``(N, 1000)`` output, 21 output channels for 3 assumed classes.
+    """
+    if len(inputs) != 1:
+        raise ModelFormatError(f"{path} has {len(inputs)} inputs; expected one (N, 3, H, W) image input")
+    shape, kind = list(inputs[0].shape), inputs[0].type
+    if kind not in _FLOAT_TYPES:
+        raise ModelFormatError(f"{path}: input {inputs[0].name} is {kind}; expected float32 or float16 (N, 3, H, W) pixels")
+    if len(shape) != 4:
+        raise ModelFormatError(f"{path}: input {inputs[0].name} has shape {shape}; expected (N, 3, H, W)")
+    if isinstance(shape[1], int) and shape[1] != 3:
+        raise ModelFormatError(f"{path}: input {inputs[0].name} has {shape[1]} channels; expected 3 (an RGB or BGR image)")
+    if not outputs:
+        raise ModelFormatError(f"{path} has no output")
+    out_shape, out_kind = list(outputs[0].shape), outputs[0].type
+    if out_kind not in _FLOAT_TYPES:
+        raise ModelFormatError(f"{path}: output {outputs[0].name} is {out_kind}; expected float32 or float16 class scores")
+    if len(out_shape) != 4:
+        raise ModelFormatError(
+            f"{path}: output {outputs[0].name} has shape {out_shape}; expected per-pixel class scores (N, C, H, W) "
+            "(a classifier or detector is not a segmentation network)"
+        )
+    if classes is not None and isinstance(out_shape[1], int) and out_shape[1] != len(classes):
+        origin = "its segedge metadata names" if has_metadata else "without segedge metadata the Oxford-IIIT Pet classes are assumed:"
+        raise ModelFormatError(
+            f"{path}: output {outputs[0].name} has {out_shape[1]} class channels but {origin} {len(classes)} "
+            f"({', '.join(classes)}); export it with `segedge export` so it carries its classes"
+        )
+
+
+def uses_external_data(model: onnx.ModelProto) -> bool:
+    """True when some initializer keeps its bytes in an external file (models over 2 GB, or
+    saved with ``save_as_external_data``)."""
+    from onnx.external_data_helper import uses_external_data as external
+
+    return any(external(t) for t in model.graph.initializer)
+
+
+@contextlib.contextmanager
+def self_contained(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield ``path`` itself, or, for an ONNX whose weights live in external data files, a
+    temporary single-file copy with the weights inside, so tools that read or copy only the
+    ``.onnx`` (the quantizer, a copy into an artifact) get the whole model.
+
+    Raises:
+        ModelFormatError: unreadable, an external data file is missing or lies outside the
+            model's folder, or the weights exceed protobuf's 2 GB single-file limit.
+    """
+    path = Path(path)
+    model = load_onnx(path, load_external_data=False)
+    if not uses_external_data(model):
+        yield path
+        return
+    from onnx.external_data_helper import load_external_data_for_model
+
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:  # missing file, a location escaping the folder (refused by onnx)
+        raise ModelFormatError(f"{path}: cannot read its external weight data: {str(exc).splitlines()[0][:200]}") from None
+    if model.ByteSize() >= 2**31:
+        raise ModelFormatError(f"{path}: weights over 2 GB cannot be made single-file; segedge handles models below 2 GB")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="segedge-onnx-") as work:
+        single = Path(work) / path.name
+        onnx.save(model, str(single))
+        yield single
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ import onnx
 import torch
 
 import segedge
-from segedge._io import atomic_path
+from segedge._io import atomic_path, check_output
 from segedge.data.transforms import PreprocessConfig, preprocess
 from segedge.errors import ExportError, InputError
 from segedge.export.lint import LintReport, lint_tensorrt
@@ -90,7 +90,16 @@ class ExportResult:
 
 
 def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> Parity:
-    """Compare two ``(N, C, H, W)`` logit arrays (argmax over C)."""
+    """Compare two ``(N, C, H, W)`` logit arrays (argmax over C).
+
+    Raises:
+        ExportError: either array holds NaN or infinity (NaN's argmax is 0 on both sides,
+            so agreement alone would pass a broken model).
+    """
+    for name, logits in (("PyTorch", reference), ("ONNX Runtime", candidate)):
+        if not np.isfinite(logits).all():
+            bad = int(np.size(logits) - np.isfinite(logits).sum())
+            raise ExportError(f"{name} logits hold {bad} NaN or infinite values (non-finite weights?); the model cannot be deployed")
     diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
     agree = float((reference.argmax(1) == candidate.argmax(1)).mean())
     return Parity(len(reference), float(diff.max()), float(diff.mean()), agree)
@@ -126,20 +135,13 @@ def onnxruntime_logits(path: str | os.PathLike[str], batch: np.ndarray) -> np.nd
 
 
 def check_output_path(output: str | os.PathLike[str], force: bool, source: str | os.PathLike[str] | None = None) -> Path:
-    """Refuse an output in a missing directory, an existing output without ``force``, or an
-    output that is the input.
+    """Refuse an output in a missing or read-only directory, a folder, an existing output
+    without ``force``, or an output that is the input (see :func:`segedge._io.check_output`).
 
     Raises:
         InputError: one of the above.
     """
-    output = Path(output)
-    if not output.parent.is_dir():
-        raise InputError(f"output directory {output.parent} does not exist")
-    if source is not None and output.resolve() == Path(source).resolve():
-        raise InputError(f"output {output} is the input; write elsewhere")
-    if output.exists() and not force:
-        raise InputError(f"{output} exists; pass --force to overwrite it")
-    return output
+    return check_output(output, [source], force=force)
 
 
 def size_multiple(model: torch.nn.Module) -> int:
@@ -302,7 +304,7 @@ def export_onnx(
     export_contract(ckpt, target, dynamic).write_onnx(final)
     final, report = _finish(final, precision, lint, target)
 
-    with atomic_path(output) as tmp:
+    with atomic_path(output, overwrite=force) as tmp:  # without --force, created exclusively
         onnx.save(final, str(tmp))
         with torch.no_grad():
             expected = reference(example).numpy()
@@ -375,7 +377,7 @@ def rewrite_onnx(
     else:
         Contract.from_onnx(rewritten, str(source)).replace(target=form).write_onnx_step(rewritten, "target", "precision")
     rewritten, report = _finish(rewritten, precision, lint, target)
-    with atomic_path(output) as tmp:
+    with atomic_path(output, overwrite=force) as tmp:
         onnx.save(rewritten, str(tmp))
     opset_used = next(o.version for o in rewritten.opset_import if o.domain in ("", "ai.onnx"))
     counts = dict(Counter(node.op_type for node in rewritten.graph.node).most_common())

@@ -149,7 +149,8 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None, model: nn.Module
 
     Raises:
         CheckpointError: missing, truncated or not a checkpoint; unknown model; weights
-            that do not fit the named model (the first mismatching tensor is named).
+            that do not fit the named model (the first mismatching tensor is named), are not
+            tensors, or hold NaN or infinity; an input size over the model-input limit.
     """
     path = Path(path) if path is not None else default_checkpoint()
     if not path.is_file():
@@ -175,11 +176,14 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None, model: nn.Module
         name, state_dict = data.get("model"), data.get("state_dict")
         try:
             contract = Contract.from_checkpoint(data, str(path))
-        except InputError as exc:
+        except (InputError, TypeError, AttributeError, ValueError) as exc:
             raise CheckpointError(f"{path}: bad preprocessing record: {exc}") from None
         preprocess, classes = contract.preprocess, contract.classes
         palette = data.get("palette") and contract.palette
-        meta = dict(data.get("meta", {}))
+        try:
+            meta = dict(data.get("meta", {}))
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{path}: the meta record is malformed") from None
     elif all(isinstance(v, torch.Tensor) for v in data.values()) and data:
         state_dict, name = data, _match_bare_state_dict(data)
         if name is None:
@@ -205,11 +209,17 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None, model: nn.Module
             f"tensors ({detail})"
         )
     for key, tensor in expected.items():
-        if tuple(state_dict[key].shape) != tuple(tensor.shape):
+        value = state_dict[key]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: state_dict entry {key} is a {type(value).__name__}, not a tensor")
+        if tuple(value.shape) != tuple(tensor.shape):
             raise CheckpointError(
                 f"{path} does not fit model {name!r}: {key} is {tuple(state_dict[key].shape)}, "
                 f"expected {tuple(tensor.shape)}"
             )
+    for key, value in state_dict.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: {key} holds NaN or infinite weights (a diverged training run?); it cannot be deployed")
     predicted = getattr(getattr(model, "config", None), "num_classes", len(classes))
     if len(classes) != predicted:
         raise CheckpointError(f"{path} lists {len(classes)} classes but the model predicts {predicted}")

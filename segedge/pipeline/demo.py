@@ -40,7 +40,7 @@ def run_demo(
     """Run export, FP32/INT8 build, live segmentation and the drift report.
 
     Args:
-        output: directory for everything written (created).
+        output: directory for everything written (created; its parent folder must exist).
         data: Oxford-IIIT Pet root: calibrate on trainval, report on test (labelled).
         source: video, camera index, URL or image folder for the live step (default: a clip
             made from scikit-image's real ``chelsea`` cat photo with simulated camera motion).
@@ -50,6 +50,10 @@ def run_demo(
 
     Returns:
         :class:`DemoResult`.
+
+    Raises:
+        InputError, DataError, SourceError: a bad ``output``, ``data`` or ``source``, checked
+            before any export work and before ``output`` is created.
     """
     from segedge.calibration.dataset import calibration_set_from_arrays, load_calibration_set
     from segedge.data.demo import make_demo_clip
@@ -64,7 +68,19 @@ def run_demo(
     from segedge.runtime.torch_runner import TorchRunner
     from segedge.runtime.video import LiveOptions, run_live
 
-    output.mkdir(parents=True, exist_ok=True)
+    from segedge._io import check_output
+
+    # Every input is checked before the first second of export work, and before the output
+    # folder is created (a refused demo leaves nothing behind).
+    check_output(output, [data, Path(source) if source is not None else None], directory=True, option="--output")
+    reference = TorchRunner(None)
+    calibration = None
+    if data is not None:
+        calibration = load_calibration_set(data, reference.contract.preprocess, num_images=64)
+    if source is not None:
+        with open_source(source):
+            pass
+    output.mkdir(exist_ok=True)
     stage("1/5 export")
     # With TensorRT, the standard-op form it parses; without, MaxUnpool, about 2x faster in ONNX Runtime.
     engines = engine_build_available()
@@ -81,14 +97,12 @@ def run_demo(
         say(f"made {clip}: 72 frames of a real cat photo (scikit-image `chelsea`) with simulated camera motion")
 
     with contextlib.ExitStack() as stack:  # every runner the demo opens is closed, however it ends
+        stack.enter_context(reference)
         stage("2/5 build FP32 and INT8")
-        reference = stack.enter_context(TorchRunner(None))
-        if data is not None:
-            calibration = load_calibration_set(data, reference.preprocess_config, num_images=64)
-        else:
+        if calibration is None:
             with open_source(source) as frames:
                 sample = [f for i, f in enumerate(frames) if i % 3 == 0][:64]
-            calibration = calibration_set_from_arrays(sample, reference.preprocess_config, f"every 3rd frame of {source}")
+            calibration = calibration_set_from_arrays(sample, reference.contract.preprocess, f"every 3rd frame of {source}")
         say(f"calibration: {calibration.summary()}")
         result = DemoResult(output, exported.path, [])
         for precision in (Precision.FP32, Precision.INT8):

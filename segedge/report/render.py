@@ -16,7 +16,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from segedge._io import atomic_write_bytes, atomic_write_text
+from segedge._io import atomic_write_bytes, atomic_write_text, staged_directory
+from segedge.errors import InputError
 from segedge.report import plots
 from segedge.report.schema import DriftReport
 from segedge.report.speed import SpeedReport
@@ -232,18 +233,48 @@ def make_figures(report: DriftReport) -> dict[str, bytes | None]:
 
 def write_report(report: DriftReport, out_dir: str | os.PathLike[str], html_page: bool = True) -> tuple[Path, Path]:
     """Write ``report.json``, ``report.md``, the worst-case pictures (``worst/*.png``) and,
-    with ``html_page``, ``report.html`` into ``out_dir``, each atomically.
+    with ``html_page``, ``report.html`` into ``out_dir``.
+
+    The whole folder is written aside (a fresh folder beside ``out_dir``) and renamed into
+    place only when every file is complete, so a full disk or an interruption leaves the
+    earlier report whole, never a mix of new and old files.
 
     Returns:
         The JSON and Markdown paths (``report.html`` lies beside them).
+
+    Raises:
+        InputError: ``out_dir`` is a file, or a folder holding files other than a report's
+            (it would be replaced whole).
+        OSError: the disk is full or the folder not writable; ``out_dir`` is then untouched.
     """
     out = Path(out_dir)
-    for m in report.models:
-        for case in m.worst:
-            if case.panels is not None:
-                atomic_write_bytes(out / case.image, _png(case.panels))
-    json_path = atomic_write_text(out / "report.json", json.dumps(report.to_dict(), indent=1) + "\n")
-    md_path = atomic_write_text(out / "report.md", to_markdown(report))
-    if html_page:
-        atomic_write_text(out / "report.html", to_html(report))
-    return json_path, md_path
+    check_report_folder(out)
+    with staged_directory(out) as staged:
+        for m in report.models:
+            for case in m.worst:
+                if case.panels is not None:
+                    atomic_write_bytes(staged / case.image, _png(case.panels), durable=False)
+        atomic_write_text(staged / "report.json", json.dumps(report.to_dict(), indent=1) + "\n")
+        atomic_write_text(staged / "report.md", to_markdown(report))
+        if html_page:
+            atomic_write_text(staged / "report.html", to_html(report))
+    return out / "report.json", out / "report.md"
+
+
+REPORT_FILES = {"report.json", "report.md", "report.html", "worst"}  # what a report folder holds
+
+
+def check_report_folder(out: Path) -> None:
+    """Refuse a report destination that is a file, or a folder with anything but a report
+    in it (replacing the folder whole would delete those files).
+
+    Raises:
+        InputError: one of the above.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"report folder {out} is a file; give a folder name")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in REPORT_FILES)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise InputError(f"report folder {out} holds other files ({shown}); a report replaces its folder whole: give a new or empty folder")

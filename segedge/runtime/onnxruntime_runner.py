@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from segedge.contract import Backend, Contract, Precision, Provider
+from segedge.contract import PET_CLASSES, Backend, Contract, Precision, Provider, read_props
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.onnxruntime_providers import (  # noqa: F401 (provider_chain: public here too)
     PROVIDERS,
@@ -107,8 +107,12 @@ class OnnxRuntimeRunner(Runner):
             raise ModelFormatError(f"ONNX Runtime cannot load {self.artifact}: {first[:300]}") from None
         check_active_provider(provider, self.session.get_providers(), self.artifact)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise ModelFormatError(f"{self.artifact}: expected one (N, 3, H, W) input, found {[i.shape for i in inputs]}")
+        from segedge.export.metadata import check_segmentation_io  # imports onnx: only when a model is loaded
+
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if not read_props(meta):  # no contract: the Pet classes will be assumed; say what is wrong before that
+            check_segmentation_io(self.artifact, inputs, outputs, PET_CLASSES, has_metadata=False)
+        check_segmentation_io(self.artifact, inputs, outputs)  # a foreign model: what is wrong, before reading it
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_is_fp16 = inputs[0].type == "tensor(float16)"
         self.output_is_fp32 = outputs[0].type == "tensor(float)"
@@ -121,6 +125,7 @@ class OnnxRuntimeRunner(Runner):
             meta, str(self.artifact), fallback_size=(h, w),
             fallback_precision=Precision.FP16 if self.input_is_fp16 else Precision.FP32,
         )
+        check_segmentation_io(self.artifact, inputs, outputs, self.contract.classes, self.contract.declared)
         self.fp32_math = fp32_math(provider, self.precision)
         self.metadata = dict(meta)
 

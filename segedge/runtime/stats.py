@@ -56,6 +56,9 @@ class LiveStats:
 
     frames: int = 0  # frames segmented and delivered to the sinks
     skipped: int = 0  # frames the source could not decode
+    skip_reason: str | None = None  # why the first skipped frame was skipped
+    missing: int = 0  # frames a file declares but that could not be read (truncated or corrupt file)
+    signalled: bool = False  # stopped by Ctrl-C (SIGINT), as opposed to q / Esc or --max-frames
     dropped: int = 0  # live frames replaced by a newer one before they were segmented
     reconnects: int = 0  # times a live source was reopened
     seconds: float = 0.0  # wall time from the first frame read to the last delivered

@@ -30,8 +30,10 @@ the benchmark compares against.
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -329,6 +331,24 @@ class _Loop:
                 break
 
 
+def require_display() -> None:
+    """Refuse ``--show`` where no window can open, before any window is tried: on Linux,
+    Qt aborts the whole process (SIGABRT) when neither ``DISPLAY`` nor ``WAYLAND_DISPLAY``
+    is set, which no ``try`` can catch.
+
+    Raises:
+        BackendUnavailableError: no display (Linux without X11/Wayland, unless
+            ``QT_QPA_PLATFORM`` names a platform that needs none, such as ``offscreen``).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    if os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] in ("offscreen", "minimal", "vnc", "eglfs", "linuxfb"):
+        return
+    raise BackendUnavailableError("--show needs a display (DISPLAY or WAYLAND_DISPLAY is unset); write a file with -o or serve with --serve")
+
+
 def run_live(
     runner: Runner,
     source: FrameSource,
@@ -352,10 +372,15 @@ def run_live(
         :class:`LiveStats`; ``error`` is set when a live source stopped for good.
 
     Raises:
-        BackendUnavailableError: ``show`` without a display.
-        Whatever the runner or a sink raised, after every sink was finalised.
+        BackendUnavailableError: ``show`` without a display (checked before any window, see
+            :func:`require_display`).
+        Whatever the runner or a sink raised (a :class:`SourceError` from a video that did
+            not receive every frame), after every sink was finalised; sinks are then closed
+            with ``failed=True`` and keep an earlier output.
     """
     options = options or LiveOptions()
+    if options.show:
+        require_display()
     loop = _Loop(runner, source, list(sinks or []), options, gt, on_frame)
     started = time.perf_counter()
     # Ctrl-C sets a flag checked between frames instead of raising mid-frame, so every sink
@@ -366,16 +391,25 @@ def run_live(
     try:
         loop.run_pipelined() if options.pipelined else loop.run_sequential()
     except KeyboardInterrupt:
-        loop.stats.interrupted = True
+        loop.stats.interrupted = loop.stats.signalled = True
+    except BaseException as exc:  # raised below, after every sink was finalised
+        loop.errors.insert(0, exc)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-        loop.stats.interrupted |= loop.interrupt.is_set()
+        loop.stats.signalled |= loop.interrupt.is_set()
+        loop.stats.interrupted |= loop.stats.signalled
         loop.stats.seconds = time.perf_counter() - started
         loop.stats.skipped = source.skipped
-        for sink in loop.sinks:
-            written = sink.close()
-            if isinstance(written, Path) and written.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov"):
+        loop.stats.skip_reason = getattr(source, "skip_reason", None)
+        loop.stats.missing = getattr(source, "missing", 0)
+        for sink in loop.sinks:  # every sink is closed, even when one fails (a failure marks the later ones failed)
+            try:
+                written = sink.close(failed=bool(loop.errors) or loop.stats.error is not None)
+            except Exception as exc:
+                loop.errors.append(exc)
+                continue
+            if isinstance(written, Path) and written.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov", ".m4v"):
                 loop.stats.output = written
         if options.show:
             cv2.destroyAllWindows()

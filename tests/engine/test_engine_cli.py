@@ -84,7 +84,7 @@ def test_every_builder_option_reaches_the_build_options(tmp_path, tiny_onnx):
     assert result.exit_code == 0, result.stdout + result.stderr
     note = next(line for line in result.stdout.splitlines() if "engine options ignored" in line)
     assert shlex.split(note.split("builds no engine: ", 1)[1]) == options
-    result = cli.invoke(app, ["build-engine", str(tiny_onnx), "-o", str(tmp_path / "m.onnx"), "--dla-core", "1"])
+    result = cli.invoke(app, ["build-engine", str(tiny_onnx), "-o", str(tmp_path / "m.onnx"), "--dla-core", "1", "--force"])  # m.onnx exists
     assert result.exit_code == 0 and "--dla-core 1" in result.stdout
-    result = cli.invoke(app, ["build-engine", str(tiny_onnx), "-o", str(tmp_path / "m.onnx")])
+    result = cli.invoke(app, ["build-engine", str(tiny_onnx), "-o", str(tmp_path / "m.onnx"), "--force"])
     assert result.exit_code == 0 and "engine options ignored" not in result.stdout

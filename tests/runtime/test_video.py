@@ -161,8 +161,9 @@ def test_sigint_to_the_cli_finalises_a_playable_file(tmp_path, libby_video):
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     stdout, _ = process.communicate(timeout=60)
-    # Ctrl-C is how a live run is meant to stop: a clean exit with the summary printed
-    assert process.returncode == 0 and b"interrupted" in stdout
+    # Ctrl-C stops a live run with the summary printed and every output finalised, and exit
+    # code 130 like every other command (issue 15: a script must see that it was interrupted)
+    assert process.returncode == 130 and b"interrupted" in stdout
     frames = frame_count(out)
     assert frames >= 30 and frames == len(stats_file.read_text().splitlines())
 
