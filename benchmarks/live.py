@@ -12,7 +12,8 @@ dropped; short clips are looped to ``--frames`` frames):
   (``workers`` threads calling at once, ``threads`` intra-op threads each): the strict
   reference for "the loop hides its overhead";
 - naive FPS: read, preprocess, infer, draw, write one after another in one thread;
-- pipelined FPS: segedge's threaded loop (the default of ``segedge run``).
+- pipelined FPS: segedge's threaded loop (the default of ``segedge run``), with the mask
+  upsampling of ``--upsample`` (default linear, as ``segedge run``).
 
 Each is measured ``--repeats`` times, interleaved (round robin), and the table gives medians
 of the FPS and of the per-round ratios: the machines here are shared and noisy, and a ratio
@@ -134,14 +135,14 @@ def inference_only(runner, batches: list[np.ndarray], frames: int, workers: int 
     return timed(frames, body)
 
 
-def live(runner, video: Path, frames: int, pipelined: bool, work: Path, workers: int = 1):
+def live(runner, video: Path, frames: int, pipelined: bool, work: Path, workers: int = 1, upsample: str = "linear"):
     """One headless run writing the annotated MP4; returns (Measured, LiveStats)."""
     result = {}
 
     def body() -> int:
         with open_source(str(video)) as source:
             sink = VideoSink(work / f"out-{pipelined}.mp4", source.fps)
-            options = LiveOptions(loop=True, max_frames=frames, pipelined=pipelined, workers=workers)
+            options = LiveOptions(loop=True, max_frames=frames, pipelined=pipelined, workers=workers, upsample=upsample)
             result["stats"] = run_live(runner, source, [sink], options)
         return result["stats"].frames
 
@@ -151,7 +152,9 @@ def live(runner, video: Path, frames: int, pipelined: bool, work: Path, workers:
 
 
 def stage_costs(video: Path, runner, work: Path, frames: int = 100) -> dict[str, float]:
-    """CPU ms per frame of each stage alone, on one thread (``time.thread_time``)."""
+    """CPU ms per frame of each stage alone, on one thread (``time.thread_time``); ``draw`` is
+    the default bilinear score upsampling (``--upsample linear``), ``draw (nearest)`` the
+    class-map resize it replaces (not counted in the rest ``O``)."""
     cv2.setNumThreads(1)
     with open_source(str(video)) as source:
         images, start = [], time.thread_time()
@@ -161,8 +164,8 @@ def stage_costs(video: Path, runner, work: Path, frames: int = 100) -> dict[str,
     n = len(images)
     h, w = runner.preprocess_config.size
     batch, logits = np.empty((1, 3, h, w), np.float32), np.empty((1, len(runner.classes), h, w), np.float32)
-    post, overlay = Postprocessor(len(runner.classes), h, w), Overlay()
-    costs = {"decode": decode, "preprocess": 0.0, "infer (1 thread)": 0.0, "postprocess": 0.0, "draw": 0.0, "encode": 0.0}
+    post, overlay, nearest = Postprocessor(len(runner.classes), h, w), Overlay(upsample="linear"), Overlay(upsample="nearest")
+    costs = {"decode": decode, "preprocess": 0.0, "infer (1 thread)": 0.0, "postprocess": 0.0, "draw": 0.0, "draw (nearest)": 0.0, "encode": 0.0}
     writer = cv2.VideoWriter(str(work / "encode.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 24, images[0].shape[1::-1])
     for i in range(frames):
         frame = images[i % n].copy()
@@ -170,7 +173,8 @@ def stage_costs(video: Path, runner, work: Path, frames: int = 100) -> dict[str,
             ("preprocess", lambda: runner.preprocess(frame, out=batch)),
             ("infer (1 thread)", lambda: runner.infer(batch, out=logits)),
             ("postprocess", lambda: post(logits[0])),
-            ("draw", lambda: overlay.draw(frame, post.mask)),
+            ("draw (nearest)", lambda: nearest.draw(frame.copy(), post.mask)),  # the copy is timed in both draws
+            ("draw", lambda: overlay.draw(frame.copy(), post.mask, post.scores)),  # `segedge run`'s default: --upsample linear
             ("encode", lambda: writer.write(frame)),
         ):
             start = time.thread_time()
@@ -265,6 +269,7 @@ def main() -> None:
     parser.add_argument("--offcpu-ms", type=float, default=25.0, help="wall time of the simulated off-CPU inference (ms)")
     parser.add_argument("--reference", action="store_true", help="measure the drift monitor (INT8 live against the FP32 PyTorch reference) instead")
     parser.add_argument("--reference-every", type=int, default=2, help="with --reference: the monitor scores every N-th frame")
+    parser.add_argument("--upsample", choices=("linear", "nearest"), default="linear", help="mask upsampling in the live runs (`segedge run --upsample`)")
     args = parser.parse_args()
     console = Console(width=220)
     if not (SHARED / "video").is_dir():
@@ -314,8 +319,8 @@ def main() -> None:
             torch.set_num_threads(1 if pipeline and torch_workers > 1 else CORES)
 
     costs = Table(title=f"where the time goes: CPU ms per frame of each stage alone, one thread ({labels['ort']}), and the ceiling it sets")
-    for column in ("video", "decode", "preprocess", "infer (1 thread)", "postprocess", "draw", "encode", "I = infer", "O = the rest",
-                   "ceiling I/(I+O)"):
+    for column in ("video", "decode", "preprocess", "infer (1 thread)", "postprocess", "draw (linear)", "draw (nearest)", "linear - nearest",
+                   "encode", "I = infer", "O = the rest", "ceiling I/(I+O)"):
         costs.add_column(column, justify="left" if column == "video" else "right")
     table = Table(title=f"live loop, headless, writing MP4, {args.frames} frames x {args.repeats} interleaved rounds (medians), every frame processed, {CORES} cores")
     for column in ("video", "runner", "inference-only FPS (1 stream)", "inference-only FPS (pipeline's workers)", "naive FPS", "pipelined FPS",
@@ -330,8 +335,9 @@ def main() -> None:
         single_thread = OnnxRuntimeRunner(native, threads=1)
         c = stage_costs(path, single_thread, work)
         infer_cpu = c["infer (1 thread)"]
-        rest = sum(v for k, v in c.items() if k != "infer (1 thread)")
-        costs.add_row(video, *(f"{c[k]:.2f}" for k in ("decode", "preprocess", "infer (1 thread)", "postprocess", "draw", "encode")),
+        rest = sum(v for k, v in c.items() if k not in ("infer (1 thread)", "draw (nearest)"))
+        costs.add_row(video, *(f"{c[k]:.2f}" for k in ("decode", "preprocess", "infer (1 thread)", "postprocess", "draw", "draw (nearest)")),
+                      f"{c['draw'] - c['draw (nearest)']:+.2f}", f"{c['encode']:.2f}",
                       f"{infer_cpu:.1f}", f"{rest:.1f}", f"{infer_cpu / (infer_cpu + rest):.2f}")
         for name in args.runners:
             single_runner, _ = make(name, False, path)
@@ -341,10 +347,10 @@ def main() -> None:
             for _ in range(args.repeats):
                 torch_threads(name, False)
                 single = inference_only(single_runner, batches, args.frames)
-                naive, _ = live(single_runner, path, args.frames, False, work)
+                naive, _ = live(single_runner, path, args.frames, False, work, upsample=args.upsample)
                 torch_threads(name, True)
                 parallel = inference_only(pipe_runner, batches, args.frames, n_workers)
-                piped, piped_stats = live(pipe_runner, path, args.frames, True, work, n_workers)
+                piped, piped_stats = live(pipe_runner, path, args.frames, True, work, n_workers, args.upsample)
                 rounds.append((single, parallel, naive, piped))
             torch_threads(name, False)
             col = list(zip(*rounds))

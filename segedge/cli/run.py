@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import console, fail, handle_errors
-from segedge.contract import Provider
+from segedge.contract import Backend, Provider
+from segedge.runtime.upsample import Upsample
 
 DRIFT_EXIT_CODE = 6  # --fail-below: the run finished, but drifted too far from its reference
 
@@ -62,7 +63,7 @@ def print_drift_summary(summary) -> None:
 @handle_errors
 def run_command(
     source: Annotated[str, typer.Option("--source", "-s", help="Camera index (0), video file, rtsp:// or http:// URL, image folder or glob.")],
-    engine: Annotated[Optional[Path], typer.Option("--engine", "-e", help="Artifact: .pt (PyTorch), .onnx (ONNX Runtime) or .engine (TensorRT), or a served model: triton://HOST:PORT/MODEL (HTTP), triton+grpc://HOST:PORT/MODEL; default: the embedded segnet-dsc.")] = None,
+    engine: Annotated[Optional[Path], typer.Option("--engine", "-e", help="Artifact: .pt (PyTorch), .onnx (ONNX Runtime or OpenVINO, see --backend), .xml (OpenVINO IR) or .engine (TensorRT), or a served model: triton://HOST:PORT/MODEL (HTTP), triton+grpc://HOST:PORT/MODEL; default: the embedded segnet-dsc.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the annotated video here (.mp4, finalised even on Ctrl-C or an error).")] = None,
     show: Annotated[bool, typer.Option("--show", help="Show a window (q or Esc quits, space pauses).")] = False,
     serve: Annotated[Optional[int], typer.Option("--serve", min=1, max=65535, help="Serve an MJPEG stream and a live page on this port.")] = None,
@@ -78,10 +79,12 @@ def run_command(
     loop: Annotated[bool, typer.Option("--loop", help="Restart a file at its end.")] = False,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
     sequential: Annotated[bool, typer.Option("--sequential", help="Naive one-thread loop instead of the pipeline (for comparison).")] = False,
-    workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime or PyTorch on a CPU, one for GPU backends).")] = 0,
-    threads: Annotated[int, typer.Option(min=0, help="Intra-op threads per worker, ONNX Runtime or PyTorch on a CPU (0: auto, 1 when there are several workers).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime, OpenVINO or PyTorch on a CPU, one for GPU backends).")] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="Intra-op threads per worker, ONNX Runtime, OpenVINO or PyTorch on a CPU (0: auto, 1 when there are several workers).")] = 0,
     provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.CPU,
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
+    backend: Annotated[Backend, typer.Option(help="Backend for the artifact (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.AUTO,
+    upsample: Annotated[Upsample, typer.Option(help="Mask upsampling to the frame: linear (bilinear class scores, then argmax: smooth edges) or nearest (class map, faster).")] = Upsample.linear,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output or --stats file (an output that is an input is refused even so).")] = False,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Drift monitor: compare live with this checkpoint or artifact on the same preprocessed input, in a low-priority thread that skips frames rather than slow the loop. `auto`: the checkpoint recorded in the artifact if found beside it, else the embedded segnet-dsc.", rich_help_panel="Drift monitor")] = None,
     reference_every: Annotated[int, typer.Option(min=0, help="Score every N-th frame against the reference (0: as many as the CPU allows).", rich_help_panel="Drift monitor")] = 2,
@@ -115,10 +118,10 @@ def run_command(
         require_display()  # before any window: Qt aborts the process without a display
     if output is not None and output.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"--output {output}: expected a video file name ({', '.join(VIDEO_SUFFIXES)})")
-    auto_workers, auto_threads = live_parallelism(engine, provider)
+    auto_workers, auto_threads = live_parallelism(engine, provider, backend)
     workers = 1 if sequential else (workers or auto_workers)
     threads = threads or (0 if sequential else auto_threads)
-    runner = load_runner(engine, provider, threads=threads, spin=sequential)
+    runner = load_runner(engine, provider, threads=threads, spin=sequential, backend=backend, streams=workers)
     class_ids = None
     if classes:
         names = [c.strip() for c in classes.split(",") if c.strip()]
@@ -148,7 +151,7 @@ def run_command(
         monitor.check(runner)
     options = LiveOptions(
         alpha=alpha, classes=class_ids, outline=outline, smooth=smooth, realtime=realtime, loop=loop,
-        max_frames=max_frames, show=show, pipelined=not sequential, workers=workers,
+        max_frames=max_frames, show=show, pipelined=not sequential, workers=workers, upsample=upsample.value,
     )
     with open_source(source, decode_threads=decode_threads) as frames:
         frames.warn_skips = False  # counted, and the first reason given, in the summary

@@ -191,6 +191,19 @@ def run_doctor(
     if exported is not None:
         label = f"onnxruntime-cpu {Precision.FP32}"
         _attempt(rows, failed, label, lambda: measure(Row(label), OnnxRuntimeRunner(exported), sample, reference, budget))
+    from segedge.runtime.factory import openvino_installed
+
+    if exported is not None and openvino_installed():
+        from segedge.runtime.openvino_runner import OpenVINORunner
+
+        def openvino_row() -> Row:
+            standard = exported if target is Target.TENSORRT else export_onnx(None, workdir / "segnet-dsc-fp32-standard.onnx", target=Target.TENSORRT, force=True).path
+            with OpenVINORunner(standard) as runner:
+                return measure(Row(f"openvino-cpu {Precision.FP32}"), runner, sample, reference, budget)
+
+        _attempt(rows, failed, f"openvino-cpu {Precision.FP32}", openvino_row)
+    elif exported is not None:
+        skipped.append("OpenVINO: not installed (pip install 'segedge[openvino]')")
     for provider in (Provider.CUDA, Provider.TENSORRT):
         if not gpu or exported is None:
             continue

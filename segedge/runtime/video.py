@@ -63,6 +63,7 @@ class LiveOptions:
     alpha: float = 0.5  # overlay opacity
     classes: tuple[int, ...] | None = None  # class indices to draw (default: those with a colour)
     outline: bool = False  # draw class boundaries instead of filled regions
+    upsample: str = "linear"  # linear: bilinear class scores, argmax at frame size; nearest: class map resized (faster)
     smooth: float = 0.0  # temporal smoothing of class probabilities, 0 (off) to <1
     realtime: bool = False  # pace files at their frame rate and drop frames like a camera
     loop: bool = False  # restart files at their end (kiosks, soak tests)
@@ -130,7 +131,7 @@ class _Loop:
         self.interrupt = threading.Event()  # set by Ctrl-C: stop after the frame being delivered
         self.stats = LiveStats()
         self.errors: list[BaseException] = []
-        self.overlay = Overlay(runner.contract.palette, alpha=options.alpha, classes=options.classes, outline=options.outline)
+        self.overlay = Overlay(runner.contract.palette, alpha=options.alpha, classes=options.classes, outline=options.outline, upsample=options.upsample)
         self.post = Postprocessor(classes, h, w, options.smooth)
         self.label = f"{runner.backend} {runner.precision}"
         self.frame_index = 0
@@ -264,7 +265,7 @@ class _Loop:
             self.stats.flicker_pairs += 1
         t1 = time.perf_counter()
         frame = slot.frame
-        self.overlay.draw(frame, mask)
+        self.overlay.draw(frame, mask, self.post.scores)
         full = self.overlay.full_mask
         if self.options.hud:
             fps = 1000.0 / self._ema_interval if self._ema_interval else 0.0
