@@ -178,9 +178,10 @@ def load_split_arrays(
         indices resized with nearest neighbour, and the sample names.
 
     Raises:
-        DataError: no readable sample.
+        DataError: not an Oxford-IIIT Pet root, or no readable sample.
     """
     from segedge.data.samples import DataSpec, load_arrays
 
+    OxfordPet(root, split)  # a labelled Pet root or its DataError (the iterator would read any folder unlabelled)
     images, labels, names = load_arrays(DataSpec(root, split, limit=limit or None), preprocess_config, progress)
     return images, labels, names  # type: ignore[return-value]  # a Pet root is always labelled
