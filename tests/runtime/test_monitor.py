@@ -156,7 +156,7 @@ def test_cli_alert_saves_the_panel_and_fail_below_exits_6(tmp_path, int8_onnx, l
     assert len(errors) == 1 and "below --fail-below 100%" in errors[0]
     assert out.is_file()  # the video was finalised before the exit code
 
-    passing = cli.invoke(app, [*args[:-4], "--fail-below", "50"])
+    passing = cli.invoke(app, [*args[:-4], "--fail-below", "50", "--force"])  # replaces out.mp4 of the first run
     assert passing.exit_code == 0, passing.stdout + passing.stderr
     assert re.search(r"agreement with .*: mean \d+\.\d+%, p5 \d+\.\d+%, worst \d+\.\d+% at frame \d+", passing.stdout)
 
