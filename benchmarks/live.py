@@ -12,7 +12,8 @@ dropped; short clips are looped to ``--frames`` frames):
   (``workers`` threads calling at once, ``threads`` intra-op threads each): the strict
   reference for "the loop hides its overhead";
 - naive FPS: read, preprocess, infer, draw, write one after another in one thread;
-- pipelined FPS: segedge's threaded loop (the default of ``segedge run``).
+- pipelined FPS: segedge's threaded loop (the default of ``segedge run``), with the mask
+  upsampling of ``--upsample`` (default linear, as ``segedge run``).
 
 Each is measured ``--repeats`` times, interleaved (round robin), and the table gives medians
 of the FPS and of the per-round ratios: the machines here are shared and noisy, and a ratio
@@ -28,7 +29,15 @@ between the loop and the ceiling, the overhead the pipeline failed to hide, can 
 ``--memory`` adds a soak run of 5,000 frames printing the resident memory after 500 and
 after 5,000 frames.
 
+``--reference`` measures the drift monitor instead (``segedge run --reference``): the INT8
+model live, pipelined, writing the MP4, without a monitor and with the FP32 PyTorch
+reference scoring every ``--reference-every``-th frame (at the default lowest priority, and
+at normal priority for comparison), interleaved rounds; it prints the FPS ratio, the share
+of due frames the reference scored, and the monitor's mean agreement against
+``segedge report --video``'s (``video_drift``) on the same frames.
+
     python benchmarks/live.py [--frames 300] [--repeats 3] [--memory] [--model segnet --frames 60]
+    python benchmarks/live.py --reference [--reference-every 2] [--videos davis_libby_854x480.mp4]
 """
 
 from __future__ import annotations
@@ -126,14 +135,14 @@ def inference_only(runner, batches: list[np.ndarray], frames: int, workers: int 
     return timed(frames, body)
 
 
-def live(runner, video: Path, frames: int, pipelined: bool, work: Path, workers: int = 1):
+def live(runner, video: Path, frames: int, pipelined: bool, work: Path, workers: int = 1, upsample: str = "linear"):
     """One headless run writing the annotated MP4; returns (Measured, LiveStats)."""
     result = {}
 
     def body() -> int:
         with open_source(str(video)) as source:
             sink = VideoSink(work / f"out-{pipelined}.mp4", source.fps)
-            options = LiveOptions(loop=True, max_frames=frames, pipelined=pipelined, workers=workers)
+            options = LiveOptions(loop=True, max_frames=frames, pipelined=pipelined, workers=workers, upsample=upsample)
             result["stats"] = run_live(runner, source, [sink], options)
         return result["stats"].frames
 
@@ -143,7 +152,9 @@ def live(runner, video: Path, frames: int, pipelined: bool, work: Path, workers:
 
 
 def stage_costs(video: Path, runner, work: Path, frames: int = 100) -> dict[str, float]:
-    """CPU ms per frame of each stage alone, on one thread (``time.thread_time``)."""
+    """CPU ms per frame of each stage alone, on one thread (``time.thread_time``); ``draw`` is
+    the default bilinear score upsampling (``--upsample linear``), ``draw (nearest)`` the
+    class-map resize it replaces (not counted in the rest ``O``)."""
     cv2.setNumThreads(1)
     with open_source(str(video)) as source:
         images, start = [], time.thread_time()
@@ -153,8 +164,8 @@ def stage_costs(video: Path, runner, work: Path, frames: int = 100) -> dict[str,
     n = len(images)
     h, w = runner.preprocess_config.size
     batch, logits = np.empty((1, 3, h, w), np.float32), np.empty((1, len(runner.classes), h, w), np.float32)
-    post, overlay = Postprocessor(len(runner.classes), h, w), Overlay()
-    costs = {"decode": decode, "preprocess": 0.0, "infer (1 thread)": 0.0, "postprocess": 0.0, "draw": 0.0, "encode": 0.0}
+    post, overlay, nearest = Postprocessor(len(runner.classes), h, w), Overlay(upsample="linear"), Overlay(upsample="nearest")
+    costs = {"decode": decode, "preprocess": 0.0, "infer (1 thread)": 0.0, "postprocess": 0.0, "draw": 0.0, "draw (nearest)": 0.0, "encode": 0.0}
     writer = cv2.VideoWriter(str(work / "encode.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 24, images[0].shape[1::-1])
     for i in range(frames):
         frame = images[i % n].copy()
@@ -162,7 +173,8 @@ def stage_costs(video: Path, runner, work: Path, frames: int = 100) -> dict[str,
             ("preprocess", lambda: runner.preprocess(frame, out=batch)),
             ("infer (1 thread)", lambda: runner.infer(batch, out=logits)),
             ("postprocess", lambda: post(logits[0])),
-            ("draw", lambda: overlay.draw(frame, post.mask)),
+            ("draw (nearest)", lambda: nearest.draw(frame.copy(), post.mask)),  # the copy is timed in both draws
+            ("draw", lambda: overlay.draw(frame.copy(), post.mask, post.scores)),  # `segedge run`'s default: --upsample linear
             ("encode", lambda: writer.write(frame)),
         ):
             start = time.thread_time()
@@ -197,6 +209,53 @@ def median(values) -> float:
     return statistics.median(values)
 
 
+def reference_rows(console: Console, ckpt, fp32: Path, int8: Path, video: Path, frames: int, repeats: int, every: int, work: Path) -> None:
+    """The drift monitor's cost to the live loop and its agreement against the video report."""
+    from segedge.cpuinfo import cpu_info
+    from segedge.report.monitor import DriftMonitor
+    from segedge.report.video import video_drift
+
+    workers, threads = live_parallelism(int8)
+    candidate = OnnxRuntimeRunner(int8, threads=threads, spin=workers == 1)
+    torch_reference = TorchRunner(ckpt, threads=1)  # the monitor's reference runs in its own thread only
+    onnx_reference = OnnxRuntimeRunner(fp32, threads=1, spin=False)  # FP32 ONNX: the cheaper reference a CPU user can pick
+    modes = [("no reference", None, None), (f"PyTorch every {every}, nice 19 (default)", 19, torch_reference),
+             (f"PyTorch every {every}, nice 0", 0, torch_reference), (f"ORT fp32 ONNX every {every}, nice 0", 0, onnx_reference)]
+    rounds: dict[str, list] = {name: [] for name, _, _ in modes}
+    for _ in range(repeats):
+        for name, nice, reference in modes:
+            results: list = []
+            monitor = DriftMonitor(reference, every=every, nice=nice, on_result=results.append) if reference is not None else None
+            with open_source(str(video)) as source:
+                sink = VideoSink(work / "out-ref.mp4", source.fps)
+                stats = run_live(candidate, source, [sink], LiveOptions(loop=True, max_frames=frames, workers=workers), monitor=monitor)
+            rounds[name].append((stats.fps, stats.drift, results))
+    with open_source(str(video)) as source:
+        length = sum(1 for _ in source)
+    report = video_drift(TorchRunner(ckpt), [OnnxRuntimeRunner(int8)], video).candidates[0].per_frame_agreement
+    table = Table(title=f"drift monitor on {video.name}: ORT int8 live ({workers} workers, MP4 written) against an fp32 reference, "
+                        f"{frames} frames x {repeats} interleaved rounds (medians); {cpu_info().describe()}")
+    for column in ("reference", "FPS", "/ no reference", "due frames scored", "skipped", "monitor mean agreement", "report (PyTorch), same frames", "difference (points)"):
+        table.add_column(column, justify="left" if column == "reference" else "right")
+    base = [r[0] for r in rounds["no reference"]]
+    for name, _, reference in modes:
+        fps = [r[0] for r in rounds[name]]
+        if reference is None:
+            table.add_row(name, f"{median(fps):.1f}", "1.00", "-", "-", "-", "-", "-")
+            continue
+        drift = [r[1] for r in rounds[name]]
+        scored = [r for run in rounds[name] for r in run[2]]
+        if not scored:
+            table.add_row(name, f"{median(fps):.1f}", f"{median(f / b for f, b in zip(fps, base)):.2f}", "0", "-", "-", "-", "-")
+            continue
+        ours = float(np.mean([r.agreement for r in scored]))
+        theirs = float(np.mean([report[r.frame % length] for r in scored]))  # the clip loops: frame i is frame i mod length
+        table.add_row(name, f"{median(fps):.1f}", f"{median(f / b for f, b in zip(fps, base)):.2f}",
+                      f"{100 * median(d.scored / d.due for d in drift):.0f}% ({median(d.scored for d in drift):.0f} of {median(d.due for d in drift):.0f})",
+                      f"{median(d.skipped for d in drift):.0f}", f"{100 * ours:.3f}%", f"{100 * theirs:.3f}%", f"{100 * (ours - theirs):+.3f}")
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300, help="frames per measurement (clips are looped)")
@@ -208,6 +267,9 @@ def main() -> None:
                         help="which runners: ort (FP32, MaxUnpool form), ort-standard (FP32, standard-op form), ort-int8, torch, offcpu "
                              "(simulated off-CPU inference of --offcpu-ms, as on a GPU: what the loop hides once inference leaves the cores)")
     parser.add_argument("--offcpu-ms", type=float, default=25.0, help="wall time of the simulated off-CPU inference (ms)")
+    parser.add_argument("--reference", action="store_true", help="measure the drift monitor (INT8 live against the FP32 PyTorch reference) instead")
+    parser.add_argument("--reference-every", type=int, default=2, help="with --reference: the monitor scores every N-th frame")
+    parser.add_argument("--upsample", choices=("linear", "nearest"), default="linear", help="mask upsampling in the live runs (`segedge run --upsample`)")
     args = parser.parse_args()
     console = Console(width=220)
     if not (SHARED / "video").is_dir():
@@ -220,6 +282,12 @@ def main() -> None:
         ckpt = load_checkpoint(args.model)
     console.print(f"{ckpt.model_name}: exporting (both unpool forms) and calibrating INT8 ...")
     native = export_onnx(ckpt, work / "ort.onnx", target="onnxruntime").path
+    if args.reference:
+        calibration = load_calibration_set(SHARED / "oxford-iiit-pet-sample", ckpt.preprocess, num_images=64)
+        int8 = quantize_int8(native, work / "ort-int8.onnx", calibration).path
+        for video in args.videos:
+            reference_rows(console, ckpt, native, int8, SHARED / "video" / video, args.frames, args.repeats, args.reference_every, work)
+        return
     paths = {"ort": native}
     if "ort-standard" in args.runners:
         paths["ort-standard"] = export_onnx(ckpt, work / "trt.onnx", target="tensorrt").path
@@ -251,8 +319,8 @@ def main() -> None:
             torch.set_num_threads(1 if pipeline and torch_workers > 1 else CORES)
 
     costs = Table(title=f"where the time goes: CPU ms per frame of each stage alone, one thread ({labels['ort']}), and the ceiling it sets")
-    for column in ("video", "decode", "preprocess", "infer (1 thread)", "postprocess", "draw", "encode", "I = infer", "O = the rest",
-                   "ceiling I/(I+O)"):
+    for column in ("video", "decode", "preprocess", "infer (1 thread)", "postprocess", "draw (linear)", "draw (nearest)", "linear - nearest",
+                   "encode", "I = infer", "O = the rest", "ceiling I/(I+O)"):
         costs.add_column(column, justify="left" if column == "video" else "right")
     table = Table(title=f"live loop, headless, writing MP4, {args.frames} frames x {args.repeats} interleaved rounds (medians), every frame processed, {CORES} cores")
     for column in ("video", "runner", "inference-only FPS (1 stream)", "inference-only FPS (pipeline's workers)", "naive FPS", "pipelined FPS",
@@ -267,8 +335,9 @@ def main() -> None:
         single_thread = OnnxRuntimeRunner(native, threads=1)
         c = stage_costs(path, single_thread, work)
         infer_cpu = c["infer (1 thread)"]
-        rest = sum(v for k, v in c.items() if k != "infer (1 thread)")
-        costs.add_row(video, *(f"{c[k]:.2f}" for k in ("decode", "preprocess", "infer (1 thread)", "postprocess", "draw", "encode")),
+        rest = sum(v for k, v in c.items() if k not in ("infer (1 thread)", "draw (nearest)"))
+        costs.add_row(video, *(f"{c[k]:.2f}" for k in ("decode", "preprocess", "infer (1 thread)", "postprocess", "draw", "draw (nearest)")),
+                      f"{c['draw'] - c['draw (nearest)']:+.2f}", f"{c['encode']:.2f}",
                       f"{infer_cpu:.1f}", f"{rest:.1f}", f"{infer_cpu / (infer_cpu + rest):.2f}")
         for name in args.runners:
             single_runner, _ = make(name, False, path)
@@ -278,10 +347,10 @@ def main() -> None:
             for _ in range(args.repeats):
                 torch_threads(name, False)
                 single = inference_only(single_runner, batches, args.frames)
-                naive, _ = live(single_runner, path, args.frames, False, work)
+                naive, _ = live(single_runner, path, args.frames, False, work, upsample=args.upsample)
                 torch_threads(name, True)
                 parallel = inference_only(pipe_runner, batches, args.frames, n_workers)
-                piped, piped_stats = live(pipe_runner, path, args.frames, True, work, n_workers)
+                piped, piped_stats = live(pipe_runner, path, args.frames, True, work, n_workers, args.upsample)
                 rounds.append((single, parallel, naive, piped))
             torch_threads(name, False)
             col = list(zip(*rounds))

@@ -22,7 +22,7 @@ import torch
 from segedge._io import atomic_write_text
 from segedge.data.oxford_pet import load_split_arrays
 from segedge.models.checkpoint import EMBEDDED_CHECKPOINT, load_checkpoint, save_checkpoint
-from segedge.report.metrics import ConfusionMatrix
+from segedge.report.evaluate import evaluate
 
 
 def _recipe_text(recipe: dict) -> str:
@@ -56,11 +56,8 @@ def main() -> None:
 
     ckpt = load_checkpoint(args.model)
     images, labels, _ = load_split_arrays(args.data, "test", ckpt.preprocess)
-    matrix = ConfusionMatrix(3)
     with torch.no_grad():
-        for start in range(0, len(images), 32):
-            logits = ckpt.model(torch.from_numpy(images[start : start + 32]))
-            matrix.update(logits.argmax(1).numpy(), labels[start : start + 32])
+        matrix = evaluate(lambda x: ckpt.model(torch.from_numpy(x)), images, labels, 32, num_classes=len(ckpt.classes)).truth
     iou = matrix.iou_per_class()
     recipe = ckpt.meta.get("recipe", {})
     history = ckpt.meta.get("history", {}).get("epochs", [])

@@ -65,6 +65,7 @@ class Backend(str, Enum):
     TENSORRT = "tensorrt"
     OPENVINO = "openvino"
     TRITON = "triton"  # a model on a Triton Inference Server (triton://HOST:PORT/MODEL)
+    AUTO = "auto"  # a choice (``--backend auto``), never a runner's: chosen by the artifact, see segedge.runtime.factory.resolve_backend
 
     def __str__(self) -> str:
         return self.value

@@ -108,7 +108,8 @@ def _string_literals(path: Path) -> list[tuple[int, str]]:
 
 
 def test_no_backend_or_precision_literal_and_no_metadata_key_outside_the_contract():
-    vocabulary = {m.value for enum in (Precision, Target, Backend) for m in enum} - {"torch"}  # "torch" is also a module name
+    # "torch" is also a module name; "auto" is also the word for other automatic choices (`run --reference auto`)
+    vocabulary = {m.value for enum in (Precision, Target, Backend) for m in enum} - {"torch", "auto"}
     allowed = {PACKAGE / "contract.py"}
     distribution_names = {(PACKAGE / "pipeline" / "doctor.py", "tensorrt")}  # pip's name for the bindings, not the backend
 

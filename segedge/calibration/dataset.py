@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import cv2
 import numpy as np
 
-from segedge.data.images import list_images, read_image
-from segedge.data.oxford_pet import OxfordPet, is_pet_root
+from segedge.data.samples import DataSpec, iter_samples
 from segedge.data.transforms import PreprocessConfig, preprocess
 from segedge.errors import DataError
 
@@ -50,25 +48,6 @@ class CalibrationSet:
         return f"{len(self)} images from {self.source} at {w}x{h}, per-channel mean/std {stats}"
 
 
-def _video_frames(path: Path, every: int) -> tuple[list[np.ndarray], list[str]]:
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise DataError(f"cannot open video {path}")
-    frames, names, index = [], [], 0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if index % every == 0:
-                frames.append(frame)
-                names.append(f"frame {index:05d}")
-            index += 1
-    finally:
-        capture.release()
-    return frames, names
-
-
 def load_calibration_set(
     source: str | os.PathLike[str],
     config: PreprocessConfig,
@@ -80,7 +59,8 @@ def load_calibration_set(
     folder of images or a video file (every ``every``-th frame).
 
     Images are drawn at random (``seed``) when there are more than ``num_images``;
-    unreadable files are skipped with a warning.
+    unreadable files are skipped with a warning. Reads through the shared sample iterator
+    (:func:`segedge.data.samples.iter_samples`).
 
     Args:
         source: Pet root, image directory or video file.
@@ -95,43 +75,26 @@ def load_calibration_set(
     path = Path(source)
     if num_images < 1:
         raise DataError(f"the calibration set needs at least 1 image, asked for {num_images}")
-    rng = np.random.default_rng(seed)
-    images: list[np.ndarray] = []
-    names: list[str] = []
-    if path.is_file():
-        frames, frame_names = _video_frames(path, every)
-        chosen = sorted(rng.permutation(len(frames))[:num_images]) if len(frames) > num_images else range(len(frames))
-        images = [frames[i] for i in chosen]
-        names = [frame_names[i] for i in chosen]
-        description = f"video {path.name} (1 frame in {every})"
-    elif path.is_dir():
-        if is_pet_root(path):
-            files = [s.image_path for s in OxfordPet(path, "trainval").samples]
-            description = f"Oxford-IIIT Pet trainval split in {path}"
-        else:
-            files = list_images(path)
-            description = f"image folder {path}"
-        order = rng.permutation(len(files))
-        skipped: list[str] = []
-        for i in order:
-            if len(images) == num_images:
-                break
-            try:
-                images.append(read_image(files[i]))
-                names.append(files[i].name)
-            except DataError:
-                skipped.append(files[i].name)
-        if skipped and images:
-            log.warning("calibration: skipped %d unreadable images: %s", len(skipped), ", ".join(skipped[:5]))
-        if skipped and not images:
-            raise DataError(
-                f"calibration source {path} yielded no readable image ({len(skipped)} unreadable: {', '.join(skipped[:3])})"
-            )
-    else:
+    if not path.exists():
         raise DataError(f"calibration source {path} does not exist (expected a Pet root, an image folder or a video)")
-    if not images:
+    spec = DataSpec(path, split="trainval", every=every, limit=num_images, seed=seed, labels=False)
+    if path.is_file():
+        description = f"video {path.name} (1 frame in {every})"
+    elif spec.is_pet:
+        description = f"Oxford-IIIT Pet trainval split in {path}"
+    else:
+        description = f"image folder {path}"
+    skipped: list[str] = []
+    samples = list(iter_samples(spec, on_skip=lambda name, exc: skipped.append(name)))
+    if skipped and samples:
+        log.warning("calibration: skipped %d unreadable images: %s", len(skipped), ", ".join(skipped[:5]))
+    if skipped and not samples:
+        raise DataError(f"calibration source {path} yielded no readable image ({len(skipped)} unreadable: {', '.join(skipped[:3])})")
+    if not samples:
         raise DataError(f"calibration source {path} yielded no readable image")
-    return CalibrationSet(preprocess(images, config), description, names)
+    images = preprocess([s.image for s in samples], config)
+    names = [s.path.name if s.path is not None else s.name for s in samples]
+    return CalibrationSet(images, description, names)
 
 
 def load_calibration_sets(

@@ -8,14 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import handle_errors, progress_bar
+from segedge.contract import Backend
 
 
 @handle_errors
 def bench_command(
-    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts to time (.pt, .onnx, .engine, or triton://HOST:PORT/MODEL: latency then includes the network).", show_default=False)],
+    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts to time (.pt, .onnx, .xml OpenVINO IR, .engine, or triton://HOST:PORT/MODEL: latency then includes the network).", show_default=False)],
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Images to time on (Pet root, folder or video; the first 8 are used); default: a real cat photo (scikit-image `chelsea`).")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs at batch 1 (batch 8: runs/4, at least 3), after --warmup untimed runs.")] = 50,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing, at each batch size.")] = 5,
+    backend: Annotated[Backend, typer.Option(help="Backend for every artifact (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.AUTO,
 ) -> None:
     """Time artifacts as `segedge report` does: latency p50/p90/p99 and throughput at batch 1 and 8, number of
     runs, artifact size and resident-memory growth, one row per artifact."""
@@ -38,7 +40,7 @@ def bench_command(
     rows = []
     with progress_bar() as update:
         for artifact in artifacts:
-            with load_runner(artifact) as runner:
+            with load_runner(artifact, backend=backend) as runner:
                 speed = measure_speed(runner, images, runs=runs, warmup=warmup, on_progress=lambda d, t, n=runner.name: update(f"time {n}", d, t))
             rows.append((runner.name, speed))
     print_table(speed_table(rows), f"speed on {described} (model call on a preprocessed batch, after {warmup} warm-up runs)")

@@ -60,11 +60,11 @@ def calibrate_command(
     original = model
     with self_contained(model) as model:  # an ONNX with external weight data, made single-file
         _calibrate(model, original, output, calib_data, num_images, every, seed, method, percentile, cache, sensitivity,
-                   max_drop, eval_data, eval_split, eval_limit, plot, force)
+                   max_drop, eval_data, eval_split, eval_limit, plot, force, target)
 
 
 def _calibrate(model, original, output, calib_data, num_images, every, seed, method, percentile, cache, sensitivity,
-               max_drop, eval_data, eval_split, eval_limit, plot, force) -> None:
+               max_drop, eval_data, eval_split, eval_limit, plot, force, target) -> None:
     from rich.table import Table
 
     from segedge.calibration.dataset import load_calibration_sets

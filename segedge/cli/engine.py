@@ -75,10 +75,10 @@ def build_engine_command(
         check_dla_request(model, precision.value, options)
         require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
     with self_contained(model) as model:  # an ONNX with external weight data, made single-file
-        _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options)
+        _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options, target)
 
 
-def _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options) -> None:
+def _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options, target) -> None:
     from segedge.errors import DataError
     from segedge.pipeline.build import build_artifact
 

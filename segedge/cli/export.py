@@ -58,6 +58,7 @@ def export_command(
     exporter: Annotated[Exporter, typer.Option(help="dynamo (torch.onnx.export(dynamo=True)) or legacy (TorchScript, module-swapped model).")] = Exporter.DYNAMO,
     lint: Annotated[bool, typer.Option(help="Fail when TensorRT's ONNX parser would reject the graph (tensorrt target).")] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    openvino_ir: Annotated[Optional[Path], typer.Option("--openvino-ir", help="Also write an OpenVINO IR (NAME.xml + NAME.bin) of the exported tensorrt form, the contract kept in its rt_info (needs segedge[openvino]).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="ONNX input: comma-separated class names in logit order, embedded in its contract (e.g. background,person,...); a checkpoint carries its own.")] = None,
     mean: Annotated[Optional[str], typer.Option(help="ONNX input: per-channel mean subtracted after scaling to [0, 1], in the model's channel order (ImageNet: 0.485,0.456,0.406).")] = None,
     std: Annotated[Optional[str], typer.Option(help="ONNX input: per-channel std dividing after the mean (ImageNet: 0.229,0.224,0.225).")] = None,
@@ -78,6 +79,10 @@ def export_command(
     from segedge.errors import InputError
     from segedge.export.onnx import export_onnx, rewrite_onnx
 
+    if openvino_ir is not None and target is not Target.TENSORRT:
+        raise InputError("--openvino-ir needs --target tensorrt: OpenVINO has no MaxUnpool")
+    if openvino_ir is not None and openvino_ir.suffix.lower() != ".xml":
+        raise InputError(f"--openvino-ir takes NAME.xml (the weights go to NAME.bin), got {openvino_ir}")
     if precision is Precision.INT8:
         raise InputError("export writes fp32 or fp16; INT8 needs calibration: `segedge calibrate` or `segedge build-engine --precision int8`")
     if source is not None and source.suffix.lower() == ".onnx":
@@ -101,3 +106,7 @@ def export_command(
             precision=precision, exporter=exporter, lint=lint, force=force,
         )
     print_export(result)
+    if openvino_ir is not None:
+        from segedge.export.openvino_ir import save_ir
+
+        console.print(f"wrote {save_ir(result.path, openvino_ir, force=force)} and its .bin (OpenVINO IR of {result.path})")

@@ -21,7 +21,7 @@ def inspect_command(
 
     from segedge.pipeline.inspect import inspect_artifact
 
-    info = inspect_artifact(artifact)
+    info = inspect_artifact(artifact).to_dict()
     if as_json:
         console.print(json.dumps(info, indent=2, default=str))
         return

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import console, handle_errors, progress_bar
+from segedge.contract import Backend
 
 
 def print_table(table, title: str) -> None:
@@ -42,7 +43,7 @@ def print_report_table(report) -> None:
 
 @handle_errors
 def report_command(
-    candidates: Annotated[Optional[list[Path]], typer.Option("--candidates", "-c", help="Deployed artifacts (.onnx, .engine, .pt, or triton://HOST:PORT/MODEL); more may follow as plain arguments.")] = None,
+    candidates: Annotated[Optional[list[Path]], typer.Option("--candidates", "-c", help="Deployed artifacts (.onnx, .xml OpenVINO IR, .engine, .pt, or triton://HOST:PORT/MODEL); more may follow as plain arguments.")] = None,
     more: Annotated[Optional[list[Path]], typer.Argument(help="More candidates (so `--candidates A B C` works).", show_default=False)] = None,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Oxford-IIIT Pet root (labelled; its --split is used), image folder or video (unlabelled: agreement only).")] = None,
     video: Annotated[Optional[Path], typer.Option("--video", help="Video clip: compare the candidates with the reference frame by frame (agreement over time).")] = None,
@@ -55,6 +56,7 @@ def report_command(
     latency_runs: Annotated[int, typer.Option(min=1, help="Timed runs per model at batch 1 (batch 8: runs/4, at least 3), after --warmup untimed runs.")] = 50,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing, per model and batch size.")] = 5,
     worst: Annotated[int, typer.Option(min=0, help="Lowest-agreement images shown per candidate.")] = 6,
+    backend: Annotated[Backend, typer.Option(help="Backend for every candidate (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.AUTO,
     force: Annotated[bool, typer.Option("--force", help="Replace an earlier report in --output (the folder is replaced whole, so it may hold only a report).")] = False,
 ) -> None:
     """Report the accuracy drift of deployed artifacts against the PyTorch model, with speed.
@@ -87,7 +89,7 @@ def report_command(
         if path is not None and resolved(path).is_relative_to(resolved(output)):
             raise InputError(f"--output {output} holds the input {path}; a report replaces its folder whole: write elsewhere")
     with contextlib.ExitStack() as stack:  # every runner is closed, also when a later one fails to load
-        runners = [stack.enter_context(load_runner(p)) for p in paths]  # a bad candidate fails before the reference loads
+        runners = [stack.enter_context(load_runner(p, backend=backend)) for p in paths]  # a bad candidate fails before the reference loads
         ref = stack.enter_context(TorchRunner(reference))
         eval_data = load_eval_data(data, split=split, limit=limit) if data is not None else None
         with progress_bar() as update:

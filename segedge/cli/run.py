@@ -7,8 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from segedge.cli.common import console, handle_errors
-from segedge.contract import Provider
+from segedge.cli.common import console, fail, handle_errors
+from segedge.contract import Backend, Provider
+from segedge.runtime.upsample import Upsample
+
+DRIFT_EXIT_CODE = 6  # --fail-below: the run finished, but drifted too far from its reference
 
 
 def print_live_stats(stats, label: str) -> None:
@@ -36,12 +39,31 @@ def print_live_stats(stats, label: str) -> None:
     if stats.iou:
         per_frame = " ".join("-" if v != v else f"{100 * v:.0f}" for v in stats.iou)
         console.print(f"pet IoU against ground truth: mean {100 * stats.mean_iou:.2f}% over {len(stats.iou)} frames; per frame (%): {per_frame}")
+    if stats.drift is not None:
+        print_drift_summary(stats.drift)
+
+
+def print_drift_summary(summary) -> None:
+    """The drift monitor's closing lines: mean, p5 and worst-frame agreement, frames scored and skipped."""
+    sampled = "adaptive sampling" if summary.every == 0 else ("every frame" if summary.every == 1 else f"1 frame in {summary.every}")
+    skipped = f", {summary.skipped} skipped while the reference was busy" if summary.skipped else ""
+    if not summary.scored:
+        console.print(f"agreement with {summary.reference}: no frame scored ({summary.due} due{skipped})")
+        return
+    iou = ", ".join(f"{k} {100 * v:.2f}%" for k, v in summary.iou.items() if v == v)
+    console.print(
+        f"agreement with {summary.reference} ({sampled}, {summary.scored} of {summary.due} due frames scored{skipped}): "
+        f"mean {100 * summary.mean:.2f}%, p5 {100 * summary.p5:.2f}%, worst {100 * summary.worst:.2f}% at frame {summary.worst_frame}; "
+        f"IoU vs reference {iou}; logit error max {summary.logits_error['max']:.3g}, p99 {summary.logits_error['p99']:.3g}"
+    )
+    for alert in summary.alerts:
+        console.print(f"drift alert at frame {alert.frame}: running agreement {100 * alert.running:.2f}%" + (f", panel {alert.panel}" if alert.panel else ""))
 
 
 @handle_errors
 def run_command(
     source: Annotated[str, typer.Option("--source", "-s", help="Camera index (0), video file, rtsp:// or http:// URL, image folder or glob.")],
-    engine: Annotated[Optional[Path], typer.Option("--engine", "-e", help="Artifact: .pt (PyTorch), .onnx (ONNX Runtime) or .engine (TensorRT), or a served model: triton://HOST:PORT/MODEL (HTTP), triton+grpc://HOST:PORT/MODEL; default: the embedded segnet-dsc.")] = None,
+    engine: Annotated[Optional[Path], typer.Option("--engine", "-e", help="Artifact: .pt (PyTorch), .onnx (ONNX Runtime or OpenVINO, see --backend), .xml (OpenVINO IR) or .engine (TensorRT), or a served model: triton://HOST:PORT/MODEL (HTTP), triton+grpc://HOST:PORT/MODEL; default: the embedded segnet-dsc.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the annotated video here (.mp4, finalised even on Ctrl-C or an error).")] = None,
     show: Annotated[bool, typer.Option("--show", help="Show a window (q or Esc quits, space pauses).")] = False,
     serve: Annotated[Optional[int], typer.Option("--serve", min=1, max=65535, help="Serve an MJPEG stream and a live page on this port.")] = None,
@@ -57,11 +79,19 @@ def run_command(
     loop: Annotated[bool, typer.Option("--loop", help="Restart a file at its end.")] = False,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
     sequential: Annotated[bool, typer.Option("--sequential", help="Naive one-thread loop instead of the pipeline (for comparison).")] = False,
-    workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime or PyTorch on a CPU, one for GPU backends).")] = 0,
-    threads: Annotated[int, typer.Option(min=0, help="Intra-op threads per worker, ONNX Runtime or PyTorch on a CPU (0: auto, 1 when there are several workers).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime, OpenVINO or PyTorch on a CPU, one for GPU backends).")] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="Intra-op threads per worker, ONNX Runtime, OpenVINO or PyTorch on a CPU (0: auto, 1 when there are several workers).")] = 0,
     provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.CPU,
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
+    backend: Annotated[Backend, typer.Option(help="Backend for the artifact (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.AUTO,
+    upsample: Annotated[Upsample, typer.Option(help="Mask upsampling to the frame: linear (bilinear class scores, then argmax: smooth edges) or nearest (class map, faster).")] = Upsample.linear,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output or --stats file (an output that is an input is refused even so).")] = False,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="Drift monitor: compare live with this checkpoint or artifact on the same preprocessed input, in a low-priority thread that skips frames rather than slow the loop. `auto`: the checkpoint recorded in the artifact if found beside it, else the embedded segnet-dsc.", rich_help_panel="Drift monitor")] = None,
+    reference_every: Annotated[int, typer.Option(min=0, help="Score every N-th frame against the reference (0: as many as the CPU allows).", rich_help_panel="Drift monitor")] = 2,
+    reference_nice: Annotated[int, typer.Option(min=0, max=19, help="Scheduling niceness of the reference thread on Linux: 19 (default) only uses CPU the live loop leaves, so it never slows it but may skip most frames on a busy CPU; 0 scores more frames and costs FPS.", rich_help_panel="Drift monitor")] = 19,
+    alert_window: Annotated[int, typer.Option(min=1, help="Scored frames in the running agreement (HUD, --alert-below).", rich_help_panel="Drift monitor")] = 10,
+    alert_below: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="When the running agreement falls below PCT: one warning line with the frame number and drift-alert-NNNNNN.png (reference | candidate | disagreement) beside the outputs.", rich_help_panel="Drift monitor")] = None,
+    fail_below: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help=f"Exit {DRIFT_EXIT_CODE} at the end when the mean agreement is below PCT (or no frame was scored): for CI and field checks.", rich_help_panel="Drift monitor")] = None,
 ) -> None:
     """Segment a camera, video, stream or image folder live, with overlay, FPS and per-stage timings.
 
@@ -69,6 +99,12 @@ def run_command(
     newest frame and is reopened with back-off if it stops. Sinks: --output video, --show
     window, --serve MJPEG page, --save-masks PNGs, --stats JSON lines. Prints FPS, per-stage
     latency p50/p99, flicker and (with --gt-masks) IoU at the end.
+
+    With --reference (implied by --alert-below or --fail-below), a drift
+    monitor scores a sample of frames against the reference model: the HUD shows the running
+    agreement and the worst recent frame, --stats gets one line per scored frame (agreement,
+    IoU per class against the reference, logit error), the --serve page plots it, and the
+    summary gives mean, p5 and worst-frame agreement. Exit code 6 with --fail-below.
     """
     from segedge._io import check_output, resolved
     from segedge.data.sources import open_source
@@ -82,10 +118,10 @@ def run_command(
         require_display()  # before any window: Qt aborts the process without a display
     if output is not None and output.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"--output {output}: expected a video file name ({', '.join(VIDEO_SUFFIXES)})")
-    auto_workers, auto_threads = live_parallelism(engine, provider)
+    auto_workers, auto_threads = live_parallelism(engine, provider, backend)
     workers = 1 if sequential else (workers or auto_workers)
     threads = threads or (0 if sequential else auto_threads)
-    runner = load_runner(engine, provider, threads=threads, spin=sequential)
+    runner = load_runner(engine, provider, threads=threads, spin=sequential, backend=backend, streams=workers)
     class_ids = None
     if classes:
         names = [c.strip() for c in classes.split(",") if c.strip()]
@@ -102,9 +138,20 @@ def run_command(
     if save_masks is not None:
         check_output(save_masks, inputs, directory=True, option="--save-masks")
     gt = GroundTruth(gt_masks) if gt_masks else None
+    monitor = None
+    if reference is not None or alert_below is not None or fail_below is not None:
+        from segedge.report.monitor import DriftMonitor, load_reference
+
+        ref_runner, note = load_reference(reference, runner)
+        console.print(note)
+        outputs = [p for p in (output, stats_file) if p is not None]
+        alert_dir = outputs[0].parent if outputs else (save_masks if save_masks is not None else Path.cwd())
+        monitor = DriftMonitor(ref_runner, every=reference_every, window=alert_window, alert_below=alert_below, alert_dir=alert_dir,
+                               nice=reference_nice)
+        monitor.check(runner)
     options = LiveOptions(
         alpha=alpha, classes=class_ids, outline=outline, smooth=smooth, realtime=realtime, loop=loop,
-        max_frames=max_frames, show=show, pipelined=not sequential, workers=workers,
+        max_frames=max_frames, show=show, pipelined=not sequential, workers=workers, upsample=upsample.value,
     )
     with open_source(source, decode_threads=decode_threads) as frames:
         frames.warn_skips = False  # counted, and the first reason given, in the summary
@@ -117,7 +164,7 @@ def run_command(
             if stats_file is not None:
                 sinks.append(StatsSink(stats_file, overwrite=force))
             if serve is not None:
-                server = MjpegServer(serve, host, title=f"{runner.name} on {frames.description}")
+                server = MjpegServer(serve, host, title=f"{runner.name} on {frames.description}", monitor_window=alert_window if monitor else None)
                 sinks.append(server)
                 console.print(f"serving http://{server.address[0]}:{server.address[1]}/ (MJPEG at /stream, stats at /stats)")
         except BaseException:
@@ -125,7 +172,7 @@ def run_command(
                 sink.close(failed=True)
             raise
         with runner:
-            stats = run_live(runner, frames, sinks, options, gt)
+            stats = run_live(runner, frames, sinks, options, gt, monitor=monitor)
     if stats.frames == 0 and not stats.interrupted:  # nothing to summarise: one line says why
         reason = f"; first: {frames.skip_reason}" if frames.skip_reason else ""
         skipped = f" ({stats.skipped} unreadable frames skipped{reason})" if stats.skipped else ""
@@ -146,3 +193,10 @@ def run_command(
         raise SourceError(stats.error + "; every output was finalised")
     if stats.signalled:
         raise typer.Exit(130)
+    if fail_below is not None:
+        drift = stats.drift
+        if drift is None or not drift.scored:
+            fail("--fail-below: no frame was scored against the reference, so the agreement is unknown", DRIFT_EXIT_CODE)
+        if 100 * drift.mean < fail_below:
+            fail(f"mean agreement with the reference {100 * drift.mean:.2f}% is below --fail-below {fail_below:g}% "
+                 f"(worst {100 * drift.worst:.2f}% at frame {drift.worst_frame})", DRIFT_EXIT_CODE)

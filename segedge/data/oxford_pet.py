@@ -171,27 +171,17 @@ def load_split_arrays(
         limit: read at most this many listed samples.
         progress: optional callable ``progress(done, total)`` called after each sample.
 
+    A thin wrapper over :func:`segedge.data.samples.load_arrays` (the shared sample iterator).
+
     Returns:
         images ``(N, 3, H, W)`` float32 (the model input), labels ``(N, H, W)`` uint8 class
         indices resized with nearest neighbour, and the sample names.
 
     Raises:
-        DataError: no readable sample.
+        DataError: not an Oxford-IIIT Pet root, or no readable sample.
     """
-    from segedge.data.transforms import preprocess, resize_labels
+    from segedge.data.samples import DataSpec, load_arrays
 
-    dataset = OxfordPet(root, split)
-    h, w = preprocess_config.size
-    total = min(len(dataset), limit) if limit else len(dataset)
-    images = np.empty((total, 3, h, w), dtype=np.float32)
-    labels = np.empty((total, h, w), dtype=np.uint8)
-    names: list[str] = []
-    for sample, image, classes in dataset.iter_readable(limit):
-        preprocess(image, preprocess_config, out=images[len(names) : len(names) + 1])
-        labels[len(names)] = resize_labels(classes, h, w)
-        names.append(sample.name)
-        if progress is not None:
-            progress(len(names), total)
-    if not names:
-        raise DataError(f"{root}: no readable sample in split {split!r}")
-    return images[: len(names)], labels[: len(names)], names
+    OxfordPet(root, split)  # a labelled Pet root or its DataError (the iterator would read any folder unlabelled)
+    images, labels, names = load_arrays(DataSpec(root, split, limit=limit or None), preprocess_config, progress)
+    return images, labels, names  # type: ignore[return-value]  # a Pet root is always labelled

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from segedge.contract import Precision, Provider, Target
+from segedge.report.evaluate import evaluate, predict_classes
 
 BATCHES = (1, 8, 32)
 
@@ -103,8 +104,7 @@ def measure(row: Row, runner, sample: np.ndarray | None, reference: np.ndarray |
     """Fill ``row``: argmax agreement of ``runner`` with ``reference`` class maps on ``sample``
     (``(N, 3, H, W)`` float32), and the median ms per call at each batch of :data:`BATCHES`."""
     if sample is not None and reference is not None:
-        labels = np.concatenate([runner.infer(sample[i : i + 8]).argmax(1) for i in range(0, len(sample), 8)])
-        row.agreement = float((labels == reference).mean())
+        row.agreement = evaluate(runner, sample, batch_size=8, reference=reference).agreement.pixel_accuracy()
     h, w = runner.preprocess_config.size
     rng = np.random.default_rng(0)
     for n in BATCHES:
@@ -164,7 +164,7 @@ def run_doctor(
         from segedge.calibration.dataset import load_calibration_set
 
         sample = load_calibration_set(data, reference_runner.preprocess_config, num_images=images, seed=1).images
-        reference = np.concatenate([reference_runner.infer(sample[i : i + 8]).argmax(1) for i in range(0, len(sample), 8)])
+        reference = predict_classes(reference_runner, sample, batch_size=8)
         notes.append(f"comparing against PyTorch FP32 on {len(sample)} images of {data}")
     else:
         skipped.append(f"agreement with PyTorch: no sample at {data} (pass --data)" if data else "agreement with PyTorch: no sample (pass --data)")
@@ -191,6 +191,19 @@ def run_doctor(
     if exported is not None:
         label = f"onnxruntime-cpu {Precision.FP32}"
         _attempt(rows, failed, label, lambda: measure(Row(label), OnnxRuntimeRunner(exported), sample, reference, budget))
+    from segedge.runtime.factory import openvino_installed
+
+    if exported is not None and openvino_installed():
+        from segedge.runtime.openvino_runner import OpenVINORunner
+
+        def openvino_row() -> Row:
+            standard = exported if target is Target.TENSORRT else export_onnx(None, workdir / "segnet-dsc-fp32-standard.onnx", target=Target.TENSORRT, force=True).path
+            with OpenVINORunner(standard) as runner:
+                return measure(Row(f"openvino-cpu {Precision.FP32}"), runner, sample, reference, budget)
+
+        _attempt(rows, failed, f"openvino-cpu {Precision.FP32}", openvino_row)
+    elif exported is not None:
+        skipped.append("OpenVINO: not installed (pip install 'segedge[openvino]')")
     for provider in (Provider.CUDA, Provider.TENSORRT):
         if not gpu or exported is None:
             continue

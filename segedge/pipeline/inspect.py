@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -20,6 +21,9 @@ from segedge.contract import Contract, Target
 from segedge.errors import InputError
 from segedge.export.lint import lint_tensorrt
 from segedge.export.metadata import load_onnx, read_metadata
+
+if TYPE_CHECKING:
+    from segedge.engine.sidecar import EngineInfo
 
 WEIGHT_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1, "BatchNormalization": 1}
 
@@ -83,8 +87,70 @@ def onnx_macs(model: onnx.ModelProto, height: int, width: int) -> tuple[int, int
     return macs, params
 
 
-def inspect_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Describe a ``.onnx``, ``.pt`` or ``.engine`` artifact as a JSON-able dict.
+@dataclass
+class ArtifactInfo:
+    """What :func:`inspect_artifact` found; ``to_dict()`` is ``segedge inspect --json``'s object."""
+
+    artifact: str  # the path as given
+    kind: str  # "onnx" | "checkpoint" | "tensorrt engine"
+    size_mb: float  # file size in MB (10^6 bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ``artifact``, ``kind``, ``size_mb``, then the kind's own fields in
+        declaration order."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+
+
+@dataclass
+class OnnxInfo(ArtifactInfo):
+    """An ONNX model."""
+
+    opset: int | None = None  # ai.onnx opset
+    producer: str = ""  # producer name and version
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # {"name", "dtype", "shape"} per graph input
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # the same per graph output
+    ops: dict[str, int] = field(default_factory=dict)  # op type -> node count, most frequent first
+    parameters: int = 0  # weights of Conv/ConvTranspose/Gemm/MatMul/BatchNormalization
+    gmacs: float = 0.0  # 10^9 multiply-accumulates for one image at ``gmacs_at``
+    gmacs_at: list[int] = field(default_factory=list)  # [height, width] in pixels
+    precision: str = "unknown"  # Precision value from the contract, or "unknown"
+    target: str = "unknown"  # Target value from the contract (or inferred from MaxUnpool), or "unknown"
+    metadata: dict[str, str] = field(default_factory=dict)  # segedge metadata_props as stored
+    lint: dict[str, Any] = field(default_factory=dict)  # TensorRT lint: {"summary", "issues"}
+
+
+@dataclass
+class CheckpointInfo(ArtifactInfo):
+    """A segedge checkpoint."""
+
+    model: str = ""  # registry name
+    parameters: int = 0  # trainable and fixed parameters
+    preprocess: dict[str, Any] = field(default_factory=dict)  # PreprocessConfig.to_dict()
+    classes: list[str] = field(default_factory=list)  # class names, index order
+    meta: dict[str, Any] = field(default_factory=dict)  # training record without the per-epoch history
+    resumable: bool = False  # holds optimiser state (``segedge train --resume``)
+
+
+@dataclass
+class EngineArtifactInfo(ArtifactInfo):
+    """A TensorRT engine: its sidecar."""
+
+    sidecar: EngineInfo | None = None  # the engine's sidecar (segedge.engine.sidecar)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": self.artifact, "kind": self.kind, "size_mb": self.size_mb, **(asdict(self.sidecar) if self.sidecar is not None else {})}
+
+
+def inspect_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
+    """Describe a ``.onnx``, ``.pt`` or ``.engine`` artifact.
+
+    Returns:
+        :class:`OnnxInfo`, :class:`CheckpointInfo` or :class:`EngineArtifactInfo`; ``to_dict()`` is
+        what ``segedge inspect --json`` prints.
 
     Raises:
         InputError: unknown suffix or missing file.
@@ -104,45 +170,43 @@ def inspect_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
         macs, params = onnx_macs(model, *size)
         lint = lint_tensorrt(model)
         init_names = {i.name for i in model.graph.initializer}
-        return {
-            "artifact": str(path),
-            "kind": "onnx",
-            "size_mb": path.stat().st_size / 1e6,
-            "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
-            "producer": f"{model.producer_name} {model.producer_version}".strip(),
-            "inputs": [_tensor_desc(i) for i in model.graph.input if i.name not in init_names],
-            "outputs": [_tensor_desc(o) for o in model.graph.output],
-            "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
-            "parameters": params,
-            "gmacs": macs / 1e9,
-            "gmacs_at": size,
-            "precision": contract.precision.value if contract.declared else "unknown",
-            "target": contract.target.value if contract.target else (
+        return OnnxInfo(
+            artifact=str(path),
+            kind="onnx",
+            size_mb=path.stat().st_size / 1e6,
+            opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+            producer=f"{model.producer_name} {model.producer_version}".strip(),
+            inputs=[_tensor_desc(i) for i in model.graph.input if i.name not in init_names],
+            outputs=[_tensor_desc(o) for o in model.graph.output],
+            ops=dict(Counter(n.op_type for n in model.graph.node).most_common()),
+            parameters=params,
+            gmacs=macs / 1e9,
+            gmacs_at=size,
+            precision=contract.precision.value if contract.declared else "unknown",
+            target=contract.target.value if contract.target else (
                 Target.ONNXRUNTIME.value if any(n.op_type == "MaxUnpool" for n in model.graph.node) else "unknown"
             ),
-            "metadata": meta,
-            "lint": {"summary": lint.summary(), "issues": [str(i) for i in lint.issues]},
-        }
+            metadata=meta,
+            lint={"summary": lint.summary(), "issues": [str(i) for i in lint.issues]},
+        )
     if suffix in (".pt", ".pth"):
         from segedge.models.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path)
-        return {
-            "artifact": str(path),
-            "kind": "checkpoint",
-            "size_mb": path.stat().st_size / 1e6,
-            "model": ckpt.model_name,
-            "parameters": sum(p.numel() for p in ckpt.model.parameters()),
-            "preprocess": ckpt.preprocess.to_dict(),
-            "classes": list(ckpt.classes),
-            "meta": {k: v for k, v in ckpt.meta.items() if k != "history"},
-            "resumable": "optimizer" in ckpt.raw,
-        }
+        return CheckpointInfo(
+            artifact=str(path),
+            kind="checkpoint",
+            size_mb=path.stat().st_size / 1e6,
+            model=ckpt.model_name,
+            parameters=sum(p.numel() for p in ckpt.model.parameters()),
+            preprocess=ckpt.preprocess.to_dict(),
+            classes=list(ckpt.classes),
+            meta={k: v for k, v in ckpt.meta.items() if k != "history"},
+            resumable="optimizer" in ckpt.raw,
+        )
     if suffix in (".engine", ".plan"):
-        from dataclasses import asdict
-
         from segedge.engine.build import load_engine_info
 
-        return {"artifact": str(path), "kind": "tensorrt engine", "size_mb": path.stat().st_size / 1e6, **asdict(load_engine_info(path))}
+        return EngineArtifactInfo(str(path), "tensorrt engine", path.stat().st_size / 1e6, load_engine_info(path))
     raise InputError(f"cannot inspect {path}: expected .onnx, .pt or .engine")
 

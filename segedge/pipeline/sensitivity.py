@@ -32,11 +32,12 @@ import numpy as np
 
 from segedge.calibration.dataset import CalibrationSet
 from segedge.calibration.quantize import conv_layers, quantize_int8
-from segedge.data.oxford_pet import OxfordPet, is_pet_root
-from segedge.data.transforms import PreprocessConfig, preprocess, resize_labels
+from segedge.data.oxford_pet import is_pet_root
+from segedge.data.samples import DataSpec, load_arrays
+from segedge.data.transforms import PreprocessConfig
 from segedge.errors import DataError, InputError
 from segedge.export.metadata import load_onnx
-from segedge.report.metrics import ConfusionMatrix
+from segedge.report.evaluate import evaluate
 
 Progress = Callable[[str, int, int], None]
 
@@ -80,20 +81,13 @@ def held_out_set(
     """
     if not is_pet_root(root):
         raise DataError(f"{root} is not an Oxford-IIIT Pet root (images/ and annotations/trimaps/); sensitivity needs labelled data")
-    used = set(exclude.names) if exclude is not None else set()
-    images, labels = [], []
-    h, w = config.size
-    for sample, image, classes in OxfordPet(root, split).iter_readable():
-        if sample.image_path.name in used:
-            continue
-        images.append(image)
-        labels.append(resize_labels(classes, h, w))
-        if len(images) == limit:
-            break
-    if not images:
-        raise DataError(f"{root}: no held-out image left in split {split!r} after removing the calibration images")
+    used = frozenset(exclude.names) if exclude is not None else frozenset()
+    images, labels, _ = load_arrays(
+        DataSpec(root, split, limit=limit or None, exclude=used), config,
+        empty=lambda: f"{root}: no held-out image left in split {split!r} after removing the calibration images",
+    )
     note = ", calibration images excluded" if used else ""
-    return EvalSet(preprocess(images, config), np.stack(labels), f"{len(images)} images of the {split} split of {root}{note}")
+    return EvalSet(images, labels, f"{len(images)} images of the {split} split of {root}{note}")  # type: ignore[arg-type]
 
 
 @dataclass
@@ -112,11 +106,7 @@ def score_onnx(path: str | os.PathLike[str], data: EvalSet, batch_size: int = 16
     """
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
-    runner = OnnxRuntimeRunner(path)
-    matrix = ConfusionMatrix(len(runner.classes))
-    for start in range(0, len(data), batch_size):
-        logits = runner.infer(data.images[start : start + batch_size])
-        matrix.update(logits.argmax(1), data.labels[start : start + batch_size])
+    matrix = evaluate(OnnxRuntimeRunner(path), data.images, data.labels, batch_size).truth
     return Score(matrix.pixel_accuracy(), matrix.miou())
 
 

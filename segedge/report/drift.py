@@ -18,9 +18,11 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from segedge.data.oxford_pet import OxfordPet, is_pet_root
+from segedge.data.samples import DataSpec, iter_samples
 from segedge.data.transforms import resize_labels
 from segedge.errors import DataError, InputError
-from segedge.report.metrics import ConfusionMatrix, LogitsError
+from segedge.report.evaluate import Scores, class_map
+from segedge.report.metrics import LogitsError
 from segedge.report.panels import worst_case_panels
 from segedge.report.schema import SCHEMA_VERSION, DriftReport, ModelReport, VideoDrift, WorstCase
 from segedge.report.speed import measure_latency, measure_speed
@@ -62,7 +64,8 @@ class EvalData:
 
 def load_eval_data(source: str | os.PathLike[str], split: str = "test", limit: int | None = None, every: int = 1) -> EvalData:
     """Evaluation data from an Oxford-IIIT Pet root (labelled split, read lazily), an image
-    folder or a video file (every ``every``-th frame, unlabelled, read into memory).
+    folder or a video file (every ``every``-th frame, unlabelled, read into memory), through
+    the shared sample iterator (:func:`segedge.data.samples.iter_samples`).
 
     Raises:
         DataError: nothing readable, or not a Pet root, folder or video.
@@ -70,27 +73,16 @@ def load_eval_data(source: str | os.PathLike[str], split: str = "test", limit: i
     path = Path(source)
     if path.is_dir() and is_pet_root(path):
         dataset = OxfordPet(path, split)
+        spec = DataSpec(path, split, limit=limit or None)
 
         def iterate():
-            for sample, image, classes in dataset.iter_readable(limit):
-                yield sample.name, image, classes
+            for sample in iter_samples(spec):
+                yield sample.name, sample.image, sample.labels
 
         size = min(len(dataset), limit) if limit else len(dataset)
         full = split == "test" and size == len(dataset) == FULL_TEST_SPLIT
         return EvalData(f"Oxford-IIIT Pet {split} split ({path})", size, True, iterate, split, full)
-    from segedge.data.sources import open_source
-    from segedge.errors import SourceError
-
-    frames: list[tuple[str, np.ndarray, None]] = []
-    try:
-        with open_source(str(path)) as source_frames:
-            for i, frame in enumerate(source_frames):
-                if limit and len(frames) == limit:
-                    break
-                if i % every == 0:
-                    frames.append((f"frame {i:05d}", frame, None))
-    except SourceError as exc:
-        raise DataError(str(exc)) from None
+    frames = [(sample.name, sample.image, None) for sample in iter_samples(DataSpec(path, every=every, limit=limit or None))]
     if not frames:
         raise DataError(f"{path} yielded no readable image")
     return EvalData(f"{path} (unlabelled)", len(frames), False, lambda: iter(frames))
@@ -119,16 +111,15 @@ class _Scorer:
     def __init__(self, runner: Runner, worst: int):
         k = len(runner.classes)
         self.runner, self.worst_n = runner, worst
-        self.truth, self.agreement = ConfusionMatrix(k), ConfusionMatrix(k)
+        self.scores = Scores.empty(k)
+        self.truth, self.agreement = self.scores.truth, self.scores.agreement
         self.logits = LogitsError()
         self.per_image: list[float] = []
         self.worst: list[tuple[float, int, str, np.ndarray]] = []  # max-heap by -agreement
 
     def update(self, batch, logits: np.ndarray, ref_logits: np.ndarray, ref_pred: np.ndarray, labels) -> None:
-        pred = logits.argmax(1).astype(np.uint8)
-        self.agreement.update(pred, ref_pred)
-        if labels is not None:
-            self.truth.update(pred, labels)
+        pred = class_map(logits).astype(np.uint8)
+        self.scores.update(pred, labels, ref_pred)
         if logits is not ref_logits:
             self.logits.update(logits, ref_logits)
         for j, (index, name, image, _) in enumerate(batch):
@@ -206,7 +197,7 @@ def compare(
             images = [item[2] for item in batch]
             labels = np.stack([resize_labels(item[3], *size) for item in batch]) if data.labelled else None
             ref_logits = infer_batched(reference, images)
-            ref_pred = ref_logits.argmax(1).astype(np.uint8)
+            ref_pred = class_map(ref_logits).astype(np.uint8)
             for runner, scorer in zip(runners, scorers):
                 logits = ref_logits if runner is reference else infer_batched(runner, images)
                 scorer.update(batch, logits, ref_logits, ref_pred, labels)

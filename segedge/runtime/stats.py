@@ -1,4 +1,4 @@
-"""Live-loop statistics in constant memory: latency histograms, FPS, flicker, IoU."""
+"""Live-loop statistics in constant memory: latency histograms, FPS, flicker, IoU, drift summary."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,7 @@ class LiveStats:
     flicker_pairs: int = 0
     iou: list[float] = field(default_factory=list)  # per frame: pet IoU against ground truth (only with --gt-masks)
     histograms: dict[str, LatencyHistogram] = field(default_factory=lambda: {s: LatencyHistogram() for s in STAGES})
+    drift: Any = None  # the drift monitor's summary (segedge.report.monitor.DriftSummary), with --reference
 
     @property
     def fps(self) -> float:

@@ -23,6 +23,10 @@ the main thread restores capture order before delivery.
   paces it at its frame rate and drops like a camera.
 - Ctrl-C, q / Esc in the window, the end of the source or an error all stop the threads and
   finalise every sink.
+- A drift monitor (``monitor``, :mod:`segedge.report.monitor`) is handed each delivered
+  frame's input batch and logits by the main thread, in capture order, before the slot goes
+  back to the ring; it copies the frames it samples and scores them against its reference
+  in a thread of its own, so the loop never waits for it (see :class:`LiveMonitor`).
 
 ``pipelined=False`` runs the same stages one after another in one thread: the naive loop
 the benchmark compares against.
@@ -38,7 +42,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import cv2
 import numpy as np
@@ -59,6 +63,7 @@ class LiveOptions:
     alpha: float = 0.5  # overlay opacity
     classes: tuple[int, ...] | None = None  # class indices to draw (default: those with a colour)
     outline: bool = False  # draw class boundaries instead of filled regions
+    upsample: str = "linear"  # linear: bilinear class scores, argmax at frame size; nearest: class map resized (faster)
     smooth: float = 0.0  # temporal smoothing of class probabilities, 0 (off) to <1
     realtime: bool = False  # pace files at their frame rate and drop frames like a camera
     loop: bool = False  # restart files at their end (kiosks, soak tests)
@@ -88,9 +93,32 @@ class _Slot:
 _END = object()
 
 
+class LiveMonitor(Protocol):
+    """What the loop asks of a drift monitor (:class:`segedge.report.monitor.DriftMonitor`).
+
+    The loop calls :meth:`start` once, :meth:`offer` for every delivered frame with its
+    preprocessed input and the candidate's logits (the monitor copies what it keeps and must
+    return at once), :meth:`drain` after each frame for results to hand to the sinks,
+    :meth:`hud_line` for the HUD, and :meth:`close` at the end (its summary goes to
+    :attr:`LiveStats.drift`).
+    """
+
+    def start(self, candidate: Runner) -> None: ...
+
+    def offer(self, frame: int, batch: np.ndarray, logits: np.ndarray) -> None: ...
+
+    def drain(self) -> list[Any]: ...
+
+    def hud_line(self) -> str: ...
+
+    def close(self) -> Any: ...
+
+
 class _Loop:
-    def __init__(self, runner: Runner, source: FrameSource, sinks: list[Sink], options: LiveOptions, gt: GroundTruth | None, on_frame):
+    def __init__(self, runner: Runner, source: FrameSource, sinks: list[Sink], options: LiveOptions, gt: GroundTruth | None, on_frame,
+                 monitor: LiveMonitor | None = None):
         self.runner, self.source, self.sinks, self.options, self.gt, self.on_frame = runner, source, sinks, options, gt, on_frame
+        self.monitor = monitor
         h, w = runner.preprocess_config.size
         classes = len(runner.classes)
         self.slots = [_Slot(np.empty((1, 3, h, w), np.float32), np.empty((1, classes, h, w), np.float32)) for _ in range(max(2, options.slots))]
@@ -103,7 +131,7 @@ class _Loop:
         self.interrupt = threading.Event()  # set by Ctrl-C: stop after the frame being delivered
         self.stats = LiveStats()
         self.errors: list[BaseException] = []
-        self.overlay = Overlay(runner.contract.palette, alpha=options.alpha, classes=options.classes, outline=options.outline)
+        self.overlay = Overlay(runner.contract.palette, alpha=options.alpha, classes=options.classes, outline=options.outline, upsample=options.upsample)
         self.post = Postprocessor(classes, h, w, options.smooth)
         self.label = f"{runner.backend} {runner.precision}"
         self.frame_index = 0
@@ -229,22 +257,29 @@ class _Loop:
     def _deliver(self, slot: _Slot) -> bool:
         """Postprocess, draw and hand one frame to the sinks; False to stop."""
         t0 = time.perf_counter()
+        if self.monitor is not None:  # a copy of the same input and logits; returns at once
+            self.monitor.offer(slot.index, slot.batch, slot.logits)
         mask = self.post(slot.logits[0])
         if self.post.flicker is not None:
             self.stats.flicker_sum += self.post.flicker
             self.stats.flicker_pairs += 1
         t1 = time.perf_counter()
         frame = slot.frame
-        self.overlay.draw(frame, mask)
+        self.overlay.draw(frame, mask, self.post.scores)
         full = self.overlay.full_mask
         if self.options.hud:
             fps = 1000.0 / self._ema_interval if self._ema_interval else 0.0
             infer = self.stats.histograms["infer"]
-            draw_hud(frame, [f"{self.label}  {fps:5.1f} FPS", f"infer p50 {infer.percentile(50):5.1f} ms  p99 {infer.percentile(99):5.1f} ms"])
+            lines = [f"{self.label}  {fps:5.1f} FPS", f"infer p50 {infer.percentile(50):5.1f} ms  p99 {infer.percentile(99):5.1f} ms"]
+            if self.monitor is not None:
+                lines.append(self.monitor.hud_line())
+            draw_hud(frame, lines)
         t2 = time.perf_counter()
         info = {
             "frame": slot.index, "read_ms": slot.read_ms, "preprocess_ms": slot.preprocess_ms, "infer_ms": slot.infer_ms,
             "postprocess_ms": (t1 - t0) * 1000, "draw_ms": (t2 - t1) * 1000,
+            "latency_ms": (t2 - slot.t_start) * 1000,  # capture to drawn (the sinks come after)
+            "fps": 1000.0 / self._ema_interval if self._ema_interval else None,  # smoothed delivery rate
             "class_fraction": (np.bincount(mask.ravel(), minlength=len(self.runner.classes)) / mask.size).round(4).tolist(),
             "flicker": self.post.flicker,
         }
@@ -253,6 +288,8 @@ class _Loop:
             self.stats.iou.append(info["iou"])
         for sink in self.sinks:
             sink.write(frame, full, info)
+        if self.monitor is not None:
+            self._hand_drift()
         keep_going = True
         if self.options.show:
             keep_going = self._window(frame)
@@ -273,6 +310,13 @@ class _Loop:
         if self.options.max_frames is not None and self.stats.frames >= self.options.max_frames:
             return False
         return keep_going
+
+    def _hand_drift(self) -> None:
+        """Give the monitor's finished results to the sinks (in this thread, as frames are)."""
+        for result in self.monitor.drain():
+            record = result.to_json()
+            for sink in self.sinks:
+                sink.drift(record)
 
     def _window(self, frame: np.ndarray) -> bool:
         try:
@@ -355,6 +399,7 @@ def run_live(
     options: LiveOptions | None = None,
     gt: GroundTruth | None = None,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
+    monitor: LiveMonitor | None = None,
 ) -> LiveStats:
     """Segment every frame of ``source`` with ``runner`` and deliver it to ``sinks``.
 
@@ -366,6 +411,9 @@ def run_live(
         gt: per-frame ground-truth masks; adds the pet IoU of each frame to the stats.
         on_frame: callback ``(frame_index, mask)`` with the ``(h, w)`` uint8 class map at
             model resolution (the array is reused: copy it to keep it).
+        monitor: a drift monitor (:class:`segedge.report.monitor.DriftMonitor`) fed a
+            sample of frames; its per-frame results go to the sinks' :meth:`Sink.drift`,
+            its running agreement to the HUD, its summary to :attr:`LiveStats.drift`.
 
     Returns:
         :class:`LiveStats`; ``error`` is set when a live source stopped for good.
@@ -380,7 +428,7 @@ def run_live(
     options = options or LiveOptions()
     if options.show:
         require_display()
-    loop = _Loop(runner, source, list(sinks or []), options, gt, on_frame)
+    loop = _Loop(runner, source, list(sinks or []), options, gt, on_frame, monitor)
     started = time.perf_counter()
     # Ctrl-C sets a flag checked between frames instead of raising mid-frame, so every sink
     # holds the same whole frames when the run stops.
@@ -388,6 +436,8 @@ def run_live(
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, lambda signum, frame: loop.interrupt.set())
     try:
+        if monitor is not None:
+            monitor.start(runner)
         loop.run_pipelined() if options.pipelined else loop.run_sequential()
     except KeyboardInterrupt:
         loop.stats.interrupted = loop.stats.signalled = True
@@ -400,6 +450,12 @@ def run_live(
         loop.stats.interrupted |= loop.stats.signalled
         loop.stats.seconds = time.perf_counter() - started
         loop.stats.skipped = source.skipped
+        if monitor is not None:
+            try:  # the frame still waiting is scored, so the sinks see every result
+                loop.stats.drift = monitor.close()
+                loop._hand_drift()
+            except BaseException as exc:
+                loop.errors.append(exc)
         loop.stats.skip_reason = getattr(source, "skip_reason", None)
         loop.stats.missing = getattr(source, "missing", 0)
         for sink in loop.sinks:  # every sink is closed, even when one fails (a failure marks the later ones failed)

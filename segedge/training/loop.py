@@ -124,16 +124,18 @@ def augment(images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, gen
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 32) -> ConfusionMatrix:
-    """Confusion matrix of ``model`` (eval mode, float32) on preprocessed ``images`` ``(N, 3, H, W)``
-    against ``labels`` ``(N, H, W)``."""
+    """Confusion matrix of ``model`` (eval mode, float32, on its own device) on preprocessed
+    ``images`` ``(N, 3, H, W)`` against ``labels`` ``(N, H, W)``; scored by
+    :func:`segedge.report.evaluate.evaluate`."""
+    from segedge.report.evaluate import evaluate as score
+
     model.eval()
     device = next(model.parameters()).device
-    matrix = ConfusionMatrix(model.config.num_classes)
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[start : start + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
-        prediction = model(x).argmax(1).cpu().numpy()
-        matrix.update(prediction, labels[start : start + batch_size])
-    return matrix
+
+    def logits(x: np.ndarray) -> torch.Tensor:
+        return model(torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)).cpu()
+
+    return score(logits, images, labels, batch_size, num_classes=model.config.num_classes).truth
 
 
 def train(

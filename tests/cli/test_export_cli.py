@@ -44,6 +44,27 @@ def test_inspect_counts_macs_of_a_known_conv(tmp_path):
     assert info["gmacs_at"] == [16, 16]
 
 
+def test_inspect_returns_a_dataclass_whose_dict_is_the_json(tmp_path):
+    from onnx import TensorProto, helper, save
+
+    from segedge.pipeline.inspect import OnnxInfo, inspect_artifact
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "r.onnx"))
+    info = inspect_artifact(tmp_path / "r.onnx")
+    assert isinstance(info, OnnxInfo) and info.ops == {"Relu": 1} and info.opset == 17
+    printed = json.loads(cli.invoke(app, ["inspect", str(tmp_path / "r.onnx"), "--json"]).stdout)
+    assert list(printed) == list(info.to_dict()) == [
+        "artifact", "kind", "size_mb", "opset", "producer", "inputs", "outputs", "ops", "parameters",
+        "gmacs", "gmacs_at", "precision", "target", "metadata", "lint",
+    ]
+    assert printed["inputs"] == [{"name": "x", "dtype": "float", "shape": [1, 3, 4, 4]}]
+
+
 def test_export_errors_are_one_line_and_touch_nothing(tmp_path, one_line_error):
     existing = tmp_path / "m.onnx"
     existing.write_bytes(b"keep")

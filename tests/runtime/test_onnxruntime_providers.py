@@ -26,9 +26,9 @@ from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
 
 def conv_model(weight: float = 1.0, kind: str = "fp32") -> onnx.ModelProto:
-    """``x (N, 3, 8, 8) -> [Q/DQ] -> Conv 3->2 -> y``: FP32, FP16 (FP16 weights, Casts around
+    """``x (N, 3, 8, 8) -> [Q/DQ] -> Conv 3->3 -> y``: FP32, FP16 (FP16 weights, Casts around
     the conv) or a Q/DQ INT8 model, written out node by node."""
-    w = numpy_helper.from_array(np.full((2, 3, 1, 1), weight, np.float16 if kind == "fp16" else np.float32), "w")
+    w = numpy_helper.from_array(np.full((3, 3, 1, 1), weight, np.float16 if kind == "fp16" else np.float32), "w")
     nodes, inits, src = [], [w], "x"
     if kind == "fp16":
         nodes.append(helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.FLOAT16))
@@ -41,7 +41,7 @@ def conv_model(weight: float = 1.0, kind: str = "fp32") -> onnx.ModelProto:
     nodes.append(helper.make_node("Cast", ["c"], ["y"], to=TensorProto.FLOAT) if kind == "fp16" else helper.make_node("Identity", ["c"], ["y"]))
     graph = helper.make_graph(
         nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 8, 8])], inits,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 8, 8])], inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 

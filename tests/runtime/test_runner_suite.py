@@ -4,6 +4,8 @@ interface: shapes and dtypes, ``out=`` buffers, ``max_batch``, ``close``, and it
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,8 @@ from segedge.errors import InputError
 RUNNERS = [
     Backend.TORCH,
     Backend.ONNXRUNTIME,
+    pytest.param(Backend.OPENVINO, marks=pytest.mark.skipif(
+        importlib.util.find_spec("openvino") is None, reason="openvino is not installed (pip install 'segedge[openvino]')")),
     pytest.param(Backend.TENSORRT, marks=[pytest.mark.tensorrt, pytest.mark.gpu, pytest.mark.skipif(
         not engine_build_available(), reason="needs TensorRT, cuda-python and a CUDA GPU (pip install 'segedge[tensorrt-cu12]' or '[tensorrt-cu13]' on a GPU machine)")]),
 ]
@@ -28,6 +32,10 @@ def _open(backend: Backend, checkpoint, onnx_path, tmp_path):
         from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(onnx_path)
+    if backend is Backend.OPENVINO:
+        from segedge.runtime.openvino_runner import OpenVINORunner
+
+        return OpenVINORunner(onnx_path)
     from segedge.engine.build import build_engine
     from segedge.engine.options import BuildOptions
     from segedge.runtime.tensorrt_runner import TensorRTRunner
