@@ -44,7 +44,7 @@ def _uniform(low: float, high: float, generator: torch.Generator) -> float:
 def _resize_pair(image: torch.Tensor, label: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Resize ``(3, h0, w0)`` bilinearly and ``(h0, w0)`` by nearest neighbour to ``(h, w)``."""
     image = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
-    label = F.interpolate(label[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
+    label = F.interpolate(label[None, None].float(), size=(h, w), mode="nearest-exact")[0, 0].long()  # pixel centres, as bilinear
     return image.clamp_(0, 1), label
 
 

@@ -33,9 +33,9 @@ def synthetic(n=6, size=64, seed=0):
     labels = torch.full((n, size, size), BACKGROUND, dtype=torch.int64)
     for i in range(n):
         cy, cx = torch.randint(16, size - 16, (2,), generator=g).tolist()
-        r = int(torch.randint(6, 14, (1,), generator=g))
+        r = int(torch.randint(8, 12, (1,), generator=g))
         d = ((yy - cy) ** 2 + (xx - cx) ** 2).float().sqrt()
-        labels[i][d < r + 2] = BORDER
+        labels[i][d < r + 4] = BORDER
         labels[i][d < r] = PET
     return paint(labels), labels
 
@@ -50,9 +50,13 @@ def label_from_colour(images):
 
 
 def assert_aligned(images, labels, seam=0.08):
-    """Colour and label agree on all pixels but a thin seam along resized edges."""
-    disagree = (label_from_colour(images) != labels).float().mean()
-    assert disagree <= seam, f"{100 * disagree:.1f}% of pixels have a colour that is not their label"
+    """Colour and label agree on the pet and border pixels (of either) of a batch, but for a
+    thin seam along resized edges (here under 4%; labels shifted by 3 pixels: 24-57%; labels
+    resized with "nearest" instead of "nearest-exact", half a pixel off: 16% after zoom-out)."""
+    colour = label_from_colour(images)
+    objects = (colour != BACKGROUND) | (labels != BACKGROUND)
+    disagree = float(((colour != labels) & objects).sum() / objects.sum())
+    assert disagree <= seam, f"{100 * disagree:.1f}% of pet/border pixels have a colour that is not their label"
 
 
 def green(n, size=64):
@@ -63,12 +67,12 @@ def green(n, size=64):
 def test_geometry_moves_labels_with_pixels(op):
     images, labels = synthetic()
     g = torch.Generator().manual_seed(1)
-    for i in range(len(images)):
-        image, label = op(images[i], labels[i], green(1)[0], g)
-        assert image.shape == images[i].shape and image.dtype == torch.float32
-        assert label.shape == labels[i].shape and label.dtype == torch.int64
+    results = [op(images[i], labels[i], green(1)[0], g) for i in range(len(images))]
+    for image, label in results:
+        assert image.shape == images[0].shape and image.dtype == torch.float32
+        assert label.shape == labels[0].shape and label.dtype == torch.int64
         assert set(label.unique().tolist()) <= {PET, BACKGROUND, BORDER}
-        assert_aligned(image[None], label[None])
+    assert_aligned(torch.stack([r[0] for r in results]), torch.stack([r[1] for r in results]))
 
 
 def test_copy_paste_moves_and_rescales_the_pet():
