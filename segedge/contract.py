@@ -82,6 +82,28 @@ class CalibrationMethod(str, Enum):
         return self.value
 
 
+class Recipe(str, Enum):
+    """Training recipe (:mod:`segedge.training`)."""
+
+    ARTICLE = "article"  # Matani & Singh's augmentation: reproduces the article
+    ROBUST = "robust"  # adds copy-paste, zoom-out, colour jitter and blur, for real video
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Amp(str, Enum):
+    """Mixed precision (autocast dtype) of a training step."""
+
+    AUTO = "auto"  # FP16 on CUDA, BF16 on CPUs with AVX-512 BF16 / AMX, else OFF
+    BF16 = "bf16"
+    FP16 = "fp16"
+    OFF = "off"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Provider(str, Enum):
     """ONNX Runtime execution provider."""
 

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from segedge.cli.common import console, handle_errors, progress_bar
-from segedge.contract import Interpolation
+from segedge.contract import Amp, Interpolation, Recipe
 from segedge.models.registry import model_choices
 
 ModelName = model_choices()  # every registered model, from the registry
-
-
-class Recipe(str, Enum):
-    """Training recipes (segedge.training.loop.RECIPES)."""
-
-    ARTICLE = "article"
-    ROBUST = "robust"
-
-
-class Amp(str, Enum):
-    """Mixed precision of the training step."""
-
-    AUTO = "auto"
-    BF16 = "bf16"
-    FP16 = "fp16"
-    OFF = "off"
 
 
 @handle_errors

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from segedge._io import atomic_write_text
+from segedge.contract import Amp, Recipe
 from segedge.data.oxford_pet import CLASS_NAMES, load_split_arrays
 from segedge.data.transforms import PreprocessConfig
 from segedge.errors import CheckpointError, InputError
@@ -35,8 +36,8 @@ from segedge.report.metrics import ConfusionMatrix
 log = logging.getLogger(__name__)
 
 
-RECIPES = ("article", "robust")
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+RECIPES = tuple(r.value for r in Recipe)
+AMP_DTYPES = {Amp.BF16.value: torch.bfloat16, Amp.FP16.value: torch.float16, Amp.OFF.value: None}
 
 
 def default_amp(device: str = "cpu") -> str:
@@ -46,8 +47,8 @@ def default_amp(device: str = "cpu") -> str:
     from segedge.cpuinfo import cpu_info
 
     if device.startswith("cuda"):
-        return "fp16"
-    return "bf16" if {"avx512_bf16", "amx_bf16"} & set(cpu_info().flags) else "off"
+        return Amp.FP16.value
+    return (Amp.BF16 if {"avx512_bf16", "amx_bf16"} & set(cpu_info().flags) else Amp.OFF).value
 
 
 @dataclass
@@ -66,8 +67,8 @@ class TrainConfig:
     train_split: str = "trainval"
     val_split: str = "test"
     limit: int | None = None  # use at most this many images per split (quick runs, tests)
-    recipe: str = "article"  # article | robust (adds segedge.training.augment)
-    amp: str = "auto"  # auto | bf16 | fp16 | off: autocast dtype of the training step (auto: default_amp())
+    recipe: str = Recipe.ARTICLE.value  # article | robust (adds segedge.training.augment)
+    amp: str = Amp.AUTO.value  # auto | bf16 | fp16 | off: autocast dtype of the training step (auto: default_amp())
     init_from: str | None = None  # start from this checkpoint's weights (fine-tuning) instead of random ones
     background_video: str | None = None  # robust: extra pet-free backgrounds from this video (no animal in it)
     p_paste: float = 0.5  # robust: probability an image becomes a copy-paste composite
@@ -84,7 +85,7 @@ class TrainConfig:
             raise InputError("lr > 0, 0 < gamma <= 1, 0 <= contrast < 1 and 0 <= hflip <= 1 are required")
         if self.recipe not in RECIPES:
             raise InputError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
-        if self.amp not in ("auto", *AMP_DTYPES):
+        if self.amp not in (Amp.AUTO.value, *AMP_DTYPES):
             raise InputError(f"unknown amp {self.amp!r}; choose one of auto, {', '.join(AMP_DTYPES)}")
         if not (0 <= self.p_paste and 0 <= self.p_zoom and self.p_paste + self.p_zoom <= 1):
             raise InputError(f"p_paste and p_zoom must be >= 0 with a sum <= 1, got {self.p_paste} and {self.p_zoom}")
@@ -113,7 +114,7 @@ def augment(images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, gen
     flip = torch.rand(n, generator=generator) < config.hflip
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     labels = torch.where(flip[:, None, None], labels.flip(-1), labels)
-    if config.contrast > 0 and not (config.recipe == "robust" and config.jitter):  # robust: color_jitter instead
+    if config.contrast > 0 and not (config.recipe == Recipe.ROBUST.value and config.jitter):  # robust: color_jitter instead
         factor = 1 + (torch.rand(n, generator=generator) * 2 - 1) * config.contrast
         luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         mean = (images * luma).sum(1).mean((1, 2)).view(n, 1, 1, 1)
@@ -174,11 +175,11 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     report = on_progress or (lambda stage, done, total, info="": None)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    amp = default_amp(device) if config.amp == "auto" else config.amp
-    if amp == "fp16" and device == "cpu":
+    amp = default_amp(device) if config.amp == Amp.AUTO.value else config.amp
+    if amp == Amp.FP16.value and device == "cpu":
         raise InputError("--amp fp16 needs a CUDA device; on a CPU use bf16 (AVX-512 BF16 / AMX) or off")
     amp_dtype = AMP_DTYPES[amp]
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == Amp.FP16.value)
 
     train_x, train_y, _ = load_split_arrays(
         data_root, config.train_split, config.preprocess, config.limit, lambda d, t: report("load train", d, t)
@@ -188,7 +189,7 @@ def train(
     )
     train_labels = torch.from_numpy(train_y.astype(np.int64))
     backgrounds = torch.zeros((0, *train_x.shape[1:]))
-    if config.recipe == "robust":
+    if config.recipe == Recipe.ROBUST.value:
         from segedge.training.augment import pet_free_crops, video_backgrounds
 
         backgrounds = pet_free_crops(torch.from_numpy(train_x), train_labels, torch.Generator().manual_seed(config.seed))
@@ -228,7 +229,7 @@ def train(
         for step in range(steps):
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             x, y = augment(torch.from_numpy(train_x[index.numpy()]), train_labels[index], config, generator)
-            if config.recipe == "robust":
+            if config.recipe == Recipe.ROBUST.value:
                 from segedge.training.augment import robust_augment
 
                 x, y = robust_augment(x, y, backgrounds, generator, config.p_paste, config.p_zoom, config.jitter, config.blur)
