@@ -62,7 +62,7 @@ app = typer.Typer(
     name="segedge",
     help="Take a SegNet segmentation network from PyTorch to an edge device (ONNX, INT8 Q/DQ, "
     "TensorRT) and prove nothing was lost on the way. Exit codes: 0 ok, 1 failure, 2 bad input, "
-    "3 export failure, 4 backend unavailable, 5 source failure, 70 internal error, 130 interrupted.",
+    "3 export failure, 4 backend unavailable, 5 source failure, 6 drift below run --fail-below, 70 internal error, 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
