@@ -404,12 +404,20 @@ def test_usage_errors_are_one_line(one_line_error):
     assert "--bogus" in line and cli.invoke(app, ["run", "--bogus"]).exit_code == 2
 
 
+def _as_from_a_terminal() -> None:
+    """In the child: SIGINT as a terminal delivers it. A test runner started in the background
+    (``cmd &`` in a script) runs with SIGINT ignored, which its children inherit, and Python
+    then installs no KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_in_run_exits_130_with_outputs_finalised(kit, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = tmp_path / "o.mp4"
     process = subprocess.Popen(
         [sys.executable, "-m", "segedge.cli.main", "run", "-s", str(kit["frames"]), "-e", str(kit["onnx"]), "--loop", "-o", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+        preexec_fn=_as_from_a_terminal,
     )
     try:
         deadline = time.monotonic() + 90
@@ -465,6 +473,7 @@ def test_ctrl_c_while_a_silent_stream_opens_stops_at_once(kit, tmp_path):
         process = subprocess.Popen(
             [sys.executable, "-m", "segedge.cli.main", "run", "-s", url, "-e", str(kit["onnx"])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+            preexec_fn=_as_from_a_terminal,
         )
         try:
             conn = None

@@ -155,7 +155,10 @@ def test_interrupt_still_finalises_the_video(tmp_path, runner, libby_video):
 def test_sigint_to_the_cli_finalises_a_playable_file(tmp_path, libby_video):
     out, stats_file = tmp_path / "out.mp4", tmp_path / "stats.jsonl"
     command = [sys.executable, "-m", "segedge.cli.main", "run", "-s", str(libby_video), "--loop", "-o", str(out), "--stats", str(stats_file)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal delivers it, even under `cmd &`
+    )
     deadline = time.time() + 120
     while time.time() < deadline and (not stats_file.exists() or len(stats_file.read_text().splitlines()) < 30):
         time.sleep(0.2)
