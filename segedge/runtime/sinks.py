@@ -128,16 +128,8 @@ class VideoSink(Sink):
             if written != self.frames:
                 kept = f"the earlier {self.path.name} is kept" if self.path.exists() else "nothing was written"
                 raise SourceError(f"video {self.path} is incomplete: the finished file holds {written} of {self.frames} frames (disk full?); {kept}")
-            os.chmod(self._tmp, 0o644)
-            if failed and os.path.lexists(self.path):  # never replace an earlier recording with a failed run's frames
-                self.partial = _partial_name(self.path)
-                os.replace(self._tmp, self.partial)
-                return None
-            if self.overwrite:
-                os.replace(self._tmp, self.path)
-            else:
-                os.link(self._tmp, self.path)  # exclusive: fails if the output appeared meanwhile
-            return self.path
+            written, self.partial = _settle(self._tmp, self.path, failed, self.overwrite)
+            return written
         except FileExistsError:
             raise SourceError(f"{self.path} appeared while recording; pass --force to overwrite it") from None
         except OSError as exc:
@@ -145,6 +137,25 @@ class VideoSink(Sink):
         finally:
             if os.path.lexists(self._tmp):
                 self._tmp.unlink()
+
+
+def _settle(tmp: Path, path: Path, failed: bool, overwrite: bool) -> tuple[Path | None, Path | None]:
+    """Move a finished temporary file to ``path``; returns ``(path written, partial file)``.
+
+    A failed run never replaces an earlier output: its file goes aside as
+    ``NAME.partial.SUFFIX``. Without ``overwrite`` the file is linked into place, which fails
+    with ``FileExistsError`` if ``path`` appeared meanwhile (exclusive creation).
+    """
+    os.chmod(tmp, 0o644)
+    if failed and os.path.lexists(path):
+        partial = _partial_name(path)
+        os.replace(tmp, partial)
+        return None, partial
+    if overwrite:
+        os.replace(tmp, path)
+    else:
+        os.link(tmp, path)
+    return path, None
 
 
 class MaskSink(Sink):
@@ -218,16 +229,8 @@ class StatsSink(Sink):
             self._handle.close()
             if failed and self.lines == 0:  # nothing recorded: nothing to keep
                 return None
-            os.chmod(self._tmp, 0o644)
-            if failed and os.path.lexists(self.path):
-                self.partial = _partial_name(self.path)
-                os.replace(self._tmp, self.partial)
-                return None
-            if self.overwrite:
-                os.replace(self._tmp, self.path)
-            else:
-                os.link(self._tmp, self.path)
-            return self.path
+            written, self.partial = _settle(self._tmp, self.path, failed, self.overwrite)
+            return written
         except FileExistsError:
             raise SourceError(f"{self.path} appeared during the run; pass --force to overwrite it") from None
         except OSError as exc:
