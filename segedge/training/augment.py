@@ -143,29 +143,37 @@ def _paste(canvas: torch.Tensor, canvas_label: torch.Tensor, image: torch.Tensor
 
 
 def copy_paste(image: torch.Tensor, label: torch.Tensor, background: torch.Tensor, generator: torch.Generator,
-               scale: tuple[float, float] = (0.12, 0.9)) -> tuple[torch.Tensor, torch.Tensor]:
+               scale: tuple[float, float] = (0.08, 0.9), aspect: tuple[float, float] = (0.5, 1.4),
+               background_label: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut the pet (its pet and border pixels) out of one image and paste it, resized, at a
-    random position on a pet-free ``background`` (Ghiasi et al. 2021).
+    random position on ``background`` (Ghiasi et al. 2021).
 
     Args:
         image: ``(3, H, W)`` float32; label: ``(H, W)`` int64; background: ``(3, H, W)``.
         generator: source of randomness.
         scale: range of the pasted pet's longer side as a fraction of the image side, drawn
             log-uniformly (small pets as often as large ones).
+        aspect: range of the factor applied to the pet's width only, drawn log-uniformly: a
+            16:9 frame squeezed into the square input makes everything in it narrower (0.56x).
+        background_label: ``(H, W)`` labels of ``background`` when it is another training
+            image (its own pet stays, as in the paper, which pastes onto other images);
+            ``None``: a pet-free background, all background.
 
     Returns:
-        ``(image, label)``: the composite and its labels (background outside the pet).
-        An image without pet pixels returns the background, all background.
+        ``(image, label)``: the composite and its labels. An image without pet pixels returns
+        the background with its labels.
     """
     _, h, w = image.shape
-    canvas, canvas_label = background.clone(), torch.full_like(label, BACKGROUND)
+    canvas = background.clone()
+    canvas_label = torch.full_like(label, BACKGROUND) if background_label is None else background_label.clone()
     rows, cols = torch.nonzero(label != BACKGROUND, as_tuple=True)
     if len(rows) == 0:
         return canvas, canvas_label
     y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
     side = math.exp(_uniform(math.log(scale[0]), math.log(scale[1]), generator)) * max(h, w)
     factor = side / max(y1 - y0, x1 - x0)
-    ph, pw = max(1, min(h, round((y1 - y0) * factor))), max(1, min(w, round((x1 - x0) * factor)))
+    squeeze = math.exp(_uniform(math.log(aspect[0]), math.log(aspect[1]), generator))
+    ph, pw = max(1, min(h, round((y1 - y0) * factor))), max(1, min(w, round((x1 - x0) * factor * squeeze)))
     piece, piece_label = _resize_pair(image[:, y0:y1, x0:x1], label[y0:y1, x0:x1], ph, pw)
     y, x = _randint(0, h - ph, generator), _randint(0, w - pw, generator)
     _paste(canvas, canvas_label, piece, piece_label, piece_label != BACKGROUND, y, x)
@@ -233,29 +241,42 @@ def gaussian_blur(images: torch.Tensor, generator: torch.Generator, p: float = 0
 
 
 def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torch.Tensor, generator: torch.Generator,
-                   p_paste: float = 0.5, p_zoom: float = 0.25, jitter: bool = True, blur: bool = True
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   p_paste: float = 0.5, p_zoom: float = 0.25, jitter: bool = True, blur: bool = True,
+                   p_onto_image: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """The robust recipe on one batch: each image becomes a copy-paste composite (``p_paste``),
-    a zoomed-out copy (``p_zoom``) or stays as it is, on a background drawn from
-    ``backgrounds``; then colour jitter and blur over the batch.
+    a zoomed-out copy (``p_zoom``) or stays as it is; then colour jitter and blur over the batch.
+
+    A composite's canvas is, with probability ``p_onto_image``, another image of the batch with
+    its labels (its pet stays: two pets, one usually small, as the copy-paste paper pastes
+    between images), else a pet-free background drawn from ``backgrounds``. Zoom-out always
+    uses a pet-free background.
 
     Args:
         images: ``(N, 3, H, W)`` float32 [0, 1]; labels: ``(N, H, W)`` int64.
         backgrounds: ``(M, 3, H, W)`` pet-free images (:func:`pet_free_crops`,
-            :func:`video_backgrounds`); ``M == 0`` skips paste and zoom.
+            :func:`video_backgrounds`); ``M == 0`` skips zoom-out and pastes onto batch images only.
         generator: source of randomness.
 
     Returns:
         New ``(images, labels)`` of the same shapes and dtypes.
     """
+    source_images, source_labels = images, labels
     images, labels = images.clone(), labels.clone()
-    if len(backgrounds):
-        draws = torch.rand(len(images), generator=generator)
-        for i, d in enumerate(draws.tolist()):
-            if d < p_paste + p_zoom:
+    n = len(images)
+    draws = torch.rand(n, generator=generator)
+    for i, d in enumerate(draws.tolist()):
+        onto_image = n > 1 and (len(backgrounds) == 0 or float(torch.rand(1, generator=generator)) < p_onto_image)
+        if d < p_paste and (onto_image or len(backgrounds)):
+            if onto_image:
+                j = (i + _randint(1, n - 1, generator)) % n  # any other image of the batch
+                images[i], labels[i] = copy_paste(source_images[i], source_labels[i], source_images[j], generator,
+                                                  background_label=source_labels[j])
+            else:
                 background = backgrounds[_randint(0, len(backgrounds) - 1, generator)]
-                op = copy_paste if d < p_paste else zoom_out
-                images[i], labels[i] = op(images[i], labels[i], background, generator)
+                images[i], labels[i] = copy_paste(source_images[i], source_labels[i], background, generator)
+        elif d < p_paste + p_zoom and len(backgrounds):
+            background = backgrounds[_randint(0, len(backgrounds) - 1, generator)]
+            images[i], labels[i] = zoom_out(source_images[i], source_labels[i], background, generator)
     if jitter:
         images = color_jitter(images, generator)
     if blur:

@@ -120,3 +120,27 @@ def test_robust_augment_is_aligned_and_deterministic_by_seed():
     jittered = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5))
     assert torch.equal(jittered[1], a[1])  # colour and blur come after geometry, image only
     assert torch.equal(robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5))[0], jittered[0])
+
+
+def test_copy_paste_onto_another_image_keeps_both_pets_aligned():
+    images, labels = synthetic(n=12, seed=3)
+    g = torch.Generator().manual_seed(4)
+    for i in range(0, 12, 2):
+        image, label = copy_paste(images[i], labels[i], images[i + 1], g, background_label=labels[i + 1])
+        assert_aligned(image[None], label[None])
+        # the canvas's own pet survives wherever the pasted one does not cover it
+        uncovered = (labels[i + 1] == PET) & (label == labels[i + 1])
+        assert uncovered.sum() > 0
+        assert (label == PET).sum() > 0
+
+
+def test_copy_paste_squeezes_width_only():
+    images, labels = synthetic(n=1, seed=5)
+    g = torch.Generator().manual_seed(0)
+    ratios = []
+    for _ in range(30):
+        _, label = copy_paste(images[0], labels[0], green(1)[0], g, aspect=(0.5, 0.5))
+        rows, cols = torch.nonzero(label != BACKGROUND, as_tuple=True)
+        ratios.append((cols.max() - cols.min() + 1) / (rows.max() - rows.min() + 1))
+    # a round pet pasted with half its width comes out about half as wide as tall
+    assert 0.35 < float(torch.tensor(ratios).float().median()) < 0.65
