@@ -264,7 +264,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a checkpoint, or `segnet` for a freshly initialised SegNet (speed only); default: the embedded segnet-dsc")
     parser.add_argument("--videos", nargs="+", default=["davis_libby_854x480.mp4", "bikes_640x272.mp4"], help="clips in ../shared/data/video")
     parser.add_argument("--runners", nargs="+", default=["ort", "ort-standard", "ort-int8", "torch", "offcpu"],
-                        help="which runners: ort (FP32, MaxUnpool form), ort-standard (FP32, standard-op form), ort-int8, torch, offcpu "
+                        help="which runners: ort (FP32, MaxUnpool form), ort-standard (FP32, standard-op form), ort-int8 (CPU form), "
+                             "ov-int8 (OpenVINO, tensorrt-form INT8; needs segedge[openvino]), torch, offcpu "
                              "(simulated off-CPU inference of --offcpu-ms, as on a GPU: what the loop hides once inference leaves the cores)")
     parser.add_argument("--offcpu-ms", type=float, default=25.0, help="wall time of the simulated off-CPU inference (ms)")
     parser.add_argument("--reference", action="store_true", help="measure the drift monitor (INT8 live against the FP32 PyTorch reference) instead")
@@ -291,12 +292,16 @@ def main() -> None:
     paths = {"ort": native}
     if "ort-standard" in args.runners:
         paths["ort-standard"] = export_onnx(ckpt, work / "trt.onnx", target="tensorrt").path
-    if "ort-int8" in args.runners:
+    if "ort-int8" in args.runners or "ov-int8" in args.runners:
         calibration = load_calibration_set(SHARED / "oxford-iiit-pet-sample", ckpt.preprocess, num_images=64)
         paths["ort-int8"] = quantize_int8(native, work / "ort-int8.onnx", calibration).path
+    if "ov-int8" in args.runners:  # OpenVINO has no MaxUnpool: the tensorrt form's Q/DQ INT8, as --backend auto picks it
+        standard = paths.get("ort-standard") or export_onnx(ckpt, work / "trt.onnx", target="tensorrt").path
+        paths["ov-int8"] = quantize_int8(standard, work / "ov-int8.onnx", calibration).path
 
     workers, threads = live_parallelism(native)
-    labels = {"ort": "ORT fp32, MaxUnpool form", "ort-standard": "ORT fp32, standard form", "ort-int8": "ORT int8, MaxUnpool form", "torch": "PyTorch eager fp32",
+    labels = {"ort": "ORT fp32, MaxUnpool form", "ort-standard": "ORT fp32, standard form", "ort-int8": "ORT int8, CPU form (QLinearConv)",
+              "ov-int8": "OpenVINO int8, tensorrt form (Q/DQ)", "torch": "PyTorch eager fp32",
               "offcpu": f"simulated off-CPU inference, {args.offcpu_ms:g} ms"}
 
     torch_workers, _ = live_parallelism(None)
@@ -309,6 +314,11 @@ def main() -> None:
         if name == "offcpu":  # one stream, as one accelerator
             with open_source(str(video)) as source:
                 return OffCpuRunner(OnnxRuntimeRunner(native), args.offcpu_ms, next(iter(source))), 1
+        if name.startswith("ov-"):
+            from segedge.runtime.openvino_runner import OpenVINORunner
+
+            ov_workers, ov_threads = live_parallelism(paths[name], backend="openvino")
+            return (OpenVINORunner(paths[name], threads=ov_threads, streams=ov_workers), ov_workers) if pipeline else (OpenVINORunner(paths[name]), 1)
         if pipeline:
             return OnnxRuntimeRunner(paths[name], threads=threads, spin=workers == 1), workers
         return OnnxRuntimeRunner(paths[name]), 1

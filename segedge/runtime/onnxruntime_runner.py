@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from segedge.contract import PET_CLASSES, Backend, Contract, Precision, Provider, read_props
+from segedge.contract import PET_CLASSES, Backend, Contract, Precision, Provider, Target, read_props
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.onnxruntime_providers import (  # noqa: F401 (provider_chain: public here too)
     PROVIDERS,
@@ -25,6 +25,17 @@ from segedge.runtime.onnxruntime_providers import (  # noqa: F401 (provider_chai
 from segedge.runtime.base import Runner
 
 log = logging.getLogger(__name__)
+
+
+def _qdq_target(contract: Contract) -> Target | None:
+    """The target an INT8 artifact's Q/DQ layout was made for (``segedge.calibration``'s
+    ``target``; the unpool form in ``segedge.target`` can differ), ``None`` when not recorded."""
+    import json
+
+    try:
+        return Target(json.loads(contract.extra.get("calibration", "{}")).get("target"))
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 class OnnxRuntimeRunner(Runner):
@@ -128,6 +139,13 @@ class OnnxRuntimeRunner(Runner):
         check_segmentation_io(self.artifact, inputs, outputs, self.contract.classes, self.contract.declared)
         self.fp32_math = fp32_math(provider, self.precision)
         self.metadata = dict(meta)
+        if provider == Provider.CPU and self.contract.precision is Precision.INT8 and _qdq_target(self.contract) is Target.TENSORRT:
+            log.warning(
+                "%s is INT8 laid out for TensorRT: ONNX Runtime on a CPU dequantizes it and runs float convolutions, "
+                "slower than FP32 (0.2-0.7x, docs/benchmarks.md). For a CPU, run build-engine --precision int8 on the "
+                "export of `segedge export --target onnxruntime` (integer kernels), or install segedge[openvino], "
+                "which runs the INT8 of a --target tensorrt export on integer kernels (--backend auto picks it)", self.artifact.name,
+            )
 
     @property
     def name(self) -> str:

@@ -143,3 +143,18 @@ def test_build_engine_target_option(tmp_path, exported_onnx, native_onnx, pet_ro
     result = runner.invoke(app, [*base, str(native_onnx), "-o", str(tmp_path / "b.onnx")])
     assert result.exit_code == 0 and "onnxruntime form" in result.stdout, result.stdout
     assert json.loads(Contract.from_onnx(onnx.load(str(tmp_path / "b.onnx"))).extra["calibration"])["target"] == "onnxruntime"
+
+
+def test_onnxruntime_on_a_cpu_warns_only_about_the_tensorrt_form(tmp_path, native_onnx, calibration, caplog):
+    import logging
+
+    from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    cpu = quantize_int8(native_onnx, tmp_path / "cpu.onnx", calibration).path
+    trt = quantize_int8(native_onnx, tmp_path / "trt.onnx", calibration, target="tensorrt").path
+    with caplog.at_level(logging.WARNING, logger="segedge.runtime.onnxruntime_runner"):
+        OnnxRuntimeRunner(cpu).close()
+        assert not [r for r in caplog.records if "laid out for TensorRT" in r.message]
+        OnnxRuntimeRunner(trt).close()
+    warned = [r.getMessage() for r in caplog.records if "laid out for TensorRT" in r.getMessage()]
+    assert len(warned) == 1 and "trt.onnx" in warned[0] and "segedge export --target onnxruntime" in warned[0]
