@@ -8,6 +8,8 @@ moves label pixels exactly with image pixels (geometry uses the same integer pla
 both; labels are resized with nearest neighbour so no new class ids appear).
 
 Sources:
+- Recolouring the pasted pet (hue rotation in YIQ, brightness, grayscale): the colour
+  distortion of SimCLR (Chen et al. 2020, appendix A) applied to the pasted object only.
 - Copy-paste: Ghiasi et al., "Simple Copy-Paste is a Strong Data Augmentation Method for
   Instance Segmentation", CVPR 2021 (objects cut out with their masks, pasted at random
   scale (large-scale jittering) and position, no blending: they found Gaussian blending of
@@ -142,9 +144,37 @@ def _paste(canvas: torch.Tensor, canvas_label: torch.Tensor, image: torch.Tensor
     canvas_label[y : y + h, x : x + w] = torch.where(mask, label, canvas_label[y : y + h, x : x + w])
 
 
+def recolour(image: torch.Tensor, generator: torch.Generator, hue: float = math.pi, brightness: tuple[float, float] = (0.25, 1.3),
+             p_gray: float = 0.2) -> torch.Tensor:
+    """A new coat for a pasted pet: rotate its hue by an angle drawn from ``[-hue, hue]``
+    (rotation of the chroma plane of YIQ, the NTSC colour space), scale its brightness by a
+    factor drawn log-uniformly from ``brightness`` (down to dark coats) and, with probability
+    ``p_gray``, drop its colour.
+
+    The sample's three breeds are ruddy, spotted or white, so without this a model learns
+    "pet = ruddy or white fur" and misses black or brown dogs in real video; only the pet is
+    recoloured, so the colour stops naming the class while the shape and texture still do.
+
+    Args:
+        image: ``(3, H, W)`` float32 RGB in [0, 1]; generator: source of randomness.
+
+    Returns:
+        ``(3, H, W)`` float32 in [0, 1].
+    """
+    rgb_to_yiq = image.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    angle = _uniform(-hue, hue, generator)
+    c, s = math.cos(angle), math.sin(angle)
+    rotate = image.new_tensor([[1, 0, 0], [0, c, -s], [0, s, c]])
+    if float(torch.rand(1, generator=generator)) < p_gray:
+        rotate = image.new_tensor([[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    transform = torch.linalg.inv(rgb_to_yiq) @ rotate @ rgb_to_yiq
+    scale = math.exp(_uniform(math.log(brightness[0]), math.log(brightness[1]), generator))
+    return (torch.einsum("ij,jhw->ihw", transform, image) * scale).clamp(0, 1)
+
+
 def copy_paste(image: torch.Tensor, label: torch.Tensor, background: torch.Tensor, generator: torch.Generator,
                scale: tuple[float, float] = (0.08, 0.9), aspect: tuple[float, float] = (0.5, 1.4),
-               background_label: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               background_label: torch.Tensor | None = None, p_recolour: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut the pet (its pet and border pixels) out of one image and paste it, resized, at a
     random position on ``background`` (Ghiasi et al. 2021).
 
@@ -158,6 +188,7 @@ def copy_paste(image: torch.Tensor, label: torch.Tensor, background: torch.Tenso
         background_label: ``(H, W)`` labels of ``background`` when it is another training
             image (its own pet stays, as in the paper, which pastes onto other images);
             ``None``: a pet-free background, all background.
+        p_recolour: probability that the pasted pet gets a new coat (:func:`recolour`).
 
     Returns:
         ``(image, label)``: the composite and its labels. An image without pet pixels returns
@@ -175,6 +206,8 @@ def copy_paste(image: torch.Tensor, label: torch.Tensor, background: torch.Tenso
     squeeze = math.exp(_uniform(math.log(aspect[0]), math.log(aspect[1]), generator))
     ph, pw = max(1, min(h, round((y1 - y0) * factor))), max(1, min(w, round((x1 - x0) * factor * squeeze)))
     piece, piece_label = _resize_pair(image[:, y0:y1, x0:x1], label[y0:y1, x0:x1], ph, pw)
+    if p_recolour and float(torch.rand(1, generator=generator)) < p_recolour:
+        piece = recolour(piece, generator)
     y, x = _randint(0, h - ph, generator), _randint(0, w - pw, generator)
     _paste(canvas, canvas_label, piece, piece_label, piece_label != BACKGROUND, y, x)
     return canvas, canvas_label
@@ -242,14 +275,15 @@ def gaussian_blur(images: torch.Tensor, generator: torch.Generator, p: float = 0
 
 def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torch.Tensor, generator: torch.Generator,
                    p_paste: float = 0.5, p_zoom: float = 0.25, jitter: bool = True, blur: bool = True,
-                   p_onto_image: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+                   p_onto_image: float = 0.5, p_recolour: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """The robust recipe on one batch: each image becomes a copy-paste composite (``p_paste``),
     a zoomed-out copy (``p_zoom``) or stays as it is; then colour jitter and blur over the batch.
 
     A composite's canvas is, with probability ``p_onto_image``, another image of the batch with
     its labels (its pet stays: two pets, one usually small, as the copy-paste paper pastes
     between images), else a pet-free background drawn from ``backgrounds``. Zoom-out always
-    uses a pet-free background.
+    uses a pet-free background. A pasted pet gets a new coat with probability ``p_recolour``
+    (:func:`recolour`).
 
     Args:
         images: ``(N, 3, H, W)`` float32 [0, 1]; labels: ``(N, H, W)`` int64.
@@ -270,10 +304,10 @@ def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torc
             if onto_image:
                 j = (i + _randint(1, n - 1, generator)) % n  # any other image of the batch
                 images[i], labels[i] = copy_paste(source_images[i], source_labels[i], source_images[j], generator,
-                                                  background_label=source_labels[j])
+                                                  background_label=source_labels[j], p_recolour=p_recolour)
             else:
                 background = backgrounds[_randint(0, len(backgrounds) - 1, generator)]
-                images[i], labels[i] = copy_paste(source_images[i], source_labels[i], background, generator)
+                images[i], labels[i] = copy_paste(source_images[i], source_labels[i], background, generator, p_recolour=p_recolour)
         elif d < p_paste + p_zoom and len(backgrounds):
             background = backgrounds[_randint(0, len(backgrounds) - 1, generator)]
             images[i], labels[i] = zoom_out(source_images[i], source_labels[i], background, generator)

@@ -108,18 +108,18 @@ def test_colour_and_blur_change_only_the_image_and_stay_in_range():
 
 
 def test_robust_augment_is_aligned_and_deterministic_by_seed():
-    images, labels = synthetic(n=16)
+    images, labels = synthetic(n=16)  # recolouring off: colours must keep naming labels
     backgrounds = green(4)
-    a = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5), jitter=False, blur=False)
-    b = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5), jitter=False, blur=False)
-    c = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(6), jitter=False, blur=False)
+    a = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5), jitter=False, blur=False, p_recolour=0.0)
+    b = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5), jitter=False, blur=False, p_recolour=0.0)
+    c = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(6), jitter=False, blur=False, p_recolour=0.0)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[1], c[1])
     assert a[0].shape == images.shape and a[1].shape == labels.shape and a[1].dtype == torch.int64
     assert_aligned(*a)
-    jittered = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5))
+    jittered = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5), p_recolour=0.0)
     assert torch.equal(jittered[1], a[1])  # colour and blur come after geometry, image only
-    assert torch.equal(robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5))[0], jittered[0])
+    assert torch.equal(robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(5), p_recolour=0.0)[0], jittered[0])
 
 
 def test_copy_paste_onto_another_image_keeps_both_pets_aligned():
@@ -144,3 +144,17 @@ def test_copy_paste_squeezes_width_only():
         ratios.append((cols.max() - cols.min() + 1) / (rows.max() - rows.min() + 1))
     # a round pet pasted with half its width comes out about half as wide as tall
     assert 0.35 < float(torch.tensor(ratios).float().median()) < 0.65
+
+
+def test_recolour_rotates_hue_keeps_luma_and_can_drop_colour():
+    from segedge.training.augment import recolour
+
+    image = torch.rand(3, 8, 8) * 0.5 + 0.25
+    luma = lambda x: (torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1) * x).sum(0)  # noqa: E731
+    rotated = recolour(image, torch.Generator().manual_seed(0), hue=3.0, brightness=(1.0, 1.0), p_gray=0.0)
+    assert not torch.allclose(rotated, image, atol=1e-3)  # the coat changed
+    assert torch.allclose(luma(rotated), luma(image), atol=0.02)  # a hue rotation keeps brightness (up to clamping)
+    darker = recolour(image, torch.Generator().manual_seed(0), hue=0.0, brightness=(0.5, 0.5), p_gray=0.0)
+    assert torch.allclose(darker, image * 0.5, atol=1e-5)
+    gray = recolour(image, torch.Generator().manual_seed(0), brightness=(1.0, 1.0), p_gray=1.0)
+    assert torch.allclose(gray[0], gray[1], atol=1e-5) and torch.allclose(gray[1], gray[2], atol=1e-5)
