@@ -48,12 +48,11 @@ PET = SHARED / "oxford-iiit-pet-sample"
 
 
 def session(path: Path, threads: int = 1):
-    import onnxruntime as ort
+    """The ONNX Runtime session ``segedge`` runs (its runner's options, e.g. without the
+    WeightBiasQuantization pass on an FP16-base Q/DQ model)."""
+    from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return OnnxRuntimeRunner(path, threads=threads).session
 
 
 def optimized_ops(path: Path, work: Path) -> str:
