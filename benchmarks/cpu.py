@@ -5,12 +5,12 @@ test split.
 Models: the embedded segnet-dsc and the 15M SegNet (random initialisation, or
 ``--segnet-checkpoint``). Precisions: FP32, FP16 (FP16 inside, float32 I/O) and INT8 (Q/DQ,
 calibrated on trainval images). Backends: PyTorch eager (FP32), ONNX Runtime (its own
-MaxUnpool form for FP32 / FP16; INT8 in the CPU Q/DQ form where ``quantize_int8`` offers
-``target="onnxruntime"``, else the TensorRT form) and OpenVINO (the TensorRT form it can run,
+MaxUnpool form for FP32 / FP16; INT8 in the CPU form, QLinearConv) and OpenVINO (the TensorRT form it can run,
 at exact ``f32`` inference precision, plus its ``bf16`` default as an extra FP32 row).
 
-Timing: runners are built per thread setting; each round times every variant in turn
-(interleaved, so machine load hits all alike), ``--calls`` calls per variant and round; the
+Timing: each round times every variant in turn (interleaved, so machine load hits all alike)
+with a runner built for it and closed after it (no idle thread pool of another session
+competes), ``--calls`` calls per variant and round; the
 table holds the median over rounds of the per-call median. The machine is shared: read the
 ratios (the last column, against ONNX Runtime FP32 of the same model, same setting), not
 absolute milliseconds.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import os
 import tempfile
 import time
@@ -56,7 +55,7 @@ class Variant:
     model: str  # segnet-dsc | segnet
     precision: str  # fp32 | fp16 | int8
     backend: str  # torch | onnxruntime | openvino | openvino-bf16
-    form: str  # artifact form: eager, onnxruntime (MaxUnpool), tensorrt (standard ops), cpu-qdq
+    form: str  # artifact form: eager, onnxruntime (MaxUnpool), tensorrt (standard ops), cpu (QLinearConv)
     make: object  # threads -> Runner
     agreement: float | None = None  # argmax agreement with PyTorch FP32 of the same model, [0, 1]
     accuracy_drop: float | None = None  # pixel-accuracy points below PyTorch FP32's
@@ -71,10 +70,7 @@ def artifacts(ckpt, work: Path, calibration, console: Console) -> dict[str, Path
         out[f"fp32-{target}"] = fp32
         out[f"fp16-{target}"] = convert_fp16(fp32, work / f"{ckpt.model_name}-{target}-fp16.onnx")
     out["int8-tensorrt"] = quantize_int8(out["fp32-tensorrt"], work / f"{ckpt.model_name}-int8-tensorrt.onnx", calibration).path
-    if "target" in inspect.signature(quantize_int8).parameters:  # issue 14 item 1: the CPU Q/DQ form
-        out["int8-cpu"] = quantize_int8(out["fp32-onnxruntime"], work / f"{ckpt.model_name}-int8-cpu.onnx", calibration, target="onnxruntime").path
-    else:
-        console.print("quantize_int8 has no target=onnxruntime here: ONNX Runtime INT8 uses the TensorRT Q/DQ form")
+    out["int8-cpu"] = quantize_int8(out["fp32-onnxruntime"], work / f"{ckpt.model_name}-int8-cpu.onnx", calibration, target="onnxruntime").path
     return out
 
 
@@ -88,7 +84,7 @@ def variants(ckpt, paths: dict[str, Path], with_openvino: bool) -> list[Variant]
     rows = [Variant(name, "fp32", "torch", "eager", torch_runner)]
     for precision in ("fp32", "fp16", "int8"):
         key = "int8-cpu" if precision == "int8" and "int8-cpu" in paths else f"{precision}-{'tensorrt' if precision == 'int8' else 'onnxruntime'}"
-        form = {"int8-cpu": "cpu-qdq"}.get(key, key.split("-", 1)[1])
+        form = {"int8-cpu": "cpu (QLinearConv)"}.get(key, key.split("-", 1)[1])
         rows.append(Variant(name, precision, "onnxruntime", form, lambda t, p=paths[key]: OnnxRuntimeRunner(p, threads=t)))
     if with_openvino:
         from segedge.runtime.openvino_runner import OpenVINORunner
@@ -114,25 +110,28 @@ def score(rows: list[Variant], batch: np.ndarray, labels: np.ndarray, cores: int
 
 
 def time_all(rows: list[Variant], inputs: dict[int, np.ndarray], threads: int, rounds: int, calls: int) -> None:
-    """Interleaved rounds: every variant once per round, each ``calls`` calls; medians."""
-    runners = [row.make(threads) for row in rows]
+    """Interleaved rounds: every variant once per round, each ``calls`` calls; medians.
+
+    Each variant gets a fresh runner per round, closed before the next one starts: idle thread
+    pools of other live sessions (ONNX Runtime's spin by default) would otherwise take CPU from
+    the one being timed, which distorts every multi-thread figure."""
     samples = {(i, n): [] for i in range(len(rows)) for n in inputs}
-    for runner in runners:  # warm-up: first calls allocate and pick kernels
-        for x in inputs.values():
-            runner.infer(x)
     for _ in range(rounds):
-        for n, x in inputs.items():
-            for i, runner in enumerate(runners):
-                times = []
-                for _ in range(calls):
-                    start = time.perf_counter()
-                    runner.infer(x)
-                    times.append(time.perf_counter() - start)
-                samples[(i, n)].append(1000 * float(np.median(times)))
+        for i, row in enumerate(rows):
+            runner = row.make(threads)
+            try:
+                for n, x in inputs.items():
+                    runner.infer(x)  # warm-up: first calls allocate and pick kernels
+                    times = []
+                    for _ in range(calls):
+                        start = time.perf_counter()
+                        runner.infer(x)
+                        times.append(time.perf_counter() - start)
+                    samples[(i, n)].append(1000 * float(np.median(times)))
+            finally:
+                runner.close()
     for (i, n), values in samples.items():
         rows[i].ms[(threads, n)] = float(np.median(values))
-    for runner in runners:
-        runner.close()
 
 
 def main() -> None:
