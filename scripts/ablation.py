@@ -8,7 +8,8 @@ accuracy and mIoU on the sample's test split). One row per variant, as a Markdow
 
 Variants: ``article`` (the article's recipe, same schedule), ``full`` (robust, every part),
 ``no-paste``, ``no-onto-image`` (composites only on pet-free backgrounds), ``no-recolour``,
-``no-zoom``, ``no-jitter``, ``no-blur``, ``no-video`` (no video backgrounds). Each run writes
+``no-zoom``, ``no-jitter``, ``no-blur``, ``no-video`` (no video backgrounds), ``empty`` (adds
+pet-free scenes, p=0.2, and pastes onto other images less often, 0.25). Each run writes
 ``OUT/VARIANT/`` and resumes there if interrupted (``--resume``).
 """
 
@@ -29,6 +30,7 @@ VARIANTS = {
     "no-jitter": {"jitter": False},
     "no-blur": {"blur": False},
     "no-video": {"background_video": None},
+    "empty": {"p_empty": 0.2, "p_onto_image": 0.25},
 }
 
 

@@ -275,7 +275,7 @@ def gaussian_blur(images: torch.Tensor, generator: torch.Generator, p: float = 0
 
 def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torch.Tensor, generator: torch.Generator,
                    p_paste: float = 0.5, p_zoom: float = 0.25, jitter: bool = True, blur: bool = True,
-                   p_onto_image: float = 0.5, p_recolour: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+                   p_onto_image: float = 0.5, p_recolour: float = 0.5, p_empty: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The robust recipe on one batch: each image becomes a copy-paste composite (``p_paste``),
     a zoomed-out copy (``p_zoom``) or stays as it is; then colour jitter and blur over the batch.
 
@@ -283,7 +283,8 @@ def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torc
     its labels (its pet stays: two pets, one usually small, as the copy-paste paper pastes
     between images), else a pet-free background drawn from ``backgrounds``. Zoom-out always
     uses a pet-free background. A pasted pet gets a new coat with probability ``p_recolour``
-    (:func:`recolour`).
+    (:func:`recolour`). With probability ``p_empty`` an image is replaced by a pet-free background
+    labelled background throughout (a scene without a pet: the sample has no such photo).
 
     Args:
         images: ``(N, 3, H, W)`` float32 [0, 1]; labels: ``(N, H, W)`` int64.
@@ -299,6 +300,10 @@ def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torc
     n = len(images)
     draws = torch.rand(n, generator=generator)
     for i, d in enumerate(draws.tolist()):
+        if len(backgrounds) and float(torch.rand(1, generator=generator)) < p_empty:
+            images[i] = backgrounds[_randint(0, len(backgrounds) - 1, generator)]
+            labels[i] = BACKGROUND
+            continue
         onto_image = n > 1 and (len(backgrounds) == 0 or float(torch.rand(1, generator=generator)) < p_onto_image)
         if d < p_paste and (onto_image or len(backgrounds)):
             if onto_image:

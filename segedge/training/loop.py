@@ -77,6 +77,7 @@ class TrainConfig:
     blur: bool = True  # robust: Gaussian blur with probability 0.3
     p_onto_image: float = 0.5  # robust: probability a composite's canvas is another training image (its pet kept)
     p_recolour: float = 0.5  # robust: probability a pasted pet gets a new coat (hue, brightness, grayscale)
+    p_empty: float = 0.0  # robust: probability an image is replaced by a pet-free background (all background)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def __post_init__(self) -> None:
@@ -235,7 +236,7 @@ def train(
                 from segedge.training.augment import robust_augment
 
                 x, y = robust_augment(x, y, backgrounds, generator, config.p_paste, config.p_zoom, config.jitter, config.blur,
-                                      config.p_onto_image, config.p_recolour)
+                                      config.p_onto_image, config.p_recolour, config.p_empty)
             x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
             with torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 loss = loss_fn(model(x).float(), y)

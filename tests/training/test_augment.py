@@ -158,3 +158,15 @@ def test_recolour_rotates_hue_keeps_luma_and_can_drop_colour():
     assert torch.allclose(darker, image * 0.5, atol=1e-5)
     gray = recolour(image, torch.Generator().manual_seed(0), brightness=(1.0, 1.0), p_gray=1.0)
     assert torch.allclose(gray[0], gray[1], atol=1e-5) and torch.allclose(gray[1], gray[2], atol=1e-5)
+
+
+def test_empty_scenes_are_backgrounds_labelled_background():
+    images, labels = synthetic(n=32)
+    backgrounds = green(3)
+    out, out_labels = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(0), jitter=False, blur=False,
+                                     p_recolour=0.0, p_empty=0.5)
+    empty = (out_labels == BACKGROUND).flatten(1).all(1)
+    assert 6 <= int(empty.sum()) <= 26  # about half of 32
+    assert torch.equal(out[empty], green(int(empty.sum())))  # the scene is a background, unchanged
+    none = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(0), p_empty=0.0)[1]
+    assert not (none == BACKGROUND).flatten(1).all(1).any()  # without it every image keeps a pet
