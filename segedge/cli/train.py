@@ -29,7 +29,7 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most N images per split (quick trials).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
-    recipe: Annotated[Recipe, typer.Option(help="article: the article's augmentation (reproduces it); robust: adds copy-paste onto pet-free backgrounds, zoom-out, colour jitter and blur, for real video.")] = Recipe.ARTICLE,
+    recipe: Annotated[Recipe, typer.Option(help="article: the article's augmentation (reproduces it); robust: adds copy-paste of small, squeezed, recoloured pets onto other images and pet-free backgrounds, zoom-out, colour jitter and blur, for real video (segedge/training/augment.py).")] = Recipe.ARTICLE,
     amp: Annotated[Amp, typer.Option(help="Mixed precision of the training step; auto: fp16 on CUDA, bf16 on CPUs with AVX-512 BF16 / AMX, else off.")] = Amp.AUTO,
     init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (fine-tuning) instead of random ones.")] = None,
     background_video: Annotated[Optional[Path], typer.Option(help="robust: a video showing no animal whose frames add pet-free backgrounds.")] = None,
