@@ -1,6 +1,7 @@
-"""One frame of each shared video segmented by two models, side by side, as PNGs for docs/.
+"""One frame of each shared video segmented by two models, side by side, as PNGs to look at
+(written outside the repository: frames of the shared data are never committed).
 
-    python scripts/before_after.py OLD.pt NEW.pt --videos ../shared/data/video -o docs/
+    python scripts/before_after.py OLD.pt NEW.pt --videos ../shared/data/video -o runs/before-after/
 
 Writes ``embedded-before-after-<video>.png``: the frame with the old model's overlay (left)
 and the new one's (right), each panel 480 pixels wide, pet share of the frame in the caption.
@@ -48,8 +49,9 @@ def main() -> None:
     parser.add_argument("old", type=Path)
     parser.add_argument("new", type=Path)
     parser.add_argument("--videos", type=Path, required=True)
-    parser.add_argument("-o", "--out", type=Path, default=Path("docs"))
+    parser.add_argument("-o", "--out", type=Path, default=Path("runs/before-after"))
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     old, new = load_runner(args.old), load_runner(args.new)
     for name, index in FRAMES.items():
         frame = read_frame(args.videos / name, index)
