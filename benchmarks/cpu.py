@@ -62,8 +62,8 @@ class Variant:
     ms: dict[tuple[int, int], float] = field(default_factory=dict)  # (threads, batch) -> median ms per call
 
 
-def artifacts(ckpt, work: Path, calibration, console: Console) -> dict[str, Path]:
-    """FP32 / FP16 in both unpool forms and INT8 (CPU form when available, and TensorRT form)."""
+def artifacts(ckpt, work: Path, calibration) -> dict[str, Path]:
+    """FP32 / FP16 in both unpool forms and INT8 (CPU form and TensorRT form)."""
     out: dict[str, Path] = {}
     for target in ("onnxruntime", "tensorrt"):
         fp32 = export_onnx(ckpt, work / f"{ckpt.model_name}-{target}-fp32.onnx", target=target, lint=False, force=True).path
@@ -174,7 +174,7 @@ def main() -> None:
     for name in args.models.split(","):
         ckpt = checkpoints[name]
         console.print(f"exporting and quantizing {name} in {work} ...")
-        model_rows = variants(ckpt, artifacts(ckpt, work, calibration, console), with_openvino)
+        model_rows = variants(ckpt, artifacts(ckpt, work, calibration), with_openvino)
         score(model_rows, batch, labels, cores)
         rows += model_rows
     settings = sorted({1, cores})

@@ -36,28 +36,30 @@ log = logging.getLogger(__name__)
 PREFIX = "segedge."  # ONNX metadata_props / ORT custom_metadata_map / OpenVINO rt_info key prefix
 
 
-class Precision(str, Enum):
+class Word(str, Enum):
+    """Base of segedge's vocabularies: a ``str`` Enum that prints as its value (``str(Precision.INT8)``
+    is ``int8``, as on the command line and in metadata); ``enum.StrEnum`` once Python 3.10 is dropped."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Precision(Word):
     """Numeric precision of a deployed model."""
 
     FP32 = "fp32"
     FP16 = "fp16"  # FP16 weights and activations, float32 input and output
     INT8 = "int8"  # explicit quantization (Q/DQ), signed INT8
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Target(str, Enum):
+class Target(Word):
     """Form of an exported ONNX (how max-unpooling is expressed)."""
 
     TENSORRT = "tensorrt"  # standard ops only: what TensorRT's ONNX parser takes
     ONNXRUNTIME = "onnxruntime"  # MaxPool Indices + MaxUnpool: about 2x faster in ONNX Runtime on a CPU
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Backend(str, Enum):
+class Backend(Word):
     """Inference backend a runner uses."""
 
     TORCH = "torch"
@@ -67,32 +69,23 @@ class Backend(str, Enum):
     TRITON = "triton"  # a model on a Triton Inference Server (triton://HOST:PORT/MODEL)
     AUTO = "auto"  # a choice (``--backend auto``), never a runner's: chosen by the artifact, see segedge.runtime.factory.resolve_backend
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class CalibrationMethod(str, Enum):
+class CalibrationMethod(Word):
     """INT8 activation-range calibration (ONNX Runtime ``CalibrationMethod``)."""
 
     MINMAX = "minmax"
     ENTROPY = "entropy"  # KL divergence, TensorRT's classic entropy calibrator
     PERCENTILE = "percentile"  # clip rare outliers
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Recipe(str, Enum):
+class Recipe(Word):
     """Training recipe (:mod:`segedge.training`)."""
 
     ARTICLE = "article"  # Matani & Singh's augmentation: reproduces the article
     ROBUST = "robust"  # adds copy-paste, zoom-out, colour jitter and blur, for real video
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Amp(str, Enum):
+class Amp(Word):
     """Mixed precision (autocast dtype) of a training step."""
 
     AUTO = "auto"  # FP16 on CUDA, BF16 on CPUs with AVX-512 BF16 / AMX, else OFF
@@ -100,22 +93,16 @@ class Amp(str, Enum):
     FP16 = "fp16"
     OFF = "off"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Provider(str, Enum):
+class Provider(Word):
     """ONNX Runtime execution provider."""
 
     CPU = "cpu"
     CUDA = "cuda"
     TENSORRT = "tensorrt"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Interpolation(str, Enum):
+class Interpolation(Word):
     """Image resize of the preprocessing (OpenCV ``INTER_*``)."""
 
     NEAREST = "nearest"  # the article's choice (torchvision InterpolationMode.NEAREST)
@@ -123,18 +110,12 @@ class Interpolation(str, Enum):
     AREA = "area"
     CUBIC = "cubic"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class HardwareCompatibility(str, Enum):
+class HardwareCompatibility(Word):
     """TensorRT engine hardware compatibility (``HardwareCompatibilityLevel``)."""
 
     NONE = "none"  # runs only on GPUs of the compute capability it was built on
     AMPERE_PLUS = "ampere+"  # runs on any Ampere or newer GPU (compute capability 8.0+)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 INTERPOLATION_NAMES = tuple(i.value for i in Interpolation)

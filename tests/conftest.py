@@ -53,6 +53,16 @@ def exported_onnx(tmp_path_factory, embedded) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def native_onnx(tmp_path_factory, embedded) -> Path:
+    """The embedded model exported once per test session in the ``onnxruntime`` form (MaxUnpool)."""
+    from segedge.export.onnx import export_onnx
+
+    path = tmp_path_factory.mktemp("native") / "segnet-dsc-ort.onnx"
+    export_onnx(embedded, path, target="onnxruntime")
+    return path
+
+
 TINY_SIZE = 16  # input height and width of the tiny model
 
 

@@ -27,11 +27,10 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from segedge._io import atomic_path, atomic_write_text
-from segedge.contract import Backend, Contract, Precision
+from segedge.contract import Backend, Contract, Precision, Word
 from segedge.deploy.artifact import ArtifactInfo, TensorSpec, onnx_info, read_artifact
 from segedge.errors import BackendUnavailableError, ExportError, InputError
 
@@ -42,14 +41,11 @@ PRECISION_MODE = {Precision.FP32: "FP32", Precision.FP16: "FP16", Precision.INT8
 LABELS = "labels.txt"
 
 
-class Device(str, Enum):
+class Device(Word):
     """Where Triton runs a model's instances."""
 
     GPU = "gpu"  # KIND_GPU, with the TensorRT execution accelerator for ONNX models
     CPU = "cpu"  # KIND_CPU
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,11 @@ so the command line can offer them in ``--help``)."""
 
 from __future__ import annotations
 
-from enum import Enum
+from segedge.contract import Word
 
 
-class Exporter(str, Enum):
+class Exporter(Word):
     """PyTorch exporter."""
 
     DYNAMO = "dynamo"  # torch.onnx.export(dynamo=True)
     LEGACY = "legacy"  # TorchScript, on the module-swapped model (tensorrt target only)
-
-    def __str__(self) -> str:
-        return self.value

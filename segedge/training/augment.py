@@ -300,7 +300,7 @@ def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torc
     n = len(images)
     draws = torch.rand(n, generator=generator)
     for i, d in enumerate(draws.tolist()):
-        if len(backgrounds) and float(torch.rand(1, generator=generator)) < p_empty:
+        if p_empty and len(backgrounds) and float(torch.rand(1, generator=generator)) < p_empty:
             images[i] = backgrounds[_randint(0, len(backgrounds) - 1, generator)]
             labels[i] = BACKGROUND
             continue

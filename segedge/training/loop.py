@@ -92,6 +92,9 @@ class TrainConfig:
             raise InputError(f"unknown amp {self.amp!r}; choose one of auto, {', '.join(AMP_DTYPES)}")
         if not (0 <= self.p_paste and 0 <= self.p_zoom and self.p_paste + self.p_zoom <= 1):
             raise InputError(f"p_paste and p_zoom must be >= 0 with a sum <= 1, got {self.p_paste} and {self.p_zoom}")
+        for name in ("p_onto_image", "p_recolour", "p_empty"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise InputError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -21,15 +21,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def native_onnx(tmp_path_factory, embedded):
-    from segedge.export.onnx import export_onnx
-
-    path = tmp_path_factory.mktemp("native") / "segnet-dsc-ort.onnx"
-    export_onnx(embedded, path, target="onnxruntime")
-    return path
-
-
-@pytest.fixture(scope="module")
 def calibration(embedded, pet_root):
     return load_calibration_set(pet_root, embedded.preprocess, num_images=8)
 

@@ -11,15 +11,6 @@ from segedge.export.fp16 import fp32_prefix, to_fp16
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def native_onnx(tmp_path_factory, embedded):
-    from segedge.export.onnx import export_onnx
-
-    path = tmp_path_factory.mktemp("native") / "segnet-dsc-ort.onnx"
-    export_onnx(embedded, path, target="onnxruntime")
-    return path
-
-
 def boundary_tensors(original: onnx.ModelProto, fp32_nodes: set[str]) -> set[str]:
     """Tensors of the FP32 graph that cross between FP32 and FP16 in the converted one: the
     graph input if an FP16 node reads it, outputs of FP32 nodes read by FP16 nodes, and the
