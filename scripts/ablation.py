@@ -31,6 +31,10 @@ VARIANTS = {
     "no-blur": {"blur": False},
     "no-video": {"background_video": None},
     "empty": {"p_empty": 0.2, "p_onto_image": 0.25},
+    "scene": {"p_synthetic": 0.5, "p_mesh": 0.3, "p_scene_recolour": 0.3},
+    "synthetic": {"p_synthetic": 0.5},
+    "mesh": {"p_mesh": 0.3},
+    "scene-recolour": {"p_scene_recolour": 0.3},
 }
 
 

@@ -273,9 +273,104 @@ def gaussian_blur(images: torch.Tensor, generator: torch.Generator, p: float = 0
     return out
 
 
+def dead_leaves(h: int, w: int, generator: torch.Generator, palette: torch.Tensor | None = None, shapes: int = 300,
+                r_min: float = 3.0, elongated: float = 0.4) -> torch.Tensor:
+    """A synthetic pet-free scene from the dead-leaves model: discs and ellipses with sizes
+    drawn from ``p(r) ~ r^-3`` (scale invariance, as natural images) painted over each other,
+    each with a random colour and a fine noise texture, then softened.
+
+    Source: Lee, Mumford, Huang, "Occlusion Models for Natural Images: A Statistical Study of a
+    Scale-Invariant Dead Leaves Model", IJCV 2001; used as training images without any real
+    content by Baradad et al., "Learning to See by Looking at Noise", NeurIPS 2021. Here it is
+    domain randomization (Tobin et al., IROS 2017) of the backgrounds pets are pasted onto:
+    textured, cluttered scenes with trunk-like ellipses (``elongated`` of the shapes, aspect up to
+    8) that hold no pet, so clutter and fur-like texture alone stop meaning "pet".
+
+    Args:
+        h, w: size in pixels.
+        generator: source of randomness.
+        palette: ``(K, 3)`` float32 RGB colours in [0, 1] to draw from (e.g. pixels of real
+            backgrounds, so the scenes keep natural colours); ``None``: uniform random colours.
+        shapes: number of shapes painted.
+        r_min: smallest radius in pixels; the largest is half the longer side.
+        elongated: share of the shapes that are thin, rotated ellipses.
+
+    Returns:
+        ``(3, h, w)`` float32 RGB in [0, 1].
+    """
+    ys = torch.arange(h, dtype=torch.float32).view(h, 1)
+    xs = torch.arange(w, dtype=torch.float32).view(1, w)
+    r_max = max(h, w) / 2
+    u = torch.rand(shapes, generator=generator)
+    radii = (r_min**-2 - u * (r_min**-2 - r_max**-2)) ** -0.5  # inverse CDF of p(r) ~ r^-3 on [r_min, r_max]
+    radii = radii.sort(descending=True).values  # large leaves first: small ones stay visible on top
+    if palette is not None and len(palette):
+        colours = palette[torch.randint(0, len(palette), (shapes,), generator=generator)]
+        colours = (colours + 0.08 * torch.randn(shapes, 3, generator=generator)).clamp(0, 1)
+    else:
+        colours = torch.rand(shapes, 3, generator=generator)
+    image = colours[0].view(3, 1, 1).expand(3, h, w).clone()
+    for k in range(1, shapes):
+        cy, cx = _uniform(-0.1 * h, 1.1 * h, generator), _uniform(-0.1 * w, 1.1 * w, generator)
+        angle = _uniform(0, math.pi, generator)
+        aspect = math.exp(_uniform(math.log(2), math.log(8), generator)) if float(torch.rand(1, generator=generator)) < elongated else 1.0
+        a, b = float(radii[k]) * math.sqrt(aspect), float(radii[k]) / math.sqrt(aspect)
+        dy, dx = ys - cy, xs - cx
+        u_, v_ = dx * math.cos(angle) + dy * math.sin(angle), -dx * math.sin(angle) + dy * math.cos(angle)
+        inside = (u_ / a) ** 2 + (v_ / b) ** 2 <= 1
+        image[:, inside] = colours[k].view(3, 1)
+    texture = F.interpolate(torch.randn(1, 1, h // 2 + 1, w // 2 + 1, generator=generator), size=(h, w), mode="bilinear",
+                            align_corners=False)[0]
+    image = image * (1 + _uniform(0.05, 0.3, generator) * texture)
+    return gaussian_blur(image.clamp(0, 1)[None], generator, p=1.0, sigma=(0.3, 1.2))[0].clamp(0, 1)
+
+
+def mesh_overlay(image: torch.Tensor, label: torch.Tensor, generator: torch.Generator, p_pole: float = 0.5
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Look at the scene through a fence: a semi-transparent diagonal wire mesh over the whole
+    image (labels kept: a pet behind a see-through mesh is still the pet, as video ground truth
+    marks it) and, with probability ``p_pole``, one or two opaque poles in front (labelled
+    background, they hide what is behind them).
+
+    Occlusion augmentation in the spirit of Cutout (DeVries & Taylor 2017) and GridMask
+    (Chen et al. 2020), shaped as the occluders of garden and street video.
+
+    Args:
+        image: ``(3, H, W)`` float32 in [0, 1]; label: ``(H, W)`` int64; generator: randomness.
+
+    Returns:
+        New ``(image, label)``.
+    """
+    _, h, w = image.shape
+    ys = torch.arange(h, dtype=torch.float32).view(h, 1)
+    xs = torch.arange(w, dtype=torch.float32).view(1, w)
+    spacing = _uniform(3.0, 10.0, generator)
+    angle = _uniform(math.pi / 6, math.pi / 3, generator)
+    width = _uniform(0.25, 0.8, generator)
+    wire = torch.zeros(h, w)
+    for direction in (angle, math.pi - angle):
+        d = (xs * math.cos(direction) + ys * math.sin(direction) + _uniform(0, spacing, generator)) % spacing
+        wire = torch.maximum(wire, (1 - (torch.minimum(d, spacing - d) / width)).clamp(0, 1))
+    alpha = _uniform(0.15, 0.6, generator) * wire
+    colour = torch.full((3, 1, 1), _uniform(0.2, 0.8, generator)) + 0.1 * torch.randn(3, 1, 1, generator=generator)
+    image = image * (1 - alpha) + colour.clamp(0, 1) * alpha
+    label = label.clone()
+    if float(torch.rand(1, generator=generator)) < p_pole:
+        for _ in range(_randint(1, 2, generator)):
+            half = _uniform(0.5, 0.04 * w, generator)
+            x0 = _uniform(0, w, generator)
+            tilt = _uniform(-0.15, 0.15, generator)
+            pole = ((xs - x0 - tilt * ys).abs() <= half).expand(h, w)
+            shade = (torch.rand(3, 1, generator=generator) * 0.6 + 0.2)
+            image[:, pole] = shade
+            label[pole] = BACKGROUND
+    return image.clamp(0, 1), label
+
+
 def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torch.Tensor, generator: torch.Generator,
                    p_paste: float = 0.5, p_zoom: float = 0.25, jitter: bool = True, blur: bool = True,
-                   p_onto_image: float = 0.5, p_recolour: float = 0.5, p_empty: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                   p_onto_image: float = 0.5, p_recolour: float = 0.5, p_empty: float = 0.0, p_synthetic: float = 0.0,
+                   p_mesh: float = 0.0, p_scene_recolour: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The robust recipe on one batch: each image becomes a copy-paste composite (``p_paste``),
     a zoomed-out copy (``p_zoom``) or stays as it is; then colour jitter and blur over the batch.
 
@@ -285,6 +380,11 @@ def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torc
     uses a pet-free background. A pasted pet gets a new coat with probability ``p_recolour``
     (:func:`recolour`). With probability ``p_empty`` an image is replaced by a pet-free background
     labelled background throughout (a scene without a pet: the sample has no such photo).
+    Each pet-free background drawn is, with probability ``p_synthetic``, a fresh synthetic
+    scene (:func:`dead_leaves`, coloured from the real backgrounds' pixels) instead. Last, with
+    probability ``p_mesh`` an image is seen through a fence (:func:`mesh_overlay`) and with
+    probability ``p_scene_recolour`` the whole image is recoloured (:func:`recolour` on the
+    scene, so no colour of pet or background names its class).
 
     Args:
         images: ``(N, 3, H, W)`` float32 [0, 1]; labels: ``(N, H, W)`` int64.
@@ -297,11 +397,21 @@ def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torc
     """
     source_images, source_labels = images, labels
     images, labels = images.clone(), labels.clone()
-    n = len(images)
+    n, _, h, w = images.shape
+    palette = None
+    if p_synthetic and len(backgrounds):
+        pixels = backgrounds.permute(0, 2, 3, 1).reshape(-1, 3)
+        palette = pixels[torch.randint(0, len(pixels), (4096,), generator=generator)]
+
+    def pet_free() -> torch.Tensor:
+        if p_synthetic and float(torch.rand(1, generator=generator)) < p_synthetic:
+            return dead_leaves(h, w, generator, palette)
+        return backgrounds[_randint(0, len(backgrounds) - 1, generator)]
+
     draws = torch.rand(n, generator=generator)
     for i, d in enumerate(draws.tolist()):
         if p_empty and len(backgrounds) and float(torch.rand(1, generator=generator)) < p_empty:
-            images[i] = backgrounds[_randint(0, len(backgrounds) - 1, generator)]
+            images[i] = pet_free()
             labels[i] = BACKGROUND
             continue
         onto_image = n > 1 and (len(backgrounds) == 0 or float(torch.rand(1, generator=generator)) < p_onto_image)
@@ -311,11 +421,14 @@ def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torc
                 images[i], labels[i] = copy_paste(source_images[i], source_labels[i], source_images[j], generator,
                                                   background_label=source_labels[j], p_recolour=p_recolour)
             else:
-                background = backgrounds[_randint(0, len(backgrounds) - 1, generator)]
-                images[i], labels[i] = copy_paste(source_images[i], source_labels[i], background, generator, p_recolour=p_recolour)
+                images[i], labels[i] = copy_paste(source_images[i], source_labels[i], pet_free(), generator, p_recolour=p_recolour)
         elif d < p_paste + p_zoom and len(backgrounds):
-            background = backgrounds[_randint(0, len(backgrounds) - 1, generator)]
-            images[i], labels[i] = zoom_out(source_images[i], source_labels[i], background, generator)
+            images[i], labels[i] = zoom_out(source_images[i], source_labels[i], pet_free(), generator)
+    for i in range(n):
+        if p_mesh and float(torch.rand(1, generator=generator)) < p_mesh:
+            images[i], labels[i] = mesh_overlay(images[i], labels[i], generator)
+        if p_scene_recolour and float(torch.rand(1, generator=generator)) < p_scene_recolour:
+            images[i] = recolour(images[i], generator, brightness=(0.6, 1.2))
     if jitter:
         images = color_jitter(images, generator)
     if blur:

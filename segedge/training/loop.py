@@ -78,6 +78,9 @@ class TrainConfig:
     p_onto_image: float = 0.5  # robust: probability a composite's canvas is another training image (its pet kept)
     p_recolour: float = 0.5  # robust: probability a pasted pet gets a new coat (hue, brightness, grayscale)
     p_empty: float = 0.0  # robust: probability an image is replaced by a pet-free background (all background)
+    p_synthetic: float = 0.0  # robust: probability a pet-free background is a synthetic dead-leaves scene
+    p_mesh: float = 0.0  # robust: probability an image is seen through a wire mesh (and poles)
+    p_scene_recolour: float = 0.0  # robust: probability the whole image is recoloured (hue, grayscale)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def __post_init__(self) -> None:
@@ -92,7 +95,7 @@ class TrainConfig:
             raise InputError(f"unknown amp {self.amp!r}; choose one of auto, {', '.join(AMP_DTYPES)}")
         if not (0 <= self.p_paste and 0 <= self.p_zoom and self.p_paste + self.p_zoom <= 1):
             raise InputError(f"p_paste and p_zoom must be >= 0 with a sum <= 1, got {self.p_paste} and {self.p_zoom}")
-        for name in ("p_onto_image", "p_recolour", "p_empty"):
+        for name in ("p_onto_image", "p_recolour", "p_empty", "p_synthetic", "p_mesh", "p_scene_recolour"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
 
@@ -239,7 +242,8 @@ def train(
                 from segedge.training.augment import robust_augment
 
                 x, y = robust_augment(x, y, backgrounds, generator, config.p_paste, config.p_zoom, config.jitter, config.blur,
-                                      config.p_onto_image, config.p_recolour, config.p_empty)
+                                      config.p_onto_image, config.p_recolour, config.p_empty, config.p_synthetic,
+                                      config.p_mesh, config.p_scene_recolour)
             x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
             with torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 loss = loss_fn(model(x).float(), y)

@@ -170,3 +170,58 @@ def test_empty_scenes_are_backgrounds_labelled_background():
     assert torch.equal(out[empty], green(int(empty.sum())))  # the scene is a background, unchanged
     none = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(0), p_empty=0.0)[1]
     assert not (none == BACKGROUND).flatten(1).all(1).any()  # without it every image keeps a pet
+
+
+def test_dead_leaves_is_a_cluttered_scene_in_the_palette_and_repeats_by_seed():
+    from segedge.training.augment import dead_leaves
+
+    palette = torch.tensor([[0.2, 0.5, 0.1], [0.5, 0.35, 0.2]])  # grass green, bark brown
+    a = dead_leaves(64, 96, torch.Generator().manual_seed(1), palette)
+    assert a.shape == (3, 64, 96) and a.dtype == torch.float32 and 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, dead_leaves(64, 96, torch.Generator().manual_seed(1), palette))
+    assert not torch.equal(a, dead_leaves(64, 96, torch.Generator().manual_seed(2), palette))
+    # colours stay near the palette: blue is the weakest channel of both entries
+    assert float(a[2].mean()) < float(a[0].mean()) and float(a[2].mean()) < float(a[1].mean())
+    # clutter: both colours cover a real share of the scene (one flat leaf would not)
+    greener = (a[1] - a[0]) > 0
+    assert 0.1 < float(greener.float().mean()) < 0.9
+    # no pet-like blank: local variation everywhere (texture), unlike a flat fill
+    assert float(a.std()) > 0.03
+
+
+def test_mesh_overlay_keeps_labels_under_the_wire_and_labels_poles_background():
+    from segedge.training.augment import mesh_overlay
+
+    images, labels = synthetic(n=8, seed=2)
+    changed_pixels, poles = 0.0, 0
+    for i in range(8):
+        image, label = mesh_overlay(images[i], labels[i], torch.Generator().manual_seed(i), p_pole=0.0)
+        assert torch.equal(label, labels[i])  # a see-through mesh changes no label
+        changed_pixels += float((image - images[i]).abs().amax(0).gt(0.05).float().mean())
+        image, label = mesh_overlay(images[i], labels[i], torch.Generator().manual_seed(i), p_pole=1.0)
+        hidden = (label != labels[i])
+        assert (label[hidden] == BACKGROUND).all()  # poles only ever turn pixels into background
+        poles += int(hidden.any())
+        # under a pole the pixel is the pole's flat colour, not the pet's red any more
+        if hidden.any():
+            assert float(image[0][hidden].sub(1).abs().min()) > 0.05 or float(image[1:][:, hidden].max()) > 0.05
+    assert changed_pixels / 8 > 0.1  # the mesh covers a real share of the image
+    assert poles >= 3  # most synthetic pets sit where a pole can cross them
+
+
+def test_scene_options_keep_alignment_of_geometry_and_stay_deterministic():
+    images, labels = synthetic(n=16)
+    backgrounds = green(4)
+    kwargs = dict(jitter=False, blur=False, p_recolour=0.0, p_synthetic=1.0, p_mesh=0.0, p_scene_recolour=0.0)
+    a = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(3), **kwargs)
+    b = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(3), **kwargs)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    # with synthetic backgrounds the pet's pixels still show the pet's red (but for resized seams)
+    pet = a[1] == PET
+    red = (a[0][:, 0] > 0.6) & (a[0][:, 1] < 0.4) & (a[0][:, 2] < 0.4)
+    assert pet.any() and float(red[pet].float().mean()) > 0.92
+    # and some composites are on synthetic scenes, i.e. not on the green backgrounds given
+    off_palette = (a[1] == BACKGROUND) & ((a[0] - torch.tensor(COLOURS[BACKGROUND]).view(1, 3, 1, 1)).abs().amax(1) > 0.2)
+    assert off_palette.any()
+    recoloured = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(3), **{**kwargs, "p_scene_recolour": 1.0})
+    assert torch.equal(recoloured[1], a[1]) and not torch.equal(recoloured[0], a[0])  # colour only, geometry kept

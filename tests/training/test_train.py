@@ -74,7 +74,8 @@ def test_init_from_starts_at_the_given_weights(tmp_path, pet_root):
 
 
 @pytest.mark.parametrize("field, value", [("recipe", "fancy"), ("amp", "fp8"), ("p_paste", 0.9), ("p_recolour", 1.5),
-                                          ("p_empty", -0.1), ("p_onto_image", 2.0)])
+                                          ("p_empty", -0.1), ("p_onto_image", 2.0),
+                                          ("p_synthetic", 1.2), ("p_mesh", -0.5), ("p_scene_recolour", 3.0)])
 def test_config_refuses_unknown_choices(field, value):
     with pytest.raises(InputError):
         TrainConfig(**{field: value, "p_zoom": 0.25})
