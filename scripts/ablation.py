@@ -9,7 +9,9 @@ accuracy and mIoU on the sample's test split). One row per variant, as a Markdow
 Variants: ``article`` (the article's recipe, same schedule), ``full`` (robust, every part),
 ``no-paste``, ``no-onto-image`` (composites only on pet-free backgrounds), ``no-recolour``,
 ``no-zoom``, ``no-jitter``, ``no-blur``, ``no-video`` (no video backgrounds), ``empty`` (adds
-pet-free scenes, p=0.2, and pastes onto other images less often, 0.25). Each run writes
+pet-free scenes, p=0.2, and pastes onto other images less often, 0.25), ``synthetic``
+(half the pet-free backgrounds are dead-leaves scenes), ``mesh`` (wire mesh and poles, p=0.3),
+``scene-recolour`` (whole image recoloured, p=0.3), ``scene`` (the last three together). Each run writes
 ``OUT/VARIANT/`` and resumes there if interrupted (``--resume``).
 """
 

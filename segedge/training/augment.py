@@ -20,6 +20,10 @@ Sources:
 - Colour jitter (brightness, contrast, saturation as torchvision's ``ColorJitter``
   ``adjust_*``) and Gaussian blur: Chen et al., "A Simple Framework for Contrastive Learning
   of Visual Representations" (SimCLR), ICML 2020, appendix A.
+- Synthetic pet-free scenes (opt-in, measured worse on real video): the dead-leaves model of
+  Lee, Mumford & Huang, IJCV 2001, as domain randomization (Tobin et al., IROS 2017).
+- Wire mesh and poles in front of the scene (opt-in, measured worse): occlusion augmentation
+  after Cutout (DeVries & Taylor 2017) and GridMask (Chen et al. 2020).
 """
 
 from __future__ import annotations
