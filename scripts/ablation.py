@@ -52,10 +52,14 @@ def main() -> None:
     parser.add_argument("--background-video", type=Path, help="pet-free video for backgrounds (robust)")
     parser.add_argument("--video", type=Path, default=Path("../shared/data/video/davis_libby_854x480.mp4"))
     parser.add_argument("--gt-masks", type=Path, default=Path("../shared/data/davis-libby/masks"))
+    parser.add_argument("--size", default="128x128", help="training input HEIGHTxWIDTH (e.g. 128x224 for 16:9 video)")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
 
+    from segedge.contract import PreprocessConfig
     from segedge.training.loop import TrainConfig, train
+
+    height, width = (int(v) for v in args.size.lower().split("x"))
 
     here = Path(__file__).resolve().parent
     import sys
@@ -66,7 +70,8 @@ def main() -> None:
     rows = []
     for name in args.variants:
         base = TrainConfig(model=args.model, epochs=args.epochs, lr=args.lr, recipe="robust", amp="auto", init_from=args.init,
-                           background_video=str(args.background_video) if args.background_video else None)
+                           background_video=str(args.background_video) if args.background_video else None,
+                           preprocess=PreprocessConfig(height=height, width=width))
         config = dataclasses.replace(base, **VARIANTS[name])
         out = args.out / name
         train(args.data, out, config, resume=args.resume and (out / "checkpoint.pt").is_file())
