@@ -281,7 +281,8 @@ def dead_leaves(h: int, w: int, generator: torch.Generator, palette: torch.Tenso
                 r_min: float = 3.0, elongated: float = 0.4) -> torch.Tensor:
     """A synthetic pet-free scene from the dead-leaves model: discs and ellipses with sizes
     drawn from ``p(r) ~ r^-3`` (scale invariance, as natural images) painted over each other,
-    each with a random colour and a fine noise texture, then softened.
+    largest first, each in one colour; then a fine multiplicative noise texture over the whole
+    scene and a Gaussian blur.
 
     Source: Lee, Mumford, Huang, "Occlusion Models for Natural Images: A Statistical Study of a
     Scale-Invariant Dead Leaves Model", IJCV 2001; used as training images without any real
