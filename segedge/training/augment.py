@@ -405,8 +405,8 @@ def robust_augment(images: torch.Tensor, labels: torch.Tensor, backgrounds: torc
     n, _, h, w = images.shape
     palette = None
     if p_synthetic and len(backgrounds):
-        pixels = backgrounds.permute(0, 2, 3, 1).reshape(-1, 3)
-        palette = pixels[torch.randint(0, len(pixels), (4096,), generator=generator)]
+        picks = torch.randint(0, len(backgrounds) * h * w, (4096,), generator=generator)  # random background pixels
+        palette = backgrounds[picks // (h * w), :, (picks % (h * w)) // w, picks % w]  # (4096, 3), no copy of the pool
 
     def pet_free() -> torch.Tensor:
         if p_synthetic and float(torch.rand(1, generator=generator)) < p_synthetic:

@@ -105,6 +105,11 @@ class TrainConfig:
         return data
 
 
+# TrainConfig fields passed by name to segedge.training.augment.robust_augment
+ROBUST_OPTIONS = ("p_paste", "p_zoom", "jitter", "blur", "p_onto_image", "p_recolour", "p_empty", "p_synthetic", "p_mesh",
+                  "p_scene_recolour")
+
+
 def augment(images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, generator: torch.Generator):
     """Random horizontal flip (image and labels) and contrast jitter (image only).
 
@@ -241,9 +246,7 @@ def train(
             if config.recipe == Recipe.ROBUST.value:
                 from segedge.training.augment import robust_augment
 
-                x, y = robust_augment(x, y, backgrounds, generator, config.p_paste, config.p_zoom, config.jitter, config.blur,
-                                      config.p_onto_image, config.p_recolour, config.p_empty, config.p_synthetic,
-                                      config.p_mesh, config.p_scene_recolour)
+                x, y = robust_augment(x, y, backgrounds, generator, **{name: getattr(config, name) for name in ROBUST_OPTIONS})
             x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
             with torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 loss = loss_fn(model(x).float(), y)

@@ -202,9 +202,10 @@ def test_mesh_overlay_keeps_labels_under_the_wire_and_labels_poles_background():
         hidden = (label != labels[i])
         assert (label[hidden] == BACKGROUND).all()  # poles only ever turn pixels into background
         poles += int(hidden.any())
-        # under a pole the pixel is the pole's flat colour, not the pet's red any more
-        if hidden.any():
-            assert float(image[0][hidden].sub(1).abs().min()) > 0.05 or float(image[1:][:, hidden].max()) > 0.05
+        # where a pole hides the pet, the pixel shows the pole's colour, no longer the pet's pure red
+        red = torch.tensor(COLOURS[PET]).view(3, 1)
+        covered = hidden & (labels[i] == PET)
+        assert bool(((image[:, covered] - red).abs().amax(0) > 0.15).all())
     assert changed_pixels / 8 > 0.1  # the mesh covers a real share of the image
     assert poles >= 3  # most synthetic pets sit where a pole can cross them
 
@@ -220,8 +221,11 @@ def test_scene_options_keep_alignment_of_geometry_and_stay_deterministic():
     pet = a[1] == PET
     red = (a[0][:, 0] > 0.6) & (a[0][:, 1] < 0.4) & (a[0][:, 2] < 0.4)
     assert pet.any() and float(red[pet].float().mean()) > 0.92
-    # and some composites are on synthetic scenes, i.e. not on the green backgrounds given
-    off_palette = (a[1] == BACKGROUND) & ((a[0] - torch.tensor(COLOURS[BACKGROUND]).view(1, 3, 1, 1)).abs().amax(1) > 0.2)
-    assert off_palette.any()
+    # and some composites are on synthetic scenes: textured, so most of their background pixels are not the
+    # flat green of the backgrounds given (the scenes' palette), unlike composites on those backgrounds
+    background = a[1] == BACKGROUND
+    textured = background & ((a[0] - torch.tensor(COLOURS[BACKGROUND]).view(1, 3, 1, 1)).abs().amax(1) > 0.02)
+    share = textured.flatten(1).sum(1) / background.flatten(1).sum(1)
+    assert int((share > 0.4).sum()) >= 3
     recoloured = robust_augment(images, labels, backgrounds, torch.Generator().manual_seed(3), **{**kwargs, "p_scene_recolour": 1.0})
     assert torch.equal(recoloured[1], a[1]) and not torch.equal(recoloured[0], a[0])  # colour only, geometry kept
