@@ -65,6 +65,23 @@ def segnet_dsc() -> nn.Module:
     return SegNet(SegNetConfig(separable=True))
 
 
+@register_model("segnet-lite0")
+def segnet_lite0() -> nn.Module:
+    """EfficientNet-Lite0 encoder (ImageNet weights via ``load_imagenet_encoder``) with a SegNet
+    decoder that max-unpools with indices of the encoder's features: 3,035,971 parameters."""
+    from segedge.models.segnet_lite import SegNetLite, SegNetLiteConfig
+
+    return SegNetLite(SegNetLiteConfig())
+
+
+@register_model("segnet-lite0-bilinear")
+def segnet_lite0_bilinear() -> nn.Module:
+    """SegNet-Lite0 with bilinear upsampling instead of max-unpooling (the decoder ablation)."""
+    from segedge.models.segnet_lite import SegNetLite, SegNetLiteConfig
+
+    return SegNetLite(SegNetLiteConfig(upsample="bilinear"))
+
+
 def model_choices() -> type[Enum]:
     """The registered model names as a ``str`` Enum (the CLI offers exactly these)."""
     return Enum("ModelName", {name: name for name in list_models()}, type=str)  # type: ignore[return-value]

@@ -11,6 +11,7 @@ fp16 with loss scaling on CUDA (Micikevicius et al., "Mixed Precision Training",
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -81,6 +82,9 @@ class TrainConfig:
     p_synthetic: float = 0.0  # robust: probability a pet-free background is a synthetic dead-leaves scene
     p_mesh: float = 0.0  # robust: probability an image is seen through a wire mesh (and poles)
     p_scene_recolour: float = 0.0  # robust: probability the whole image is recoloured (hue, grayscale)
+    pretrained: bool = True  # start an encoder that has ImageNet weights (segnet-lite0) from them, unless init_from
+    encoder_lr_scale: float = 1.0  # the pretrained encoder's learning rate as a fraction of lr
+    freeze_encoder_bn: bool = False  # keep the encoder's BatchNorm statistics (eval mode) while fine-tuning
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def __post_init__(self) -> None:
@@ -95,6 +99,8 @@ class TrainConfig:
             raise InputError(f"unknown amp {self.amp!r}; choose one of auto, {', '.join(AMP_DTYPES)}")
         if not (0 <= self.p_paste and 0 <= self.p_zoom and self.p_paste + self.p_zoom <= 1):
             raise InputError(f"p_paste and p_zoom must be >= 0 with a sum <= 1, got {self.p_paste} and {self.p_zoom}")
+        if not 0 < self.encoder_lr_scale <= 1:
+            raise InputError(f"encoder_lr_scale must lie in (0, 1], got {self.encoder_lr_scale}")
         for name in ("p_onto_image", "p_recolour", "p_empty", "p_synthetic", "p_mesh", "p_scene_recolour"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
@@ -135,6 +141,16 @@ def augment(images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, gen
         f = factor.view(n, 1, 1, 1)
         images = (f * images + (1 - f) * mean).clamp_(0, 1)
     return images, labels
+
+
+def _normalizer(config: PreprocessConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x -> (x - mean) / std`` per channel for ``(N, 3, H, W)`` [0, 1] pixels, as
+    :func:`segedge.data.transforms.preprocess` applies the contract's mean and std."""
+    if config.mean is None and config.std is None:
+        return lambda x: x
+    mean = torch.tensor(config.mean or (0.0, 0.0, 0.0)).view(1, 3, 1, 1)
+    inv_std = 1.0 / torch.tensor(config.std or (1.0, 1.0, 1.0)).view(1, 3, 1, 1)
+    return lambda x: (x - mean) * inv_std
 
 
 @torch.no_grad()
@@ -195,8 +211,11 @@ def train(
     amp_dtype = AMP_DTYPES[amp]
     scaler = torch.amp.GradScaler("cuda", enabled=amp == Amp.FP16.value)
 
+    # augmentation works on [0, 1] pixels; the contract's mean/std are applied at the model's input
+    pixels = dataclasses.replace(config.preprocess, mean=None, std=None)
+    normalize = _normalizer(config.preprocess)
     train_x, train_y, _ = load_split_arrays(
-        data_root, config.train_split, config.preprocess, config.limit, lambda d, t: report("load train", d, t)
+        data_root, config.train_split, pixels, config.limit, lambda d, t: report("load train", d, t)
     )
     val_x, val_y, _ = load_split_arrays(
         data_root, config.val_split, config.preprocess, config.limit, lambda d, t: report("load val", d, t)
@@ -208,13 +227,21 @@ def train(
 
         backgrounds = pet_free_crops(torch.from_numpy(train_x), train_labels, torch.Generator().manual_seed(config.seed))
         if config.background_video:
-            backgrounds = torch.cat([backgrounds, video_backgrounds(config.background_video, config.preprocess, seed=config.seed)])
+            backgrounds = torch.cat([backgrounds, video_backgrounds(config.background_video, pixels, seed=config.seed)])
         log.info("robust recipe: %d pet-free backgrounds", len(backgrounds))
     model = create_model(config.model)
+    encoder = getattr(model, "encoder", None) if hasattr(model, "load_imagenet_encoder") else None
     if config.init_from:
         model.load_state_dict(load_checkpoint(config.init_from).model.state_dict())
+    elif encoder is not None and config.pretrained and not resume:
+        model.load_imagenet_encoder()
+        log.info("encoder initialised from ImageNet weights")
     model = model.to(device, memory_format=torch.channels_last)  # channels_last: ~2x on CPU
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    encoder_params = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+    groups = [{"params": [p for p in model.parameters() if id(p) not in encoder_params], "lr": config.lr}]
+    if encoder_params:
+        groups.append({"params": list(encoder.parameters()), "lr": config.lr * config.encoder_lr_scale})
+    optimizer = torch.optim.Adam(groups, lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
     history: dict[str, Any] = {"config": config.to_dict(), "epochs": []}
     start_epoch = 0
@@ -237,6 +264,10 @@ def train(
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         model.train()
+        if encoder is not None and config.freeze_encoder_bn:
+            for module in encoder.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()  # running statistics stay the ImageNet ones; the affine terms still learn
         order = torch.randperm(len(train_x), generator=generator)
         total_loss = 0.0
         seen = 0
@@ -247,7 +278,7 @@ def train(
                 from segedge.training.augment import robust_augment
 
                 x, y = robust_augment(x, y, backgrounds, generator, **{name: getattr(config, name) for name in ROBUST_OPTIONS})
-            x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
+            x, y = normalize(x).to(device).contiguous(memory_format=torch.channels_last), y.to(device)
             with torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 loss = loss_fn(model(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
