@@ -111,6 +111,13 @@ class Interpolation(Word):
     CUBIC = "cubic"
 
 
+class Resize(Word):
+    """How a frame becomes the model input (:func:`segedge.data.transforms.preprocess`)."""
+
+    STRETCH = "stretch"  # every frame resized to height x width, aspect ignored (the article)
+    ASPECT = "aspect"  # the frame's aspect kept: short side min(height, width), long side to the nearest size multiple
+
+
 class HardwareCompatibility(Word):
     """TensorRT engine hardware compatibility (``HardwareCompatibilityLevel``)."""
 
@@ -119,6 +126,8 @@ class HardwareCompatibility(Word):
 
 
 INTERPOLATION_NAMES = tuple(i.value for i in Interpolation)
+RESIZE_NAMES = tuple(r.value for r in Resize)
+MAX_ASPECT = 3.0  # aspect-preserving inputs stop at 3:1; a wider frame is squeezed to 3:1 (TensorRT profiles cover up to it)
 
 # Oxford-IIIT Pet trimap classes, the default of every segedge artifact (class index = trimap value - 1).
 PET_CLASSES: tuple[str, ...] = ("pet", "background", "border")
@@ -172,6 +181,7 @@ class PreprocessConfig:
     scale: float = 1.0 / 255.0  # uint8 -> float multiplier: [0, 255] -> [0, 1]
     mean: tuple[float, float, float] | None = None  # per channel, subtracted after scaling (ImageNet: 0.485, 0.456, 0.406)
     std: tuple[float, float, float] | None = None  # per channel, divides after the mean (ImageNet: 0.229, 0.224, 0.225)
+    resize: str = "stretch"  # stretch: every frame to height x width | aspect: keep the frame's aspect (see aspect_size)
 
     def __post_init__(self) -> None:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (self.height, self.width)):
@@ -187,6 +197,9 @@ class PreprocessConfig:
             raise InputError(
                 f"unknown interpolation {self.interpolation!r}; expected one of {', '.join(INTERPOLATION_NAMES)}"
             )
+        object.__setattr__(self, "resize", str(self.resize))
+        if self.resize not in RESIZE_NAMES:
+            raise InputError(f"unknown resize {self.resize!r}; expected one of {', '.join(RESIZE_NAMES)}")
         if self.channel_order not in ("RGB", "BGR"):
             raise InputError(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
         object.__setattr__(self, "mean", _triple("mean", self.mean))
@@ -200,13 +213,16 @@ class PreprocessConfig:
         return self.height, self.width
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values; ``mean``/``std`` only when set (older readers and hashes stay valid)."""
+        """Plain values; ``mean``/``std`` only when set and ``resize`` only when not ``stretch``
+        (older readers and hashes stay valid)."""
         data = asdict(self)
         for key in ("mean", "std"):
             if data[key] is None:
                 del data[key]
             else:
                 data[key] = list(data[key])
+        if data["resize"] == Resize.STRETCH.value:
+            del data["resize"]
         return data
 
     def to_json(self) -> str:
@@ -233,6 +249,34 @@ class PreprocessConfig:
         if not isinstance(data, dict):
             raise InputError("preprocessing metadata must be a JSON object")
         return cls.from_dict(data)
+
+
+def aspect_size(frame_height: int, frame_width: int, short_side: int, multiple: int = 1) -> tuple[int, int]:
+    """The model input size that keeps a frame's aspect ratio.
+
+    The frame's shorter side becomes ``short_side``; the longer one follows the aspect ratio
+    (capped at :data:`MAX_ASPECT`) and is rounded to the nearest multiple of ``multiple``
+    (at least ``short_side``). A 854x480 (16:9) frame at short side 256, multiple 32 gives
+    ``(256, 448)``; 640x480 (4:3) gives ``(256, 352)``; a portrait frame the transpose.
+
+    Args:
+        frame_height, frame_width: the frame's size in pixels (> 0).
+        short_side: the model input's shorter side in pixels, a multiple of ``multiple``.
+        multiple: input sides must be multiples of this (``2 ** pooling stages``).
+
+    Returns:
+        ``(height, width)`` of the model input in pixels.
+
+    Raises:
+        InputError: a non-positive size, or a ``short_side`` that is not a multiple of ``multiple``.
+    """
+    if frame_height <= 0 or frame_width <= 0 or short_side <= 0 or multiple <= 0:
+        raise InputError(f"sizes must be positive, got frame {frame_height}x{frame_width}, short side {short_side}, multiple {multiple}")
+    if short_side % multiple:
+        raise InputError(f"short side {short_side} is not a multiple of {multiple}")
+    ratio = min(max(frame_height, frame_width) / min(frame_height, frame_width), MAX_ASPECT)
+    long_side = max(short_side, int(round(short_side * ratio / multiple)) * multiple)
+    return (short_side, long_side) if frame_height <= frame_width else (long_side, short_side)
 
 
 def read_props(props: Iterable[Any] | Mapping[str, str]) -> dict[str, str]:
@@ -317,6 +361,31 @@ class Contract:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def any_size(self) -> bool:
+        """Whether the artifact takes inputs of other sizes than :attr:`input_size` (symbolic
+        height and width, in multiples of :attr:`size_multiple`)."""
+        return "height" in self.dynamic and "width" in self.dynamic
+
+    def accepts(self, height: int, width: int) -> bool:
+        """Whether a ``(N, 3, height, width)`` input fits the artifact: the trained size, or
+        with :attr:`any_size` any multiple of :attr:`size_multiple`."""
+        if (height, width) == self.input_size:
+            return True
+        multiple = self.size_multiple or 1
+        return self.any_size and height > 0 and width > 0 and height % multiple == 0 and width % multiple == 0
+
+    def input_size_for(self, frame_height: int, frame_width: int) -> tuple[int, int]:
+        """The input size a frame of ``frame_height x frame_width`` pixels is fed at.
+
+        With ``preprocess.resize == "aspect"`` and an artifact of :attr:`any_size`: the
+        aspect-preserving size of :func:`aspect_size` at the short side
+        ``min(input_size)``; otherwise :attr:`input_size` (every frame stretched to it).
+        """
+        if self.preprocess.resize != Resize.ASPECT.value or not self.any_size:
+            return self.input_size
+        return aspect_size(frame_height, frame_width, min(self.input_size), self.size_multiple or 1)
 
     def replace(self, **changes: Any) -> "Contract":
         """A copy with ``changes`` applied (the dataclass is frozen)."""

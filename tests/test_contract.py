@@ -135,3 +135,37 @@ def test_the_cli_defines_no_enum_of_its_own():
         tree = ast.parse(path.read_text())
         enums = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and any(getattr(b, "id", "") == "Enum" or getattr(b, "attr", "") == "Enum" for b in n.bases)]
         assert not enums, f"{path.name} defines {enums}; use the library's enums (segedge.contract)"
+
+
+@pytest.mark.parametrize("frame, expected", [
+    ((480, 854), (256, 448)),  # 16:9 (DAVIS)
+    ((720, 1280), (256, 448)),
+    ((480, 640), (256, 352)),  # 4:3
+    ((854, 480), (448, 256)),  # portrait
+    ((256, 256), (256, 256)),
+    ((272, 640), (256, 608)),  # 2.35:1
+    ((100, 2000), (256, 768)),  # 20:1 is capped at 3:1
+])
+def test_aspect_size_keeps_the_frames_aspect_in_multiples(frame, expected):
+    from segedge.contract import aspect_size
+
+    assert aspect_size(*frame, short_side=256, multiple=32) == expected
+
+
+def test_only_a_model_of_any_size_with_resize_aspect_is_fed_at_the_frames_aspect():
+    aspect = PreprocessConfig(256, 256, resize="aspect")
+    dynamic = Contract(preprocess=aspect, dynamic=("batch", "height", "width"), size_multiple=32)
+    assert dynamic.input_size_for(480, 854) == (256, 448)
+    assert dynamic.accepts(256, 448) and dynamic.accepts(256, 256) and not dynamic.accepts(256, 440)
+    static = dynamic.replace(dynamic=("batch",))  # exported without --dynamic-hw: the trained size only
+    assert static.input_size_for(480, 854) == (256, 256) and not static.accepts(256, 448)
+    stretch = dynamic.replace(preprocess=PreprocessConfig(256, 256))
+    assert stretch.input_size_for(480, 854) == (256, 256)
+
+
+def test_resize_is_stored_only_when_not_the_default():
+    assert "resize" not in PreprocessConfig().to_dict()  # records and hashes of earlier artifacts unchanged
+    config = PreprocessConfig(64, 64, resize="aspect")
+    assert PreprocessConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(InputError, match="unknown resize"):
+        PreprocessConfig(resize="crop")

@@ -54,7 +54,7 @@ def export_command(
     precision: Annotated[Precision, typer.Option(help="fp32, or fp16 (FP16 inside, float32 input and output: what a strongly typed TensorRT network builds as FP16); int8 is `segedge calibrate` or `segedge build-engine --precision int8`.")] = Precision.FP32,
     opset: Annotated[int, typer.Option(help="ONNX opset; 17 is the newest TensorRT 8.6 to 11 all parse.")] = 17,
     dynamic_batch: Annotated[bool, typer.Option(help="Symbolic batch dimension.")] = True,
-    dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help="Symbolic height and width (multiples of 2**stages = 16).")] = False,
+    dynamic_hw: Annotated[Optional[bool], typer.Option("--dynamic-hw/--static-hw", help="Symbolic height and width (multiples of the model's size multiple: 16 for segnet, 32 for segnet-lite0), or the trained size only. Default: symbolic for a model that keeps the frame's aspect (segnet-lite0: every frame is fed at its own aspect-preserving size), static otherwise.", show_default=False)] = None,
     exporter: Annotated[Exporter, typer.Option(help="dynamo (torch.onnx.export(dynamo=True)) or legacy (TorchScript, module-swapped model).")] = Exporter.DYNAMO,
     lint: Annotated[bool, typer.Option(help="Fail when TensorRT's ONNX parser would reject the graph (tensorrt target).")] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
@@ -86,8 +86,8 @@ def export_command(
     if precision is Precision.INT8:
         raise InputError("export writes fp32 or fp16; INT8 needs calibration: `segedge calibrate` or `segedge build-engine --precision int8`")
     if source is not None and source.suffix.lower() == ".onnx":
-        if dynamic_hw or exporter is not Exporter.DYNAMO or opset != 17 or not dynamic_batch:
-            raise InputError("--dynamic-hw, --no-dynamic-batch, --opset and --exporter apply to checkpoints, not to an ONNX input")
+        if dynamic_hw is not None or exporter is not Exporter.DYNAMO or opset != 17 or not dynamic_batch:
+            raise InputError("--dynamic-hw/--static-hw, --no-dynamic-batch, --opset and --exporter apply to checkpoints, not to an ONNX input")
         contract = None
         if classes is not None or mean is not None or std is not None:
             from segedge.export.metadata import load_onnx

@@ -37,8 +37,11 @@ def print_live_stats(stats, label: str) -> None:
             table.add_row("end-to-end latency" if stage == "latency" else stage, f"{hist.percentile(50):.2f}", f"{hist.percentile(99):.2f}")
     console.print(table)
     if stats.iou:
-        per_frame = " ".join("-" if v != v else f"{100 * v:.0f}" for v in stats.iou)
-        console.print(f"pet IoU against ground truth: mean {100 * stats.mean_iou:.2f}% over {len(stats.iou)} frames; per frame (%): {per_frame}")
+        per_frame = " ".join("-" if v != v else f"{100 * v:.0f}" for v in stats.object_iou)
+        console.print(
+            f"IoU against ground truth, mean over {len(stats.iou)} frames: object (pet or border) {100 * stats.mean_object_iou:.2f}%, "
+            f"pet only {100 * stats.mean_iou:.2f}%; object IoU per frame (%): {per_frame}"
+        )
     if stats.drift is not None:
         print_drift_summary(stats.drift)
 
@@ -51,8 +54,9 @@ def print_drift_summary(summary) -> None:
         console.print(f"agreement with {summary.reference}: no frame scored ({summary.due} due{skipped})")
         return
     iou = ", ".join(f"{k} {100 * v:.2f}%" for k, v in summary.iou.items() if v == v)
+    policy = "a file: the loop waits for the reference" if summary.waited else "live: frames skipped while the reference is busy"
     console.print(
-        f"agreement with {summary.reference} ({sampled}, {summary.scored} of {summary.due} due frames scored{skipped}): "
+        f"agreement with {summary.reference} ({sampled}, {summary.scored} of {summary.due} due frames scored{skipped}; {policy}): "
         f"mean {100 * summary.mean:.2f}%, p5 {100 * summary.p5:.2f}%, worst {100 * summary.worst:.2f}% at frame {summary.worst_frame}; "
         f"IoU vs reference {iou}; logit error max {summary.logits_error['max']:.3g}, p99 {summary.logits_error['p99']:.3g}"
     )
@@ -137,7 +141,7 @@ def run_command(
         raise InputError(f"--output and --stats are both {output}; give each its own file")
     if save_masks is not None:
         check_output(save_masks, inputs, directory=True, option="--save-masks")
-    gt = GroundTruth(gt_masks) if gt_masks else None
+    gt = GroundTruth.for_classes(gt_masks, runner.classes) if gt_masks else None
     monitor = None
     if reference is not None or alert_below is not None or fail_below is not None:
         from segedge.report.monitor import DriftMonitor, load_reference
@@ -155,6 +159,8 @@ def run_command(
     )
     with open_source(source, decode_threads=decode_threads) as frames:
         frames.warn_skips = False  # counted, and the first reason given, in the summary
+        if monitor is not None and not frames.live and not realtime:
+            monitor.wait = True  # a file has no deadline: every due frame is scored (a camera or stream skips when busy)
         sinks = []
         try:
             if output is not None:

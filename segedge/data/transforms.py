@@ -36,10 +36,13 @@ def preprocess(
     images: np.ndarray | Sequence[np.ndarray],
     config: PreprocessConfig = PreprocessConfig(),
     out: np.ndarray | None = None,
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Turn BGR uint8 frames into the model's input batch.
 
-    Resize to ``config.size`` (``config.interpolation``), reorder channels to
+    Resize to ``size`` (default ``config.size``; an aspect-preserving size from
+    :meth:`segedge.contract.Contract.input_size_for` for a model of any input size) with
+    ``config.interpolation``, reorder channels to
     ``config.channel_order``, scale by ``config.scale``, subtract ``config.mean`` and divide
     by ``config.std`` per channel when they are set, and lay out NCHW.
 
@@ -49,6 +52,7 @@ def preprocess(
         config: preprocessing parameters (from the checkpoint or artifact).
         out: optional preallocated ``(N, 3, height, width)`` float32 array to fill (the live
             loop reuses one buffer instead of allocating per frame).
+        size: ``(height, width)`` of the model input in pixels; default ``config.size``.
 
     Returns:
         ``(N, 3, height, width)`` float32, C-contiguous; ``out`` when given.
@@ -59,7 +63,7 @@ def preprocess(
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = [images]
     n = len(images)
-    h, w = config.size
+    h, w = size or config.size
     if out is None:
         out = np.empty((n, 3, h, w), dtype=np.float32)
     elif out.shape != (n, 3, h, w) or out.dtype != np.float32:

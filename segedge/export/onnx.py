@@ -37,12 +37,12 @@ from segedge._io import atomic_path, check_output
 from segedge.data.transforms import PreprocessConfig, preprocess
 from segedge.errors import ExportError, InputError
 from segedge.export.lint import LintReport, lint_tensorrt
-from segedge.contract import Contract, Precision, Target
+from segedge.contract import Contract, Precision, Resize, Target
 from segedge.export.options import Exporter
 from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter, read_metadata
 from segedge.export.onnx_rewrite import outputs_identical, rewrite_unpool
 from segedge.export.unpool import make_exportable, tie_heavy_probe
-from segedge.models.checkpoint import Checkpoint, load_checkpoint
+from segedge.models.checkpoint import Checkpoint, load_checkpoint, size_multiple
 
 DEFAULT_OPSET = 17  # the newest opset TensorRT 8.6 to 11 all parse
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -144,15 +144,6 @@ def check_output_path(output: str | os.PathLike[str], force: bool, source: str |
     return check_output(output, [source], force=force)
 
 
-def size_multiple(model: torch.nn.Module) -> int:
-    """Input height and width must be multiples of this: ``2 ** stages`` for the SegNet
-    family, a model's own ``size_multiple`` attribute, else 1 (no constraint known)."""
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "stages"):
-        return 2 ** config.stages
-    return int(getattr(model, "size_multiple", 1))
-
-
 def onnx_contract(model: onnx.ModelProto, source: str = "ONNX model") -> Contract:
     """The contract an ONNX declares; for a foreign model, defaults at its input's static
     size (see :meth:`Contract.from_metadata`).
@@ -232,7 +223,7 @@ def export_onnx(
     output: str | os.PathLike[str],
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
-    dynamic_hw: bool = False,
+    dynamic_hw: bool | None = None,
     target: Target | str = Target.TENSORRT,
     precision: Precision | str = Precision.FP32,
     exporter: Exporter | str = Exporter.DYNAMO,
@@ -247,7 +238,9 @@ def export_onnx(
         output: destination ``.onnx`` (written atomically; untouched on failure).
         opset: ONNX opset (default 17; the range TensorRT 8.6 to 11 all parse).
         dynamic_batch: symbolic batch dimension.
-        dynamic_hw: symbolic height and width, constrained to multiples of ``2 ** stages``.
+        dynamic_hw: symbolic height and width, constrained to multiples of ``2 ** stages``;
+            ``None`` (default): on for a checkpoint whose preprocessing keeps the frame's aspect
+            (``resize="aspect"``: every frame is fed at its own aspect-preserving size), off otherwise.
         target: ``tensorrt`` (standard ops, TensorRT-parseable) or ``onnxruntime``
             (MaxPool Indices + MaxUnpool, about 2x faster in ONNX Runtime on a CPU).
         precision: ``fp32``, or ``fp16`` (FP16 weights and activations, float32 input and output).
@@ -282,6 +275,8 @@ def export_onnx(
     h, w = ckpt.preprocess.size
     if h % multiple or w % multiple:
         raise InputError(f"input size {h}x{w} must be a multiple of {multiple} (2 ** pooling stages)")
+    if dynamic_hw is None:
+        dynamic_hw = ckpt.preprocess.resize == Resize.ASPECT
     dynamic = (["batch"] if dynamic_batch else []) + (["height", "width"] if dynamic_hw else [])
     # contiguous weights: a channels_last model makes torch.export specialise the batch size
     reference = ckpt.model.eval()

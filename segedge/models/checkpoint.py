@@ -37,6 +37,16 @@ FORMAT_VERSION = 1
 EMBEDDED_CHECKPOINT = Path(__file__).parent / "weights" / "segnet-dsc.pt"
 
 
+def size_multiple(model: nn.Module) -> int:
+    """Input height and width must be multiples of this: ``2 ** stages`` for the SegNet
+    family (``config.stages``), a model's own ``size_multiple`` attribute, else 1 (no
+    constraint known)."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "stages"):
+        return 2 ** config.stages
+    return int(getattr(model, "size_multiple", 1))
+
+
 @dataclass
 class Checkpoint:
     """A loaded checkpoint: the model (eval mode, CPU, float32) and its deployment contract."""
@@ -57,7 +67,7 @@ class Checkpoint:
             {"model": self.model_name, "preprocess": self.preprocess.to_dict(), "classes": list(self.classes),
              "palette": self.palette, "meta": self.meta},
             str(self.path or self.model_name),
-        )
+        ).replace(size_multiple=size_multiple(self.model))
 
     @classmethod
     def from_module(cls, model: nn.Module, contract: Contract | None = None, name: str | None = None, meta: dict[str, Any] | None = None) -> "Checkpoint":

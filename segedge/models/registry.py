@@ -5,24 +5,44 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING, Callable
 
+from segedge.contract import PreprocessConfig
 from segedge.errors import InputError
 
 if TYPE_CHECKING:  # the registry itself imports no torch: `segedge --help` lists models without it
     from torch import nn
 
 _REGISTRY: dict[str, Callable[[], nn.Module]] = {}
+_PREPROCESS: dict[str, PreprocessConfig] = {}
 
 
-def register_model(name: str) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
-    """Decorator registering a zero-argument model factory under ``name``."""
+def register_model(name: str, preprocess: PreprocessConfig | None = None) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+    """Decorator registering a zero-argument model factory under ``name``.
+
+    Args:
+        name: the registry name.
+        preprocess: the preprocessing the model is trained with by default (an ImageNet
+            encoder needs its weights' normalisation); default :class:`PreprocessConfig` (the article's).
+    """
 
     def wrap(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = factory
+        _PREPROCESS[name] = preprocess or PreprocessConfig()
         return factory
 
     return wrap
+
+
+def default_preprocess(name: str) -> PreprocessConfig:
+    """The preprocessing ``segedge train --model NAME`` uses unless told otherwise.
+
+    Raises:
+        InputError: unknown name; the message lists the valid ones.
+    """
+    if name not in _PREPROCESS:
+        raise InputError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+    return _PREPROCESS[name]
 
 
 def list_models() -> list[str]:
@@ -34,7 +54,7 @@ def create_model(name: str) -> nn.Module:
     """Build a freshly initialised model by registry name.
 
     Args:
-        name: one of :func:`list_models` (``segnet``, ``segnet-dsc``).
+        name: one of :func:`list_models` (``segnet``, ``segnet-dsc``, ``segnet-lite0``, ``segnet-lite0-bilinear``).
 
     Returns:
         The model in training mode, on the CPU, float32.
@@ -65,7 +85,11 @@ def segnet_dsc() -> nn.Module:
     return SegNet(SegNetConfig(separable=True))
 
 
-@register_model("segnet-lite0")
+# TensorFlow's EfficientNet-Lite preprocessing (pixels to [-1, 1]); each frame fed at its own aspect, short side 256
+LITE_PREPROCESS = PreprocessConfig(256, 256, "linear", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), resize="aspect")
+
+
+@register_model("segnet-lite0", LITE_PREPROCESS)
 def segnet_lite0() -> nn.Module:
     """EfficientNet-Lite0 encoder (ImageNet weights via ``load_imagenet_encoder``) with a SegNet
     decoder that max-unpools with indices of the encoder's features: 3,035,971 parameters."""
@@ -74,7 +98,7 @@ def segnet_lite0() -> nn.Module:
     return SegNetLite(SegNetLiteConfig())
 
 
-@register_model("segnet-lite0-bilinear")
+@register_model("segnet-lite0-bilinear", LITE_PREPROCESS)
 def segnet_lite0_bilinear() -> nn.Module:
     """SegNet-Lite0 with bilinear upsampling instead of max-unpooling (the decoder ablation)."""
     from segedge.models.segnet_lite import SegNetLite, SegNetLiteConfig

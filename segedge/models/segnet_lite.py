@@ -28,11 +28,6 @@ from torch import nn
 from segedge.contract import Word
 from segedge.models.efficientnet_lite import FEATURE_CHANNELS, EfficientNetLite0Encoder, load_imagenet_weights
 
-# ImageNet preprocessing of TensorFlow's EfficientNet-Lite checkpoints: [0, 1] pixels to [-1, 1]
-LITE_MEAN = (0.5, 0.5, 0.5)
-LITE_STD = (0.5, 0.5, 0.5)
-
-
 class DecoderUpsample(Word):
     """How a SegNet-Lite decoder stage doubles the resolution."""
 
@@ -100,8 +95,8 @@ class SegNetLite(nn.Module):
     """EfficientNet-Lite0 encoder + SegNet (index-unpooling) decoder.
 
     Shapes: input ``(N, 3, H, W)`` float32, pixels scaled to [-1, 1] (the contract's mean =
-    std = 0.5), ``H`` and ``W`` multiples of 32; output logits ``(N, num_classes, H, W)``
-    float32.
+    std = 0.5, :data:`segedge.models.registry.LITE_PREPROCESS`), ``H`` and ``W`` multiples of
+    32; output logits ``(N, num_classes, H, W)`` float32.
     """
 
     def __init__(self, config: SegNetLiteConfig = SegNetLiteConfig()):

@@ -110,12 +110,19 @@ class DriftSummary:
     iou: dict[str, float] = field(default_factory=dict)  # per class, every scored pixel pooled
     logits_error: dict[str, float] = field(default_factory=dict)  # max, mean, p99 over every scored logit
     alerts: list[DriftAlert] = field(default_factory=list)
+    waited: bool = False  # the loop waited for the reference (a file: every due frame scored) instead of skipping
+
+    @property
+    def policy(self) -> str:
+        """How due frames met a busy reference: ``every due frame`` (waited) or ``skip when busy``."""
+        return "every due frame" if self.waited else "skip when busy"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (agreements in percent, rounded to 3 decimals)."""
         pct = lambda v: None if v is None or not math.isfinite(v) else round(100 * v, 3)  # noqa: E731
         return {
             "reference": self.reference, "every": self.every, "due": self.due, "scored": self.scored, "skipped": self.skipped,
+            "policy": self.policy,
             "mean_pct": pct(self.mean), "p5_pct": pct(self.p5), "worst_pct": pct(self.worst), "worst_frame": self.worst_frame,
             "pixel_agreement_pct": pct(self.pixel_agreement), "iou_pct": {k: pct(v) for k, v in self.iou.items()},
             "logits_error": {k: (None if not math.isfinite(v) else round(v, 6)) for k, v in self.logits_error.items()},
@@ -241,6 +248,11 @@ class DriftMonitor:
             )
         if tuple(ref.classes) != tuple(candidate.classes):
             raise InputError(f"the reference {ref.name} has classes {list(ref.classes)}, the candidate {list(candidate.classes)}")
+        if candidate.contract.any_size and ref.preprocess_config.resize == "aspect" and not ref.contract.any_size:
+            raise InputError(
+                f"the candidate {candidate.name} takes each frame at its aspect-preserving size, the reference {ref.name} "
+                "only its trained size; give the checkpoint, or an ONNX exported with --dynamic-hw, as the reference"
+            )
 
     def start(self, candidate: Runner) -> None:
         """Allocate the buffers for ``candidate``'s shapes and start the worker.
@@ -286,6 +298,8 @@ class DriftMonitor:
                 buffer = self._free.pop()
             else:  # closing after a failure
                 return
+        if buffer.batch.shape != batch.shape or buffer.logits.shape != logits.shape:  # an aspect-preserving input size
+            buffer.batch, buffer.logits = np.empty(batch.shape, np.float32), np.empty(logits.shape, np.float32)
         np.copyto(buffer.batch, batch)
         np.copyto(buffer.logits, logits)
         buffer.frame = frame
@@ -337,6 +351,7 @@ class DriftMonitor:
         """The :class:`DriftSummary` so far."""
         with self._cond:
             s = self._summary
+            s.waited = self.wait
             if s.scored:
                 s.mean = self._sum / s.scored
                 rank = max(1, math.ceil(0.05 * s.scored))
@@ -374,6 +389,8 @@ class DriftMonitor:
 
     def _score(self, buffer: _Buffer) -> tuple[FrameDrift, bool]:
         t0 = time.perf_counter()
+        if self._ref_logits.shape != buffer.logits.shape:
+            self._ref_logits = np.empty(buffer.logits.shape, np.float32)
         reference_logits = self.reference.infer(buffer.batch, out=self._ref_logits)
         reference_ms = (time.perf_counter() - t0) * 1000
         reference = reference_logits[0].argmax(0).astype(np.uint8)  # NumPy's tie rule, as the report

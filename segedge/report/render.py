@@ -206,16 +206,20 @@ def to_html(report: DriftReport, figures: dict[str, bytes | None] | None = None)
 
 
 def video_table(report: DriftReport) -> Table:
-    """Mean and worst frame agreement per candidate, mean pet IoU vs the masks (empty
-    without a video)."""
+    """Mean and worst frame agreement per candidate, mean object IoU (pet or border) and pet
+    IoU vs the masks (empty without a video)."""
     v = report.video
     if v is None:
         return ["model"], []
-    head = ["model", "mean agreement", "min frame agreement", "mean pet IoU"]
-    rows = [[c.name, _pct(c.agreement, 3), _pct(min(c.per_frame_agreement), 2), _pct(c.mean_iou)] for c in v.candidates]
+    head = ["model", "mean agreement", "min frame agreement", "mean object IoU", "mean pet IoU"]
+    rows = [[c.name, _pct(c.agreement, 3), _pct(min(c.per_frame_agreement), 2), _pct(c.mean_object_iou), _pct(c.mean_iou)]
+            for c in v.candidates]
     if v.reference_iou is not None:
-        finite = [x for x in v.reference_iou if x is not None]
-        rows.insert(0, [f"{report.reference} (reference)", "", "", _pct(float(np.mean(finite)) if finite else None)])
+        def mean(values):
+            finite = [x for x in values or [] if x is not None]
+            return _pct(float(np.mean(finite)) if finite else None)
+
+        rows.insert(0, [f"{report.reference} (reference)", "", "", mean(v.reference_object_iou), mean(v.reference_iou)])
     return head, rows
 
 

@@ -42,8 +42,10 @@ video::
 
     source, gt_masks (str|null), frames (int), every (int)
     reference_iou     [float|null] per frame: pet IoU of the reference vs the ground-truth masks|null
+    reference_object_iou  [float|null] per frame: object IoU (pet or border vs the whole-animal mask)|null
     candidates        [{name, agreement: float, per_frame_agreement: [float], per_frame_iou: [float|null]|null,
-                        mean_iou: float|null}]
+                        mean_iou: float|null, per_frame_object_iou: [float|null]|null, mean_object_iou: float|null}]
+                      (the object IoU fields are optional: reports written before them load as null)
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ class VideoCandidate:
     per_frame_agreement: list[float]
     per_frame_iou: list[float | None] | None = None  # pet IoU vs the ground-truth mask
     mean_iou: float | None = None
+    per_frame_object_iou: list[float | None] | None = None  # object IoU: pet or border vs the whole-animal mask
+    mean_object_iou: float | None = None
 
 
 @dataclass
@@ -123,6 +127,7 @@ class VideoDrift:
     every: int
     reference_iou: list[float | None] | None
     candidates: list[VideoCandidate]
+    reference_object_iou: list[float | None] | None = None
 
 
 @dataclass

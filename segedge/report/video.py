@@ -18,7 +18,6 @@ from segedge.report.schema import VideoCandidate, VideoDrift
 from segedge.runtime.base import Runner
 from segedge.runtime.postprocess import GroundTruth
 
-PET = 0  # class index compared with the binary masks
 
 
 def _masks_dir(path: Path) -> Path:
@@ -39,10 +38,12 @@ def video_drift(
     """Segment every ``every``-th frame of ``clip`` with each model and compare.
 
     Per frame: the fraction of pixels (at the model resolution) where each candidate's argmax
-    equals the reference's; with ``gt_masks``, the IoU of the pet class against the mask of
-    that frame (matched by sorted file order), computed at the frame's size with the class map
-    upsampled by nearest neighbour, as the live loop does (``nan`` -> ``None`` when both are
-    empty or the frame has no mask).
+    equals the reference's; with ``gt_masks``, the IoU of the pet class and of the object (every
+    class but background: pet or border) against the mask of that frame (matched by sorted file
+    order), computed at the frame's size with the class map upsampled by nearest neighbour, as
+    the live loop does (``nan`` -> ``None`` when both are empty or the frame has no mask). Each
+    model sees each frame at its :meth:`~segedge.runtime.base.Runner.input_size` (the
+    aspect-preserving size for a model of any input size).
 
     Args:
         reference, candidates: loaded models with the same input size.
@@ -63,10 +64,10 @@ def video_drift(
     for runner in candidates:
         if runner.preprocess_config.size != size:
             raise InputError(f"{runner.name} takes {runner.preprocess_config.size} inputs, the reference {size}: not comparable")
-    truth = GroundTruth(_masks_dir(Path(gt_masks)), PET) if gt_masks is not None else None
+    truth = GroundTruth.for_classes(_masks_dir(Path(gt_masks)), reference.classes) if gt_masks is not None else None
     report = progress or (lambda stage, done, total: None)
     agreement: list[list[float]] = [[] for _ in candidates]
-    ious: list[list[float]] = [[] for _ in range(len(candidates) + 1)]
+    ious: list[list[tuple[float, float]]] = [[] for _ in range(len(candidates) + 1)]  # (pet, object) per frame
     try:
         with open_source(str(clip)) as frames:
             total = getattr(frames, "total", None) or 0
@@ -94,18 +95,25 @@ def video_drift(
         raise DataError(f"{clip} yielded no frame")
     rows = []
     for runner, per_frame, iou in zip(candidates, agreement, ious[1:]):
+        pet, whole = [p for p, _ in iou], [o for _, o in iou]
         rows.append(VideoCandidate(
             runner.name, float(np.mean(per_frame)), per_frame,
-            _nullable(iou) if truth else None, _mean(iou) if truth else None,
+            _nullable(pet) if truth else None, _mean(pet) if truth else None,
+            _nullable(whole) if truth else None, _mean(whole) if truth else None,
         ))
     return VideoDrift(str(clip), str(_masks_dir(Path(gt_masks))) if gt_masks else None, kept, every,
-                      _nullable(ious[0]) if truth else None, rows)
+                      _nullable([p for p, _ in ious[0]]) if truth else None, rows,
+                      _nullable([o for _, o in ious[0]]) if truth else None)
 
 
 def _score(reference: Runner, candidates: Sequence[Runner], batch, truth: GroundTruth | None, agreement, ious) -> None:
     images = [frame for _, frame in batch]
     ref = infer_batched(reference, images).argmax(1).astype(np.uint8)
     preds = [ref] + [infer_batched(runner, images).argmax(1).astype(np.uint8) for runner in candidates]
+    for runner, pred in zip(candidates, preds[1:]):
+        if pred.shape != ref.shape:
+            raise InputError(f"{runner.name} segments these frames at {pred.shape[1]}x{pred.shape[2]}, the reference at "
+                             f"{ref.shape[1]}x{ref.shape[2]}: not comparable (export both with --dynamic-hw, or both without)")
     for k, pred in enumerate(preds[1:]):
         agreement[k].extend(round(float(v), 6) for v in (pred == ref).mean(axis=(1, 2)))
     if truth is None:
@@ -113,7 +121,7 @@ def _score(reference: Runner, candidates: Sequence[Runner], batch, truth: Ground
     for k, pred in enumerate(preds):
         for j, (index, frame) in enumerate(batch):
             full = cv2.resize(pred[j], (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
-            ious[k].append(truth.iou(index, full))
+            ious[k].append(truth.ious(index, full))
 
 
 def _nullable(values: list[float]) -> list[float | None]:

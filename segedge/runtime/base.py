@@ -74,7 +74,9 @@ class Runner(abc.ABC):
 
         Args:
             batch: ``(N, 3, H, W)`` float32 preprocessed input (see :meth:`preprocess`),
-                ``(H, W)`` = ``preprocess_config.size``.
+                ``(H, W)`` = ``preprocess_config.size``, or any size the contract
+                :meth:`~segedge.contract.Contract.accepts` (multiples of its size multiple
+                for a model of any input size).
             out: optional C-contiguous ``(N, num_classes, H, W)`` float32 buffer for the
                 logits (the live loop reuses one; backends that can write into it do).
 
@@ -84,11 +86,13 @@ class Runner(abc.ABC):
         Raises:
             InputError: wrong rank, shape, dtype, or a batch above ``max_batch``.
         """
-        h, w = self.preprocess_config.size
         if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
             raise InputError(f"expected a float32 numpy batch, got {getattr(batch, 'dtype', type(batch).__name__)}")
-        if batch.ndim != 4 or batch.shape[1:] != (3, h, w):
-            raise InputError(f"expected a batch of shape (N, 3, {h}, {w}), got {batch.shape}")
+        h, w = batch.shape[2:] if batch.ndim == 4 else self.preprocess_config.size
+        if batch.ndim != 4 or batch.shape[1] != 3 or not self.contract.accepts(h, w):
+            th, tw = self.preprocess_config.size
+            sizes = f"{th}, {tw}" if not self.contract.any_size else f"H, W (multiples of {self.contract.size_multiple or 1})"
+            raise InputError(f"expected a batch of shape (N, 3, {sizes}), got {batch.shape}")
         if self.max_batch is not None and batch.shape[0] > self.max_batch:
             raise InputError(f"batch {batch.shape[0]} exceeds this artifact's maximum batch {self.max_batch}")
         if out is not None and (out.dtype != np.float32 or out.shape != (batch.shape[0], len(self.classes), h, w) or not out.flags.c_contiguous):
@@ -104,12 +108,31 @@ class Runner(abc.ABC):
         """Backend inference on a validated, C-contiguous ``(N, 3, H, W)`` float32 batch;
         may write into ``out`` (validated) and return it."""
 
+    def input_size(self, frame_height: int, frame_width: int) -> tuple[int, int]:
+        """``(h, w)`` in pixels at which a ``frame_height x frame_width`` frame is fed: the
+        contract's input size, or its aspect-preserving size for a model of any input size
+        with ``resize="aspect"`` (see :meth:`~segedge.contract.Contract.input_size_for`)."""
+        return self.contract.input_size_for(frame_height, frame_width)
+
     def preprocess(self, images: np.ndarray | Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
-        """The artifact's own preprocessing of BGR uint8 images into a batch."""
-        return preprocess(images, self.preprocess_config, out)
+        """The artifact's own preprocessing of BGR uint8 images into a batch.
+
+        The input size is ``out``'s when given; otherwise :meth:`input_size` of the images
+        when they all have one size, else the contract's input size.
+        """
+        frames = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
+        size = None
+        if out is not None:
+            size = tuple(out.shape[2:]) if out.ndim == 4 else None
+        else:
+            shapes = {tuple(getattr(frame, "shape", ())[:2]) for frame in frames}
+            if len(shapes) == 1 and len(first := shapes.pop()) == 2 and min(first) > 0:
+                size = self.input_size(*first)
+        return preprocess(frames, self.preprocess_config, out, size)
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """Segment BGR uint8 images: ``(N, H, W)`` uint8 class maps at the model resolution."""
+        """Segment BGR uint8 images: ``(N, h, w)`` uint8 class maps at the model resolution
+        (:meth:`input_size` of the images)."""
         return self.infer(self.preprocess(images)).argmax(1).astype(np.uint8)
 
     def segment(self, frame: np.ndarray, alpha: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

@@ -107,33 +107,63 @@ class Postprocessor:
         return self.mask
 
 
+def object_classes(classes: tuple[str, ...] | list[str]) -> tuple[int, ...]:
+    """Indices of the classes that are part of the object a binary mask marks: every class
+    but ``background`` (for the Pet trimap classes: pet and border, the foreground of
+    segmentation_models_pytorch's Oxford-IIIT Pet example: trimap 1 or 3)."""
+    return tuple(i for i, name in enumerate(classes) if name != "background")
+
+
 class GroundTruth:
     """Per-frame binary masks (0 background, >0 object) from a folder, matched to frames by
     sorted file order, as in DAVIS (``masks/00000.png ...``).
+
+    A DAVIS mask is the whole animal, edges included, so two IoUs are scored per frame: of the
+    ``pet_class`` alone, and of the object (``object_classes``: pet or border for the Pet
+    classes; see :func:`object_classes`).
 
     Raises:
         DataError: not a folder of images.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], pet_class: int = 0):
+    def __init__(self, directory: str | os.PathLike[str], pet_class: int = 0, object_classes: tuple[int, ...] | None = None):
         self.files: list[Path] = list_images(directory)
         self.pet_class = pet_class
+        self.object_classes = tuple(object_classes) if object_classes is not None else (pet_class,)
+
+    @classmethod
+    def for_classes(cls, directory: str | os.PathLike[str], classes: tuple[str, ...] | list[str]) -> "GroundTruth":
+        """Masks scored against a model of ``classes``: the pet IoU of the class named ``pet``
+        (else the first class that is not ``background``) and the object IoU of every class but
+        ``background`` (:func:`object_classes`)."""
+        whole = object_classes(classes) or (0,)
+        pet = list(classes).index("pet") if "pet" in classes else whole[0]
+        return cls(directory, pet, whole)
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def iou(self, index: int, full_mask: np.ndarray) -> float:
-        """IoU of the pet class of a frame-size class map against mask ``index`` (nan when
-        both are empty, or no mask exists for that frame).
+    def ious(self, index: int, full_mask: np.ndarray) -> tuple[float, float]:
+        """``(pet IoU, object IoU)`` of a frame-size ``(H, W)`` uint8 class map against mask
+        ``index`` (each nan when both are empty, or no mask exists for that frame).
 
         Raises:
-            DataError: a ground-truth mask of another size than the frame.
+            DataError: an unreadable ground-truth mask.
         """
         if index >= len(self.files):
-            return float("nan")
+            return float("nan"), float("nan")
         truth = read_label_map(self.files[index]) > 0
         if truth.shape != full_mask.shape:
             truth = cv2.resize(truth.astype(np.uint8), full_mask.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-        pred = full_mask == self.pet_class
-        union = np.logical_or(pred, truth).sum()
-        return float(np.logical_and(pred, truth).sum() / union) if union else float("nan")
+        pet = full_mask == self.pet_class
+        whole = np.isin(full_mask, self.object_classes) if self.object_classes != (self.pet_class,) else pet
+        return _iou(pet, truth), _iou(whole, truth)
+
+    def iou(self, index: int, full_mask: np.ndarray) -> float:
+        """Pet IoU of a frame-size class map against mask ``index`` (see :meth:`ious`)."""
+        return self.ious(index, full_mask)[0]
+
+
+def _iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    union = np.logical_or(pred, truth).sum()
+    return float(np.logical_and(pred, truth).sum() / union) if union else float("nan")

@@ -69,6 +69,7 @@ class LiveStats:
     flicker_sum: float = 0.0  # sum over frame pairs of the fraction of pixels whose class changed
     flicker_pairs: int = 0
     iou: list[float] = field(default_factory=list)  # per frame: pet IoU against ground truth (only with --gt-masks)
+    object_iou: list[float] = field(default_factory=list)  # per frame: object (pet or border) IoU against ground truth
     histograms: dict[str, LatencyHistogram] = field(default_factory=lambda: {s: LatencyHistogram() for s in STAGES})
     drift: Any = None  # the drift monitor's summary (segedge.report.monitor.DriftSummary), with --reference
 
@@ -86,4 +87,10 @@ class LiveStats:
 
     @property
     def mean_iou(self) -> float | None:
+        """Mean pet IoU over the frames with ground truth (``None`` without any)."""
         return float(np.nanmean(self.iou)) if self.iou else None
+
+    @property
+    def mean_object_iou(self) -> float | None:
+        """Mean object IoU (pet or border against the whole-animal mask), ``None`` without ground truth."""
+        return float(np.nanmean(self.object_iou)) if self.object_iou else None

@@ -78,7 +78,8 @@ class TorchRunner(Runner):
         self.fp16 = fp16
         # a private copy: channels_last (about 2x faster on CPU, tensor-core friendly on GPU) must not leak into the caller's model
         self.model = copy.deepcopy(ckpt.model).eval().to(self.device, memory_format=torch.channels_last)
-        self.contract = ckpt.contract.replace(precision=Precision.FP16 if fp16 else Precision.FP32)
+        # eager PyTorch takes any batch and, for a fully convolutional model, any multiple of its size multiple
+        self.contract = ckpt.contract.replace(precision=Precision.FP16 if fp16 else Precision.FP32, dynamic=("batch", "height", "width"))
         self.artifact = ckpt.path
 
     def close(self) -> None:

@@ -227,6 +227,10 @@ class _Loop:
 
     def _preprocess(self, slot: _Slot) -> None:
         t0 = time.perf_counter()
+        size = self.runner.input_size(*slot.frame.shape[:2])  # the contract's size, or the frame's aspect-preserving one
+        if slot.batch.shape[2:] != size:  # once per slot for a source of one frame size
+            slot.batch = np.empty((1, 3, *size), np.float32)
+            slot.logits = np.empty((1, len(self.runner.classes), *size), np.float32)
         self.runner.preprocess(slot.frame, out=slot.batch)
         slot.preprocess_ms = (time.perf_counter() - t0) * 1000
 
@@ -259,6 +263,8 @@ class _Loop:
         t0 = time.perf_counter()
         if self.monitor is not None:  # a copy of the same input and logits; returns at once
             self.monitor.offer(slot.index, slot.batch, slot.logits)
+        if self.post.mask.shape != slot.logits.shape[2:]:  # the input size follows the frame's aspect
+            self.post = Postprocessor(len(self.runner.classes), *slot.logits.shape[2:], self.options.smooth)
         mask = self.post(slot.logits[0])
         if self.post.flicker is not None:
             self.stats.flicker_sum += self.post.flicker
@@ -284,8 +290,9 @@ class _Loop:
             "flicker": self.post.flicker,
         }
         if self.gt is not None:
-            info["iou"] = self.gt.iou(slot.index, full)
+            info["iou"], info["object_iou"] = self.gt.ious(slot.index, full)
             self.stats.iou.append(info["iou"])
+            self.stats.object_iou.append(info["object_iou"])
         for sink in self.sinks:
             sink.write(frame, full, info)
         if self.monitor is not None:
