@@ -58,7 +58,7 @@ def export_command(
     exporter: Annotated[Exporter, typer.Option(help="dynamo (torch.onnx.export(dynamo=True)) or legacy (TorchScript, module-swapped model).")] = Exporter.DYNAMO,
     lint: Annotated[bool, typer.Option(help="Fail when TensorRT's ONNX parser would reject the graph (tensorrt target).")] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
-    openvino_ir: Annotated[Optional[Path], typer.Option("--openvino-ir", help="Also write an OpenVINO IR (NAME.xml + NAME.bin) of the exported tensorrt form, the contract kept in its rt_info (needs segedge[openvino]).")] = None,
+    openvino_ir: Annotated[Optional[Path], typer.Option("--openvino-ir", help="Also write an OpenVINO IR (NAME.xml + NAME.bin) of the exported tensorrt form, the contract kept in its rt_info (needs segedge\\[openvino]).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="ONNX input: comma-separated class names in logit order, embedded in its contract (e.g. background,person,...); a checkpoint carries its own.")] = None,
     mean: Annotated[Optional[str], typer.Option(help="ONNX input: per-channel mean subtracted after scaling to [0, 1], in the model's channel order (ImageNet: 0.485,0.456,0.406).")] = None,
     std: Annotated[Optional[str], typer.Option(help="ONNX input: per-channel std dividing after the mean (ImageNet: 0.229,0.224,0.225).")] = None,

