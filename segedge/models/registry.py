@@ -106,6 +106,14 @@ def segnet_lite0_bilinear() -> nn.Module:
     return SegNetLite(SegNetLiteConfig(upsample="bilinear"))
 
 
+@register_model("segnet-lite0-prior", LITE_PREPROCESS)
+def segnet_lite0_prior() -> nn.Module:
+    """SegNet-Lite0 with the ImageNet classifier's dog and cat log-probabilities per stride-32 cell as decoder input (experiment)."""
+    from segedge.models.segnet_lite import SegNetLite, SegNetLiteConfig
+
+    return SegNetLite(SegNetLiteConfig(imagenet_prior=True))
+
+
 def model_choices() -> type[Enum]:
     """The registered model names as a ``str`` Enum (the CLI offers exactly these)."""
     return Enum("ModelName", {name: name for name in list_models()}, type=str)  # type: ignore[return-value]

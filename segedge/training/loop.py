@@ -267,7 +267,8 @@ def train(
             backgrounds = torch.cat([backgrounds, video_backgrounds(config.background_video, pixels, seed=config.seed)])
         log.info("robust recipe: %d pet-free backgrounds", len(backgrounds))
     model = create_model(config.model)
-    encoder = getattr(model, "encoder", None) if hasattr(model, "load_imagenet_encoder") else None
+    pretrained = nn.ModuleList(model.pretrained_modules()) if hasattr(model, "pretrained_modules") else None
+    encoder = pretrained
     if config.init_from:
         model.load_state_dict(load_checkpoint(config.init_from).model.state_dict())
     elif encoder is not None and config.pretrained and not resume:

@@ -87,6 +87,22 @@ def test_monitor_agreement_equals_the_video_report_on_the_same_frames(tmp_path, 
     assert sum("drift" not in line for line in lines) == 12  # frame lines unchanged
 
 
+def test_on_a_file_run_scores_every_due_frame_and_agrees_with_the_video_report(tmp_path, embedded, int8_onnx, libby_video):
+    """A file has no real-time deadline: `segedge run --reference-every 1` on it waits for the
+    reference, so every due frame is scored and its mean is the one `report --video` gives."""
+    reference = tmp_path / "reference.pt"
+    reference.write_bytes(embedded.path.read_bytes())
+    result = cli.invoke(app, ["run", "--engine", str(int8_onnx), "--source", str(libby_video), "--reference", str(reference),
+                              "--reference-every", "1", "--backend", "onnxruntime"])  # the report's backend
+    assert result.exit_code == 0, result.stdout + result.stderr
+    found = re.search(r"(\d+) of (\d+) due frames scored; a file: the loop waits for the reference\): mean (\d+\.\d+)%", result.stdout)
+    assert found, result.stdout
+    scored, due, mean = int(found[1]), int(found[2]), float(found[3])
+    assert scored == due == 49
+    report = video_drift(TorchRunner(embedded), [OnnxRuntimeRunner(int8_onnx)], libby_video).candidates[0]
+    assert abs(mean - 100 * float(np.mean(report.per_frame_agreement))) <= 0.1
+
+
 def test_logit_error_is_that_of_the_two_models_on_the_frame(embedded, int8_onnx, libby_video):
     results = []
     monitor = DriftMonitor(TorchRunner(embedded), every=5, wait=True, on_result=results.append)
