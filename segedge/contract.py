@@ -252,6 +252,18 @@ def write_props(props: MutableSequence[Any], metadata: Mapping[str, str]) -> Non
         props.add(key=key, value=value)
 
 
+def onnx_input_size(model: Any) -> tuple[int | None, int | None]:
+    """``(H, W)`` of an ``onnx.ModelProto``'s first graph input in pixels, ``None`` where
+    symbolic or when the input is not rank 4."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
+    if len(dims) != 4:
+        return None, None
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims[2:4])  # type: ignore[return-value]
+
+
+# the entries without which a record declares no contract: what a model is fed and what its outputs mean
+# (every segedge version wrote both; a foreign model a step stamped with ``precision`` alone has neither)
+DECLARING_KEYS = ("preprocess", "classes")
 # keys the Contract fields own; anything else in an artifact's record rides along in ``extra``
 _OWN_KEYS = (
     "model", "classes", "palette", "preprocess", "input_size", "size_multiple", "dynamic", "precision", "target",
@@ -276,7 +288,9 @@ class Contract:
         dynamic: symbolic input axes of an ONNX (``batch``, ``height``, ``width``).
         size_multiple: input height/width must be multiples of this (``2 ** pooling stages``).
         extra: other ``segedge.*`` entries (``fp32_nodes``, ``calibration``, ...), kept verbatim.
-        declared: whether the artifact carried a segedge record at all (``False``: defaults).
+        declared: whether the artifact carried a complete segedge record (every key of
+            :data:`DECLARING_KEYS`); ``False``: no record, or a partial one (a foreign model a
+            conversion step stamped with its ``precision``), completed with defaults.
     """
 
     preprocess: PreprocessConfig = PreprocessConfig()
@@ -383,25 +397,36 @@ class Contract:
     ) -> "Contract":
         """Read the unprefixed mapping written by :meth:`to_metadata` (any subset of it).
 
+        Only a complete record (every key of :data:`DECLARING_KEYS`) is a declared contract;
+        a partial one keeps what it says and takes defaults for the rest, with
+        ``declared=False``, so no later step stamps those defaults into the artifact.
+
         Args:
             meta: unprefixed entries.
             source: artifact path, for messages.
-            fallback_size: ``(H, W)`` of the model input when there is no ``preprocess`` entry
-                (a foreign ONNX); ``None`` or a symbolic dimension: the default 128x128 when
-                ``meta`` is a segedge record, an error otherwise.
+            fallback_size: ``(H, W)`` of the model input in pixels when there is no
+                ``preprocess`` entry (a foreign ONNX's static input size); ``None``: the
+                record's ``input_size``, else the default 128x128; a symbolic dimension
+                (``None`` inside): the record's ``input_size``, else an error.
             fallback_precision: precision when there is no ``precision`` entry.
 
         Raises:
-            ModelFormatError: malformed entries, or a foreign model of dynamic input size.
+            ModelFormatError: malformed entries, or no preprocessing record and neither an
+                ``input_size`` entry nor a static input size.
         """
         try:
+            missing = [key for key in DECLARING_KEYS if key not in meta]
+            what = "no segedge metadata" if not meta else f"an incomplete segedge record (no {', '.join(missing)})"
             if "preprocess" in meta:
                 preprocess = PreprocessConfig.from_json(meta["preprocess"])
+            elif "input_size" in meta:
+                height, width = json.loads(meta["input_size"])
+                preprocess = PreprocessConfig(height=height, width=width)
             elif fallback_size is not None and None not in fallback_size:
-                log.warning("%s has no segedge metadata; assuming the default preprocessing at %dx%d", source, *fallback_size)
+                log.warning("%s has %s; assuming the default preprocessing at %dx%d", source, what, *fallback_size)
                 preprocess = PreprocessConfig(height=int(fallback_size[0]), width=int(fallback_size[1]))  # type: ignore[arg-type]
             elif fallback_size is not None:
-                raise ModelFormatError(f"{source} has no segedge metadata and a dynamic input size")
+                raise ModelFormatError(f"{source} has {what} and a dynamic input size")
             else:
                 preprocess = PreprocessConfig()
             classes = tuple(json.loads(meta["classes"])) if "classes" in meta else PET_CLASSES
@@ -421,7 +446,7 @@ class Contract:
                 dynamic=tuple(json.loads(meta["dynamic"])) if "dynamic" in meta else (),
                 size_multiple=int(meta["size_multiple"]) if "size_multiple" in meta else None,
                 extra={k: v for k, v in meta.items() if k not in _OWN_KEYS},
-                declared=bool(meta),
+                declared=not missing,
             )
         except ModelFormatError:
             raise
@@ -441,7 +466,16 @@ class Contract:
 
     @classmethod
     def from_onnx(cls, model: Any, source: str = "ONNX model", **fallbacks: Any) -> "Contract":
-        """Read the contract of an ``onnx.ModelProto`` (see :meth:`from_metadata`)."""
+        """Read the contract of an ``onnx.ModelProto`` (see :meth:`from_metadata`).
+
+        Without a ``fallback_size``, the graph's own input height and width (``None`` where
+        symbolic) stand in for a missing preprocessing record, never the Pet default.
+
+        Raises:
+            ModelFormatError: see :meth:`from_metadata`.
+        """
+        if "fallback_size" not in fallbacks:
+            fallbacks["fallback_size"] = onnx_input_size(model)
         return cls.from_props(model.metadata_props, source, **fallbacks)
 
     def write_onnx(self, model: Any, keys: Iterable[str] | None = None) -> None:

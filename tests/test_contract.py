@@ -135,3 +135,24 @@ def test_the_cli_defines_no_enum_of_its_own():
         tree = ast.parse(path.read_text())
         enums = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and any(getattr(b, "id", "") == "Enum" or getattr(b, "attr", "") == "Enum" for b in n.bases)]
         assert not enums, f"{path.name} defines {enums}; use the library's enums (segedge.contract)"
+
+
+def test_a_partial_record_is_not_a_declared_contract():
+    """Issue 24, item 5: a foreign model stamped with one key (``precision`` after a conversion
+    step) used to count as declared, and a caller without a fallback size calibrated it at the
+    Pet default 128x128 and stamped the whole Pet contract into it."""
+    from segedge.contract import read_props, write_props
+
+    partial = {"precision": "fp16", "target": "tensorrt"}
+    contract = Contract.from_metadata(partial, "net.onnx", fallback_size=(32, 48))
+    assert not contract.declared and contract.input_size == (32, 48) and contract.precision is Precision.FP16
+    assert not Contract.from_metadata({"classes": '["a", "b"]'}, "net.onnx", fallback_size=(8, 8)).declared
+    assert Contract.from_metadata(full_contract().to_metadata()).declared
+    model = tiny_onnx_model()  # a fixed 8x8 input
+    write_props(model.metadata_props, partial)
+    read = Contract.from_onnx(model, "net.onnx")  # no fallback size given: the graph's own input size
+    assert not read.declared and read.input_size == (8, 8) and read.classes == PET_CLASSES
+    read.write_onnx_step(model, "precision")  # a later step stamps only what it knows, never the Pet defaults
+    assert set(read_props(model.metadata_props)) == {"precision", "target"}
+    with pytest.raises(ModelFormatError, match="incomplete segedge record .*dynamic input size"):
+        Contract.from_metadata(partial, "net.onnx", fallback_size=(None, 48))

@@ -160,9 +160,7 @@ def onnx_contract(model: onnx.ModelProto, source: str = "ONNX model") -> Contrac
     Raises:
         ModelFormatError: malformed metadata, or no metadata and a dynamic input size.
     """
-    dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
-    size = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims[2:4]) if len(dims) == 4 else (None, None)
-    return Contract.from_onnx(model, source, fallback_size=size)
+    return Contract.from_onnx(model, source)  # a missing record falls back to the graph's own input size
 
 
 def _output_classes(model: onnx.ModelProto) -> int | None:
