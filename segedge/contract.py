@@ -111,6 +111,14 @@ class Interpolation(Word):
     CUBIC = "cubic"
 
 
+class Upsample(Word):
+    """How a model-resolution result is brought to the frame (``segedge run --upsample``; see
+    :class:`~segedge.runtime.overlay.Overlay`)."""
+
+    LINEAR = "linear"  # class scores resized bilinearly, then the argmax at full resolution: smooth edges
+    NEAREST = "nearest"  # the class map resized with nearest neighbour: blocky at 854x480, cheaper
+
+
 class HardwareCompatibility(Word):
     """TensorRT engine hardware compatibility (``HardwareCompatibilityLevel``)."""
 

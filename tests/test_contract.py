@@ -156,3 +156,18 @@ def test_a_partial_record_is_not_a_declared_contract():
     assert set(read_props(model.metadata_props)) == {"precision", "target"}
     with pytest.raises(ModelFormatError, match="incomplete segedge record .*dynamic input size"):
         Contract.from_metadata(partial, "net.onnx", fallback_size=(None, 48))
+
+
+def test_every_str_enum_is_a_word_and_prints_its_value():
+    """Issue 24, item 13: ``Upsample`` was a bare ``(str, Enum)``: ``str()`` printed ``Upsample.linear``."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
+                if "Enum" in bases and "str" in bases and node.name != "Word":
+                    offenders.append(f"{path.relative_to(PACKAGE.parent)}: {node.name}")
+    assert not offenders, "derive str enums from segedge.contract.Word: " + ", ".join(offenders)
+    from segedge.contract import Upsample
+
+    assert str(Upsample.LINEAR) == "linear" and f"{Upsample.NEAREST}" == "nearest"

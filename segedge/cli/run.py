@@ -8,8 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import console, fail, handle_errors
-from segedge.contract import Backend, Provider
-from segedge.runtime.upsample import Upsample
+from segedge.contract import Backend, Provider, Upsample
 
 DRIFT_EXIT_CODE = 6  # --fail-below: the run finished, but drifted too far from its reference
 
@@ -84,7 +83,7 @@ def run_command(
     provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.CPU,
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
     backend: Annotated[Backend, typer.Option(help="Backend for the artifact (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.AUTO,
-    upsample: Annotated[Upsample, typer.Option(help="Mask upsampling to the frame: linear (bilinear class scores, then argmax: smooth edges) or nearest (class map, faster).")] = Upsample.linear,
+    upsample: Annotated[Upsample, typer.Option(help="Mask upsampling to the frame: linear (bilinear class scores, then argmax: smooth edges) or nearest (class map, faster).")] = Upsample.LINEAR,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output or --stats file (an output that is an input is refused even so).")] = False,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Drift monitor: compare live with this checkpoint or artifact on the same preprocessed input, in a low-priority thread that skips frames rather than slow the loop. `auto`: the checkpoint recorded in the artifact if found beside it, else the embedded segnet-dsc.", rich_help_panel="Drift monitor")] = None,
     reference_every: Annotated[int, typer.Option(min=0, help="Score every N-th frame against the reference (0: as many as the CPU allows).", rich_help_panel="Drift monitor")] = 2,
