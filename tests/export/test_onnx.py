@@ -53,7 +53,7 @@ def test_metadata_carries_the_deployment_contract(exported_onnx, embedded):
 
 
 def test_onnx_runtime_matches_pytorch_on_real_images_at_any_batch(exported_onnx, embedded, pet_root):
-    from segedge.data.oxford_pet import load_split_arrays
+    from segedge.data.samples import load_split_arrays
 
     images, _, _ = load_split_arrays(pet_root, "test", embedded.preprocess, limit=5)
     with torch.no_grad():
