@@ -39,6 +39,7 @@ def build_engine_command(
     version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine runs on later TensorRT releases of the same major version, and a TensorRT 10 engine on TensorRT 11 (NVIDIA's support matrix).")] = False,
     hardware_compatibility: Annotated[HardwareCompatibility, typer.Option(help="ampere+: engine runs on any Ampere or newer GPU (compute capability 8.0+).")] = HardwareCompatibility.NONE,
     dla_core: Annotated[Optional[int], typer.Option(min=0, help="Run on this DLA core (Jetson; TensorRT 10.x, or 11.4.1+ under JetPack 7.2.2+): fp16 or int8 only, and a static shape (--min/--opt/--max-shape equal); layers the DLA cannot run fall back to the GPU.")] = None,
+    profiles: Annotated[int, typer.Option(min=1, help="Identical optimization profiles, one per execution context that runs at once: TensorRT lets each context of a dynamic-shape engine run only on a profile no other context is using, so `run --workers N` needs N (fewer: the workers take turns).")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output (an output that is an input is refused even so).")] = False,
 ) -> None:
     """Build an FP32, FP16 or INT8 (calibrated Q/DQ) artifact: an ONNX for ONNX Runtime, or a TensorRT engine.
@@ -67,7 +68,7 @@ def build_engine_command(
     options = BuildOptions.from_strings(
         min_shape, opt_shape, max_shape, workspace_mib=workspace, optimization_level=builder_optimization_level,
         timing_cache=timing_cache, version_compatible=version_compatible,
-        hardware_compatibility=hardware_compatibility.value, dla_core=dla_core,
+        hardware_compatibility=hardware_compatibility.value, dla_core=dla_core, profiles=profiles,
     )
     if output.suffix == ".onnx" and options.cli_args():
         console.print(f"note: engine options ignored, -o {output} builds no engine: {shlex.join(options.cli_args())}")

@@ -196,10 +196,11 @@ def build_engine(
     config = builder.create_builder_config()
     tf32 = _configure(trt, builder, config, builder_settings(options, precision))
     _load_timing_cache(config, options.timing_cache)
-    optimization_profile = builder.create_optimization_profile()
-    optimization_profile.set_shape(tensor.name, profile.min, profile.opt, profile.max)
-    if config.add_optimization_profile(optimization_profile) < 0:
-        raise ExportError(f"TensorRT rejected the optimization profile {profile.describe()} for input {tensor.name} of {onnx_path}")
+    for _ in range(options.profiles):  # one per execution context that may run at once (see BuildOptions.profiles)
+        optimization_profile = builder.create_optimization_profile()
+        optimization_profile.set_shape(tensor.name, profile.min, profile.opt, profile.max)
+        if config.add_optimization_profile(optimization_profile) < 0:
+            raise ExportError(f"TensorRT rejected the optimization profile {profile.describe()} for input {tensor.name} of {onnx_path}")
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
