@@ -260,6 +260,22 @@ def write_props(props: MutableSequence[Any], metadata: Mapping[str, str]) -> Non
         props.add(key=key, value=value)
 
 
+RT_INFO_SECTION = "segedge"  # OpenVINO IR rt_info section holding the contract (unprefixed keys)
+IR_WEIGHTS_KEY = "weights_sha256"  # in that section: hex SHA-256 of the IR's .bin, beside the contract
+
+
+def _openvino_section(model: Any) -> dict[str, str]:
+    if not model.has_rt_info([RT_INFO_SECTION]):
+        return {}
+    return {key: model.get_rt_info([RT_INFO_SECTION, key]).astype(str) for key in model.get_rt_info()[RT_INFO_SECTION]}
+
+
+def openvino_weights_sha256(model: Any) -> str | None:
+    """The ``.bin`` SHA-256 an IR's ``.xml`` records (``None``: an IR written before segedge
+    recorded it, or by another tool)."""
+    return _openvino_section(model).get(IR_WEIGHTS_KEY)
+
+
 def onnx_input_size(model: Any) -> tuple[int | None, int | None]:
     """``(H, W)`` of an ``onnx.ModelProto``'s first graph input in pixels, ``None`` where
     symbolic or when the input is not rank 4."""
@@ -505,6 +521,24 @@ class Contract:
         """Write after a conversion step (FP16, INT8, rewrite): the whole contract when the
         source declared one, else only the ``keys`` the step set."""
         self.write_onnx(model, None if self.declared else keys)
+
+    # -- OpenVINO IR rt_info: <rt_info><segedge><KEY value="..."/>...</segedge></rt_info> --
+    def write_openvino(self, model: Any, weights_sha256: str | None = None) -> None:
+        """Write the contract into an ``openvino.Model``'s ``rt_info`` section
+        :data:`RT_INFO_SECTION` (``Model.set_rt_info(value, [section, key])``), and the SHA-256
+        of the IR's ``.bin`` when known (the ``.xml`` is the manifest of the pair, see
+        :func:`segedge._io.atomic_pair`)."""
+        for key, value in self.to_metadata().items():
+            model.set_rt_info(value, [RT_INFO_SECTION, key])
+        if weights_sha256:
+            model.set_rt_info(weights_sha256, [RT_INFO_SECTION, IR_WEIGHTS_KEY])
+
+    @classmethod
+    def from_openvino(cls, model: Any, source: str = "OpenVINO IR", **fallbacks: Any) -> "Contract":
+        """Read the contract from an ``openvino.Model``'s ``rt_info`` (see :meth:`from_metadata`
+        for ``fallbacks`` and errors); an IR without the section is a foreign model."""
+        meta = {k: v for k, v in _openvino_section(model).items() if k != IR_WEIGHTS_KEY}
+        return cls.from_metadata(meta, source, **fallbacks)
 
     # -- checkpoint --
     def to_checkpoint(self) -> dict[str, Any]:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from segedge._io import atomic_path
+from segedge._io import atomic_path, private_directory
 from segedge.calibration.cache import CalibrationKey, array_sha256, read_cache, write_cache
 from segedge.calibration.dataset import CalibrationSet
 from segedge.cpuinfo import CpuInfo, cpu_info
@@ -278,7 +277,7 @@ def quantize_int8(
             percentile if method == "percentile" else None, SETTINGS[target], target,
         )
         lookup = read_cache(cache, key)
-    with tempfile.TemporaryDirectory(prefix="segedge-quant-") as work, quiet_exporter():
+    with private_directory("quant") as work, quiet_exporter():
         source = Path(onnx_path)
         prepared = Path(work) / "prepared.onnx"
         ranges_file = Path(work) / "ranges.json"

@@ -83,6 +83,10 @@ def export_command(
         raise InputError("--openvino-ir needs --target tensorrt: OpenVINO has no MaxUnpool")
     if openvino_ir is not None and openvino_ir.suffix.lower() != ".xml":
         raise InputError(f"--openvino-ir takes NAME.xml (the weights go to NAME.bin), got {openvino_ir}")
+    if openvino_ir is not None:  # both IR files, before the export: neither an input (`ckpt.bin`), nor there without --force
+        from segedge.export.openvino_ir import check_ir_output
+
+        check_ir_output(openvino_ir, [source, output], force=force)
     if precision is Precision.INT8:
         raise InputError("export writes fp32 or fp16; INT8 needs calibration: `segedge calibrate` or `segedge build-engine --precision int8`")
     if source is not None and source.suffix.lower() == ".onnx":
@@ -109,4 +113,4 @@ def export_command(
     if openvino_ir is not None:
         from segedge.export.openvino_ir import save_ir
 
-        console.print(f"wrote {save_ir(result.path, openvino_ir, force=force)} and its .bin (OpenVINO IR of {result.path})")
+        console.print(f"wrote {save_ir(result.path, openvino_ir, force=force, inputs=[source])} and its .bin (OpenVINO IR of {result.path})")

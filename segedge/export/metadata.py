@@ -18,6 +18,7 @@ from typing import Iterator
 
 import onnx
 
+from segedge._io import private_directory
 from segedge.contract import read_props, write_props
 from segedge.errors import ModelFormatError
 
@@ -144,9 +145,7 @@ def self_contained(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise ModelFormatError(f"{path}: cannot read its external weight data: {str(exc).splitlines()[0][:200]}") from None
     if model.ByteSize() >= 2**31:
         raise ModelFormatError(f"{path}: weights over 2 GB cannot be made single-file; segedge handles models below 2 GB")
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="segedge-onnx-") as work:
+    with private_directory("onnx") as work:
         single = Path(work) / path.name
         onnx.save(model, str(single))
         yield single

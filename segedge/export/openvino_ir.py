@@ -1,6 +1,11 @@
 """OpenVINO IR (``.xml`` graph + ``.bin`` weights) from a segedge ONNX, with the deployment
-contract kept in the IR's ``rt_info`` (``<rt_info><segedge><preprocess value=.../>...``),
-which :class:`~segedge.runtime.openvino_runner.OpenVINORunner` reads back.
+contract kept in the IR's ``rt_info`` (``<rt_info><segedge><preprocess value=.../>...``) by
+:meth:`segedge.contract.Contract.write_openvino`, which
+:class:`~segedge.runtime.openvino_runner.OpenVINORunner` reads back.
+
+The two files are one artifact: the ``.xml`` also records the ``.bin``'s SHA-256 and is
+published last (:func:`segedge._io.atomic_pair`), so an interrupted or concurrent export is a
+refused mismatch, never an IR whose graph reads another export's weights.
 
 Follows the OpenVINO Python API reference (``openvino.convert_model``, ``Model.set_rt_info``,
 ``openvino.save_model``). OpenVINO has no MaxUnpool, so the source is the ``tensorrt`` form.
@@ -9,13 +14,14 @@ Follows the OpenVINO Python API reference (``openvino.convert_model``, ``Model.s
 from __future__ import annotations
 
 import os
-import tempfile
+import shutil
 from pathlib import Path
+from typing import Iterable
 
+from segedge._io import atomic_pair, check_output, private_directory
+from segedge.contract import Contract
 from segedge.errors import BackendUnavailableError, ExportError, InputError, ModelFormatError
-from segedge.export.metadata import load_onnx, read_metadata
-
-RT_INFO_KEY = "segedge"  # IR rt_info section holding the contract: rt_info["segedge"][<key>] = <metadata value>
+from segedge.export.metadata import file_sha256, load_onnx
 
 
 def import_openvino():
@@ -31,12 +37,12 @@ def import_openvino():
     return openvino
 
 
-def onnx_contract(path: Path) -> dict[str, str]:
-    """The segedge metadata of an ONNX file (keys without the ``segedge.`` prefix).
+def onnx_contract(path: Path) -> Contract:
+    """The contract of an ONNX file OpenVINO is to run.
 
     Raises:
-        ModelFormatError: unreadable ONNX, or a MaxUnpool graph (``--target onnxruntime``), which
-            OpenVINO cannot run.
+        ModelFormatError: unreadable ONNX, bad metadata, or a MaxUnpool graph (``--target
+            onnxruntime``), which OpenVINO cannot run.
     """
     model = load_onnx(path)
     if any(node.op_type == "MaxUnpool" for node in model.graph.node):
@@ -44,48 +50,86 @@ def onnx_contract(path: Path) -> dict[str, str]:
             f"{path} uses MaxUnpool (the onnxruntime form), which OpenVINO cannot run; "
             "export it with `segedge export --target tensorrt` (or use --backend onnxruntime)"
         )
-    return read_metadata(model)
+    return Contract.from_onnx(model, str(path))
 
 
-def save_ir(onnx_path: str | os.PathLike[str], output: str | os.PathLike[str], fp16_weights: bool = False, force: bool = False) -> Path:
+def weights_path(xml: str | os.PathLike[str]) -> Path:
+    """``NAME.xml`` -> ``NAME.bin``, where OpenVINO reads an IR's weights from."""
+    return Path(xml).with_suffix(".bin")
+
+
+def check_ir_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None] = (), force: bool = False) -> tuple[Path, Path]:
+    """Check both files of an IR output before any work (``export --openvino-ir`` checks them
+    before exporting): ``NAME.xml`` and ``NAME.bin`` are each new (or ``force``), in a
+    writable folder, and neither is one of the command's inputs, nor each other's.
+
+    Args:
+        output: ``NAME.xml``.
+        inputs: files the command reads or writes before the IR (its checkpoint, its ONNX).
+        force: replace an existing IR.
+
+    Returns:
+        ``(xml, bin)`` paths.
+
+    Raises:
+        InputError: not ``NAME.xml``, or one of the above (one line naming the file).
+    """
+    xml = Path(output)
+    if xml.suffix.lower() != ".xml":
+        raise InputError(f"an OpenVINO IR is written as NAME.xml (+ NAME.bin), got {xml}")
+    weights = weights_path(xml)
+    inputs = [i for i in inputs if i is not None]
+    check_output(xml, inputs, force=force, option="--openvino-ir")
+    check_output(weights, inputs, force=force, option="--openvino-ir weights")
+    return xml, weights
+
+
+def save_ir(
+    onnx_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    fp16_weights: bool = False,
+    force: bool = False,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+) -> Path:
     """Convert a ``tensorrt``-form segedge ONNX to an OpenVINO IR.
 
     Args:
         onnx_path: ONNX from ``segedge export --target tensorrt`` (FP32, FP16 or Q/DQ INT8).
         output: destination ``.xml``; the weights go to the same stem with ``.bin``. Both are
-            written into a temporary folder beside it and renamed into place (``.bin`` first).
+            staged in a private folder, then published as a pair, ``.bin`` first and the
+            ``.xml`` (holding the ``.bin``'s SHA-256) last.
         fp16_weights: store FP32 weights as FP16 in the ``.bin`` (half the size; OpenVINO
             decompresses them at load).
-        force: overwrite an existing IR.
+        force: overwrite an existing IR (both files).
+        inputs: other files the calling command reads (its checkpoint): neither IR file may
+            be one of them (``onnx_path`` always counts).
 
     Returns:
         The ``.xml`` path.
 
     Raises:
-        InputError: ``output`` not ending in ``.xml``, exists without ``force``, or its folder is missing.
+        InputError: ``output`` not ending in ``.xml``; ``NAME.xml`` or ``NAME.bin`` exists
+            without ``force``, is an input, or its folder is missing.
         ModelFormatError: unreadable ONNX, or a MaxUnpool graph.
         BackendUnavailableError: openvino is not installed.
         ExportError: OpenVINO failed to convert the graph.
     """
-    output = Path(output)
-    if output.suffix.lower() != ".xml":
-        raise InputError(f"an OpenVINO IR is written as NAME.xml (+ NAME.bin), got {output}")
-    if not output.parent.is_dir():
-        raise InputError(f"output directory {output.parent} does not exist")
-    if output.exists() and not force:
-        raise InputError(f"{output} exists; pass --force to overwrite it")
+    xml, weights = check_ir_output(output, [onnx_path, *inputs], force)
     ov = import_openvino()
-    meta = onnx_contract(Path(onnx_path))
+    contract = onnx_contract(Path(onnx_path))
     try:
         model = ov.convert_model(str(onnx_path))
     except Exception as exc:  # OpConversionFailure, GeneralFailure, ...
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise ExportError(f"OpenVINO cannot convert {onnx_path}: {(lines[-1] if lines else type(exc).__name__)[:300]}") from None
-    for key, value in meta.items():
-        model.set_rt_info(value, [RT_INFO_KEY, key])
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.stem}.") as tmp:
-        staged = Path(tmp) / "model.xml"
-        ov.save_model(model, str(staged), compress_to_fp16=fp16_weights)
-        os.replace(staged.with_suffix(".bin"), output.with_suffix(".bin"))
-        os.replace(staged, output)
-    return output
+    with private_directory("ir") as work:
+        ov.save_model(model, str(work / "weights.xml"), compress_to_fp16=fp16_weights)  # the .bin, to hash
+        digest = file_sha256(work / "weights.bin")
+        contract.write_openvino(model, weights_sha256=digest)
+        ov.save_model(model, str(work / "ir.xml"), compress_to_fp16=fp16_weights)
+        if file_sha256(work / "ir.bin") != digest:
+            raise ExportError(f"OpenVINO wrote different weights for {onnx_path} twice; the IR cannot record its .bin")
+        with atomic_pair(weights, xml, overwrite=force) as (bin_tmp, xml_tmp):
+            shutil.copyfile(work / "ir.bin", bin_tmp)
+            shutil.copyfile(work / "ir.xml", xml_tmp)
+    return xml

@@ -23,13 +23,13 @@ Choosing layers on the test split and then reporting on it would flatter the res
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from segedge._io import private_directory
 from segedge.calibration.dataset import CalibrationSet
 from segedge.calibration.quantize import conv_layers, quantize_int8
 from segedge.data.oxford_pet import is_pet_root
@@ -180,7 +180,7 @@ def sensitivity_scan(
         DataError, ModelFormatError, ExportError: from calibration and quantization.
         InputError: a named layer does not exist; a target the model cannot take.
     """
-    with tempfile.TemporaryDirectory(prefix="segedge-sens-") as work:
+    with private_directory("sens") as work:
         base = _Baseline.compute(float_onnx, calibration, data, method, percentile, Path(work), target)
         return base.scan(layers, progress)
 
@@ -306,7 +306,7 @@ def mixed_precision(
     """
     if max_drop < 0:
         raise InputError(f"--max-drop must be >= 0 points, got {max_drop}")
-    with tempfile.TemporaryDirectory(prefix="segedge-amp-") as work:
+    with private_directory("amp") as work:
         base = _Baseline.compute(float_onnx, calibration, data, method, percentile, Path(work), target)
         drop = _points(base.float_score.pixel_accuracy, base.int8_score.pixel_accuracy)
         steps = [(0, drop)]

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from segedge.cli.main import app
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
-from segedge.contract import Backend
+from segedge.contract import Backend, Target
 from segedge.runtime.factory import load_runner, resolve_backend
 
 openvino = pytest.importorskip("openvino", reason="openvino is not installed (pip install 'segedge[openvino]')")
@@ -188,7 +188,7 @@ def test_ir_keeps_the_contract_and_the_results(exported_onnx, tmp_path, embedded
     with load_runner(xml) as from_ir, OpenVINORunner(exported_onnx) as from_onnx:
         assert isinstance(from_ir, OpenVINORunner)
         assert from_ir.preprocess_config == embedded.preprocess and from_ir.classes == embedded.classes
-        assert from_ir.metadata["segedge.target"] == "tensorrt"
+        assert from_ir.contract.target == Target.TENSORRT and from_ir.contract.declared
         np.testing.assert_allclose(from_ir.infer(batch), from_onnx.infer(batch), atol=1e-4)
     with pytest.raises(InputError, match="--force"):
         save_ir(exported_onnx, xml)
