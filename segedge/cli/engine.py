@@ -57,14 +57,24 @@ def build_engine_command(
     activations and int8 per-channel weights, which ONNX Runtime runs on its integer kernels.
     `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
-    from segedge._io import check_output
+    from segedge._io import check_output, resolved
     from segedge.engine.options import BuildOptions, check_dla_request
     from segedge.engine.tensorrt_api import require_engine_support
+    from segedge.errors import InputError
     from segedge.export.metadata import self_contained
 
-    check_output(output, [model, calib_data, calib_cache, timing_cache], force=force)
+    sidecar = output.with_name(output.name + ".json") if output.suffix in (".engine", ".plan") else None  # written with the engine
+    written = [("-o", output), ("the sidecar", sidecar), ("--calib-cache", calib_cache), ("--timing-cache", timing_cache)]
+    named = [(option, resolved(path)) for option, path in written if path is not None]
+    for i, (option, path) in enumerate(named):  # two outputs of one name: the later write would replace the earlier
+        for other, same in named[i + 1:]:
+            if path == same:
+                raise InputError(f"{option} and {other} are both {path}; give each its own file")
+    check_output(output, [model, calib_data, calib_cache], force=force)
     if calib_cache is not None:
-        check_output(calib_cache, [model, output, calib_data], force=True, option="--calib-cache")
+        check_output(calib_cache, [model, output, sidecar, calib_data, timing_cache], force=True, option="--calib-cache")
+    if timing_cache is not None:  # saved back after the build: never over an input or another output
+        check_output(timing_cache, [model, output, sidecar, calib_data], force=True, option="--timing-cache")
     options = BuildOptions.from_strings(
         min_shape, opt_shape, max_shape, workspace_mib=workspace, optimization_level=builder_optimization_level,
         timing_cache=timing_cache, version_compatible=version_compatible,

@@ -12,9 +12,10 @@ Sources, followed point by point: TensorRT Python API reference (``Builder``,
 typing, removed APIs), and the developer guide chapters "Working with Dynamic Shapes",
 "Version Compatibility", "Hardware Compatibility", "Timing Cache" and "Working with DLA".
 
-An engine is written atomically with a JSON sidecar (``<engine>.json``,
-:class:`~segedge.engine.sidecar.EngineInfo`) so a runner can refuse an engine built elsewhere
-with a useful message.
+An engine is published with a JSON sidecar (``<engine>.json``,
+:class:`~segedge.engine.sidecar.EngineInfo`) as one pair, the sidecar last and holding the
+engine's SHA-256 (:func:`~segedge.engine.sidecar.write_engine`), so a runner can refuse an
+engine built elsewhere, or one a crash left with another build's sidecar, with a useful message.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from segedge._io import atomic_path
 from segedge.contract import HardwareCompatibility, Precision
-from segedge.engine.options import BuildOptions, check_dla
+from segedge.engine.options import BuildOptions, check_dla, check_timing_cache
 from segedge.engine.profiles import Profile, onnx_input_spec, resolve_profile
-from segedge.engine.sidecar import SIDECAR_SUFFIX, EngineInfo, load_engine_info, sidecar_path  # noqa: F401  (public here too)
+from segedge.engine.sidecar import SIDECAR_SUFFIX, EngineInfo, load_engine_info, sidecar_path, write_engine  # noqa: F401  (public here too)
 from segedge.engine.tensorrt_api import cuda_check, dla_unavailable_message, has_weak_typing, import_cudart, import_tensorrt, trt_logger
 from segedge.errors import ExportError, InputError
 
@@ -180,6 +181,7 @@ def build_engine(
 
     options = options or BuildOptions()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    check_timing_cache(options, onnx_path, engine_path)
     model = load_onnx(onnx_path)
     contract = Contract.from_onnx(model, str(onnx_path))
     profile: Profile = resolve_profile(onnx_input_spec(model), options.min_shape, options.opt_shape, options.max_shape)
@@ -205,10 +207,6 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
-    with atomic_path(engine_path) as tmp:
-        tmp.write_bytes(memoryview(serialized))
-    if options.timing_cache is not None:
-        _save_timing_cache(config, options.timing_cache)
     info = EngineInfo(
         engine=engine_path.name,
         tensorrt_version=trt.__version__,
@@ -225,5 +223,7 @@ def build_engine(
         builder=options.to_dict(),
         tf32=tf32,
     )
-    info.save(engine_path)
+    info = write_engine(engine_path, serialized, info)  # engine, then the sidecar holding its hash
+    if options.timing_cache is not None:
+        _save_timing_cache(config, options.timing_cache)
     return info

@@ -167,6 +167,23 @@ def check_dla_request(onnx_path: str | Path, precision: Precision | str, options
     check_dla(options, precision, profile)
 
 
+def check_timing_cache(options: BuildOptions, onnx_path: str | Path, engine_path: str | Path) -> None:
+    """Refuse a ``--timing-cache`` that is the ONNX, the engine or its sidecar: the build saves
+    the cache back, over whichever file it names (before TensorRT is even looked for).
+
+    Raises:
+        InputError: one line naming the file.
+    """
+    from segedge._io import same_file
+
+    cache = options.timing_cache
+    if cache is None:
+        return
+    for other, what in ((onnx_path, "the input ONNX"), (engine_path, "the engine"), (str(engine_path) + ".json", "the engine's sidecar")):
+        if same_file(cache, other):
+            raise InputError(f"--timing-cache {cache} is {what}; the build saves the cache there, so name another file (e.g. {Path(engine_path).with_suffix('.timing.cache')})")
+
+
 def rebuild_command(onnx: str | Path, engine: str | Path, options: BuildOptions) -> str:
     """The shell command that builds ``engine`` again from ``onnx`` with ``options``.
 

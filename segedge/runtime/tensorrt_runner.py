@@ -26,7 +26,7 @@ from segedge.engine.buffers import (
 )
 from segedge.engine.build import current_gpu
 from segedge.engine.profiles import Profile, format_shape
-from segedge.engine.sidecar import check_engine_compatibility, load_engine_info
+from segedge.engine.sidecar import check_engine_compatibility, read_engine
 from segedge.engine.tensorrt_api import cuda_check, import_cudart, require_engine_support, trt_logger
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.base import Runner
@@ -132,9 +132,10 @@ class TensorRTRunner(Runner):
 
     Raises:
         TensorRTRequestError: TensorRT, cuda-python or a GPU is missing (exit code 2).
-        ModelFormatError: no such file, an engine built for another TensorRT version or GPU
-            (the message says which and gives the rebuild command), one that does not
-            deserialise, or whose class count differs from its contract's.
+        ModelFormatError: no such file, an engine its sidecar was not written with (a crash
+            between the two, see :func:`~segedge.engine.sidecar.read_engine`), an engine built
+            for another TensorRT version or GPU (the message says which and gives the rebuild
+            command), one that does not deserialise, or whose class count differs from its contract's.
         BackendUnavailableError: no execution context could be created (GPU memory).
         InputError: missing or malformed sidecar.
     """
@@ -144,9 +145,7 @@ class TensorRTRunner(Runner):
     def __init__(self, path: str | os.PathLike[str], cuda_graph: bool = False):
         self._pool = SlotPool(self._new_slot, free=_Slot.free)  # one context + stream + buffers per concurrent caller
         self.artifact = Path(path)
-        if not self.artifact.is_file():
-            raise ModelFormatError(f"engine {self.artifact} does not exist")
-        info = load_engine_info(self.artifact)
+        serialized, info = read_engine(self.artifact)  # read once: the bytes deserialised are the bytes the sidecar's hash was checked on
         trt = require_engine_support(f"running {self.artifact}")
         gpu, capability = current_gpu()
         problem = check_engine_compatibility(info, trt.__version__, gpu, capability, engine_path=self.artifact)
@@ -158,7 +157,7 @@ class TensorRTRunner(Runner):
             self._runtime.engine_host_code_allowed = True
         if options.dla_core is not None:
             self._runtime.DLA_core = options.dla_core
-        self.engine = self._runtime.deserialize_cuda_engine(self.artifact.read_bytes())
+        self.engine = self._runtime.deserialize_cuda_engine(serialized)
         if self.engine is None:
             raise ModelFormatError(f"TensorRT cannot deserialise {self.artifact} (corrupt or truncated?); rebuild it with `segedge build-engine`")
         self.contract = info.contract

@@ -183,6 +183,10 @@ def test_engine_from_elsewhere_corrupt_or_of_other_classes_is_one_line(tmp_path,
     with pytest.raises(ModelFormatError, match="outputs 3 classes but its contract names 21"):
         TensorRTRunner(engine)
     engine.write_bytes(engine.read_bytes()[:1000])
+    with pytest.raises(ModelFormatError, match="is not the engine its sidecar"):  # the sidecar's hash catches it first
+        TensorRTRunner(engine)
+    info.engine_sha256 = ""  # a sidecar without the hash (older segedge): TensorRT itself refuses it
+    info.save(engine)
     with pytest.raises(ModelFormatError, match="cannot deserialise"):
         TensorRTRunner(engine)
 
