@@ -91,12 +91,13 @@ def test_check_catches_a_config_that_does_not_match(tmp_path, make_segmenter):
 
 
 def test_engine_becomes_a_tensorrt_plan_capped_at_its_profile(tmp_path, make_segmenter):
+    from segedge.engine.sidecar import EngineInfo, write_engine
+
     engine = tmp_path / "m-fp16.engine"
-    engine.write_bytes(b"not a real engine: the config only needs its sidecar")
     meta = {"classes": json.dumps(["a", "b", "c", "d"]), "preprocess": json.dumps({"height": 64, "width": 96}), "precision": "fp16"}
-    sidecar = {"engine": engine.name, "precision": "fp16", "input_name": "input",
-               "profile": {"min": [1, 3, 64, 96], "opt": [2, 3, 64, 96], "max": [4, 3, 64, 96]}, "metadata": meta}
-    engine.with_name(engine.name + ".json").write_text(json.dumps(sidecar))
+    sidecar = EngineInfo(engine.name, "10.3.0", "Orin", "8.7", "fp16", "input",
+                         {"min": [1, 3, 64, 96], "opt": [2, 3, 64, 96], "max": [4, 3, 64, 96]}, "0" * 64, metadata=meta)
+    write_engine(engine, b"not a real engine: the config only needs its sidecar", sidecar)
     (model_dir,) = write_repository([engine], tmp_path / "repo")
     config = parse(model_dir / "config.pbtxt")
     assert config.platform == "tensorrt_plan" and (model_dir / "1" / "model.plan").read_bytes() == engine.read_bytes()
