@@ -196,6 +196,9 @@ def compare(
         every: every n-th frame of a video.
         **options: of :func:`segedge.report.drift.compare` (``latency_runs``, ``batch_size``, ...).
 
+    Runners this call loads from paths are closed before it returns (their sessions, GPU
+    contexts); runners passed in are the caller's and stay open.
+
     Raises:
         InputError: candidates not comparable with the reference; DataError: no readable image.
     """
@@ -203,12 +206,21 @@ def compare(
     from segedge.report.drift import compare as drift_compare
     from segedge.runtime.base import Runner
 
+    loaded: list[Runner] = []  # runners opened here from paths: closed here; the caller's own stay open
+
     def runner(item: Any) -> Runner:
-        return item if isinstance(item, Runner) else load(item)
+        if isinstance(item, Runner):
+            return item
+        loaded.append(load(item))
+        return loaded[-1]
 
     if isinstance(data, (str, os.PathLike)):
         data = load_eval_data(data, limit=limit, every=every)
     elif not isinstance(data, EvalData):
         items = [(f"image {i}", image, None) for i, image in enumerate(list(data)[:limit])]
         data = EvalData(f"{len(items)} given images (unlabelled)", len(items), False, lambda: iter(items))
-    return drift_compare(runner(reference), [runner(c) for c in candidates], data, **options)
+    try:
+        return drift_compare(runner(reference), [runner(c) for c in candidates], data, **options)
+    finally:
+        for opened in loaded:
+            opened.close()
