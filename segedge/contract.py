@@ -356,6 +356,24 @@ class Contract:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def calibration(self) -> dict[str, Any]:
+        """The INT8 calibration record an artifact carries (``calibration`` entry, written by
+        :func:`segedge.calibration.quantize.quantize_int8`: method, images, target form, FP16
+        base, ...); ``{}`` when absent or unreadable."""
+        try:
+            record = json.loads(self.extra.get("calibration", "{}"))
+        except ValueError:
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def defaults_note(self, source: str) -> str:
+        """One line for an artifact that declares no contract: what is assumed in its place."""
+        h, w = self.input_size
+        classes = "the Oxford-IIIT Pet classes" if self.classes == PET_CLASSES else f"{self.num_classes} classes"
+        return (f"{source} declares no segedge contract (preprocess and classes); assuming {classes} and the default "
+                f"preprocessing at {h}x{w} (declare them with `segedge export --classes/--mean/--std`)")
+
     def replace(self, **changes: Any) -> "Contract":
         """A copy with ``changes`` applied (the dataclass is frozen)."""
         return replace(self, **changes)
@@ -446,8 +464,7 @@ class Contract:
             elif "input_size" in meta:
                 height, width = json.loads(meta["input_size"])
                 preprocess = PreprocessConfig(height=height, width=width)
-            elif fallback_size is not None and None not in fallback_size:
-                log.warning("%s has %s; assuming the default preprocessing at %dx%d", source, what, *fallback_size)
+            elif fallback_size is not None and None not in fallback_size:  # the loader says so once (defaults_note)
                 preprocess = PreprocessConfig(height=int(fallback_size[0]), width=int(fallback_size[1]))  # type: ignore[arg-type]
             elif fallback_size is not None:
                 raise ModelFormatError(f"{source} has {what} and a dynamic input size")

@@ -39,6 +39,7 @@ Quantization" and "Q/DQ Layer-Placement Recommendations"):
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -317,6 +318,10 @@ def quantize_int8(
                 onnx.save(quantized, str(tmp))
         except (DataError, InputError):
             raise
+        except OSError as exc:  # a full, read-only or over-quota disk is the environment, not the quantizer (exit 2, README)
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+                raise ExportError(f"INT8 quantization failed: {str(exc).splitlines()[0][:300]}") from None
+            raise InputError(f"cannot write {output} (or its work files in {work}): {exc.strerror}; free space or write elsewhere") from None
         except Exception as exc:
             raise ExportError(f"INT8 quantization failed: {str(exc).splitlines()[0][:300]}") from None
         if key is not None and lookup.status != "reused":

@@ -126,7 +126,7 @@ class TritonServer:
         install = find_triton()
         env = stub_environment(install)
         self.host, self.http_port = host, http_port
-        self.work = make_private_directory("triton")  # backends copied for the stub; 0700, swept when stale
+        self.work = make_private_directory("tritonserver")  # backends copied for the stub; 0700, swept when stale
         self.log_path = log or self.work / "tritonserver.log"
         self._log = None
         try:

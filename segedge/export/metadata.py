@@ -63,6 +63,29 @@ def load_onnx(path: str | os.PathLike[str], load_external_data: bool = True) -> 
     return model
 
 
+def check_finite_weights(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """Refuse an ONNX whose floating-point weights (initializers) hold NaN or infinity, as a
+    checkpoint with such weights is refused (:func:`segedge.models.checkpoint.load_checkpoint`):
+    every output would be NaN, and NaN's argmax is class 0 everywhere, which a parity check
+    between two such graphs cannot tell from agreement.
+
+    Raises:
+        ModelFormatError: the first such initializer, by name (one line).
+    """
+    from onnx import numpy_helper
+
+    import numpy as np
+
+    for initializer in model.graph.initializer:
+        if initializer.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16):
+            continue
+        values = numpy_helper.to_array(initializer)
+        if not np.isfinite(values.astype(np.float32, copy=False)).all():
+            raise ModelFormatError(
+                f"{path}: weight {initializer.name} holds NaN or infinite values (a diverged training run?); it cannot be deployed"
+            )
+
+
 _FLOAT_TYPES = ("tensor(float)", "tensor(float16)")
 
 

@@ -39,7 +39,7 @@ from segedge.errors import ExportError, InputError
 from segedge.export.lint import LintReport, lint_tensorrt
 from segedge.contract import Contract, Precision, Target
 from segedge.export.options import Exporter
-from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter, read_metadata
+from segedge.export.metadata import check_finite_weights, file_sha256, load_onnx, quiet_exporter, read_metadata
 from segedge.export.onnx_rewrite import outputs_identical, rewrite_unpool
 from segedge.export.unpool import make_exportable, tie_heavy_probe
 from segedge.models.checkpoint import Checkpoint, load_checkpoint
@@ -344,7 +344,7 @@ def rewrite_onnx(
 
     Raises:
         InputError: bad option or output path.
-        ModelFormatError: unreadable ONNX.
+        ModelFormatError: unreadable ONNX, or NaN/infinite weights (as a checkpoint's are refused).
         ExportError: a pair the rewrite cannot express exactly, a rewritten graph that is
             not bit-identical, checker or lint failure.
     """
@@ -357,6 +357,7 @@ def rewrite_onnx(
         raise InputError(f"target must be one of {[t.value for t in Target]}, precision one of {[p.value for p in PRECISIONS]}")
     output = check_output_path(output, force, source)
     original = load_onnx(source)
+    check_finite_weights(original, source)
     with quiet_exporter():
         rewritten, sites = rewrite_unpool(original, TARGETS[target])
         if sites and not outputs_identical(original, rewritten):

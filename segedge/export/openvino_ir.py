@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from segedge._io import atomic_pair, check_output, private_directory
+from segedge._io import atomic_pair, check_output, private_directory, resolved
 from segedge.contract import Contract
 from segedge.errors import BackendUnavailableError, ExportError, InputError, ModelFormatError
 from segedge.export.metadata import file_sha256, load_onnx
@@ -81,6 +81,10 @@ def check_ir_output(output: str | os.PathLike[str], inputs: Iterable[str | os.Pa
     inputs = [i for i in inputs if i is not None]
     check_output(xml, inputs, force=force, option="--openvino-ir")
     check_output(weights, inputs, force=force, option="--openvino-ir weights")
+    for other in inputs:  # a file not written yet (the export's own -o): two writes of one name
+        for option, path in (("--openvino-ir", xml), ("--openvino-ir weights", weights)):
+            if resolved(other) == resolved(path):
+                raise InputError(f"{option} {path} is also the output {other}; give the IR another name")
     return xml, weights
 
 
