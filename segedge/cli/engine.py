@@ -58,10 +58,9 @@ def build_engine_command(
     `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
     from segedge._io import check_output, resolved
-    from segedge.engine.options import BuildOptions, check_dla_request
-    from segedge.engine.tensorrt_api import require_engine_support
-    from segedge.errors import InputError
-    from segedge.export.metadata import self_contained
+    from segedge.engine.options import BuildOptions
+    from segedge.errors import DataError, InputError
+    from segedge.pipeline.build import build_artifact, plan_build
 
     sidecar = output.with_name(output.name + ".json") if output.suffix in (".engine", ".plan") else None  # written with the engine
     written = [("-o", output), ("the sidecar", sidecar), ("--calib-cache", calib_cache), ("--timing-cache", timing_cache)]
@@ -82,33 +81,15 @@ def build_engine_command(
     )
     if output.suffix == ".onnx" and options.cli_args():
         console.print(f"note: engine options ignored, -o {output} builds no engine: {shlex.join(options.cli_args())}")
-    if output.suffix in (".engine", ".plan"):  # before a minute of calibration, not after
-        check_dla_request(model, precision.value, options)
-        require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
-    with self_contained(model) as model:  # an ONNX with external weight data, made single-file
-        _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options, target)
-
-
-def _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options, target) -> None:
-    from segedge.errors import DataError
-    from segedge.pipeline.build import build_artifact
-
+    if precision is Precision.INT8 and calib_data is None:
+        raise DataError("--precision int8 needs --calib-data DIR (an Oxford-IIIT Pet root, an image folder or a video)")
+    # the ONNX opened once, and every refusal (target, profile, DLA, TensorRT missing) made before a minute of calibration
+    plan = plan_build(model, output, precision, target, options)
     calibration = None
     if precision is Precision.INT8:
-        if calib_data is None:
-            raise DataError("--precision int8 needs --calib-data DIR (an Oxford-IIIT Pet root, an image folder or a video)")
         from segedge.calibration.dataset import load_calibration_set
-        from segedge.calibration.quantize import int8_target
-        from segedge.contract import Contract
-        from segedge.export.metadata import load_onnx
 
-        int8_target(load_onnx(model), target, model)  # before a minute of calibration
-
-        config = Contract.from_onnx(load_onnx(model), str(model)).preprocess
-        calibration = load_calibration_set(calib_data, config, num_images=num_images, seed=seed)
+        calibration = load_calibration_set(calib_data, plan.source.contract.preprocess, num_images=num_images, seed=seed)
         console.print(f"calibration: {calibration.summary()}")
-    result = build_artifact(
-        model, output, precision.value, calibration, method.value, percentile, calib_cache, engine_options=options,
-        target=target,
-    )
+    result = build_artifact(plan, calibration=calibration, method=method.value, percentile=percentile, calib_cache=calib_cache)
     console.print(result.note)

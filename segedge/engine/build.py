@@ -38,6 +38,8 @@ from segedge.errors import ExportError, InputError
 if TYPE_CHECKING:  # annotations only: tensorrt is imported lazily (import_tensorrt)
     import tensorrt as trt
 
+    from segedge.export.onnx_artifact import OnnxArtifact
+
 log = logging.getLogger(__name__)
 
 
@@ -151,18 +153,23 @@ def _save_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
 
 
 def build_engine(
-    onnx_path: str | os.PathLike[str],
+    onnx_path: str | os.PathLike[str] | OnnxArtifact,
     engine_path: str | os.PathLike[str],
     options: BuildOptions | None = None,
+    profile: Profile | None = None,
 ) -> EngineInfo:
     """Compile a strongly typed TensorRT engine from an ONNX file.
 
     Args:
-        onnx_path: FP32, FP16 or Q/DQ INT8 ONNX (the precision is taken from it).
+        onnx_path: FP32, FP16 or Q/DQ INT8 ONNX (the precision is taken from it), or that file
+            already opened (:func:`~segedge.export.onnx_artifact.open_onnx`).
         engine_path: destination ``.engine`` (written atomically, with a ``.json`` sidecar).
         options: profile shapes, workspace, optimization level, timing cache, version and
-            hardware compatibility, DLA core (:class:`BuildOptions`; defaults: batch 1..8 at
-            the model's input size, 1024 MiB workspace).
+            hardware compatibility, DLA core, profile count (:class:`BuildOptions`; defaults:
+            batch 1..8 at the model's input size, 1024 MiB workspace, one profile).
+        profile: the optimization profile already resolved from ``options`` and checked
+            against the DLA rules (:func:`segedge.pipeline.build.plan_build` does both);
+            ``None``: resolved and checked here.
 
     Returns:
         The :class:`EngineInfo` written to the sidecar.
@@ -176,17 +183,18 @@ def build_engine(
             profile, or the build fails.
     """
     import segedge
-    from segedge.contract import Contract
-    from segedge.export.metadata import file_sha256, load_onnx
+    from segedge.export.metadata import file_sha256
+    from segedge.export.onnx_artifact import OnnxArtifact, open_onnx
 
     options = options or BuildOptions()
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    check_timing_cache(options, onnx_path, engine_path)
-    model = load_onnx(onnx_path)
-    contract = Contract.from_onnx(model, str(onnx_path))
-    profile: Profile = resolve_profile(onnx_input_spec(model), options.min_shape, options.opt_shape, options.max_shape)
+    engine_path = Path(engine_path)
+    check_timing_cache(options, onnx_path.path if isinstance(onnx_path, OnnxArtifact) else onnx_path, engine_path)
+    source = onnx_path if isinstance(onnx_path, OnnxArtifact) else open_onnx(onnx_path)
+    onnx_path, contract = source.path, source.contract
     precision = contract.precision
-    check_dla(options, precision, profile)
+    if profile is None:  # not planned by the caller: resolve and check it here, once
+        profile = resolve_profile(onnx_input_spec(source), options.min_shape, options.opt_shape, options.max_shape)
+        check_dla(options, precision, profile)
     trt = import_tensorrt()
     gpu, capability = current_gpu()
 

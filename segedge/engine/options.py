@@ -151,22 +151,6 @@ def check_dla(options: BuildOptions, precision: Precision | str, profile: Any) -
         )
 
 
-def check_dla_request(onnx_path: str | Path, precision: Precision | str, options: BuildOptions) -> None:
-    """:func:`check_dla` for an ONNX file (its input decides the profile), before TensorRT is
-    even looked for; nothing to check without ``--dla-core``.
-
-    Raises:
-        InputError: see :func:`check_dla`; ModelFormatError: unreadable ONNX.
-    """
-    if options.dla_core is None:
-        return
-    from segedge.engine.profiles import onnx_input_spec, resolve_profile
-    from segedge.export.metadata import load_onnx
-
-    profile = resolve_profile(onnx_input_spec(load_onnx(onnx_path)), options.min_shape, options.opt_shape, options.max_shape)
-    check_dla(options, precision, profile)
-
-
 def check_timing_cache(options: BuildOptions, onnx_path: str | Path, engine_path: str | Path) -> None:
     """Refuse a ``--timing-cache`` that is the ONNX, the engine or its sidecar: the build saves
     the cache back, over whichever file it names (before TensorRT is even looked for).

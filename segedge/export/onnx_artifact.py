@@ -19,7 +19,7 @@ from typing import Any
 
 import onnx
 
-from segedge.contract import Contract, Precision
+from segedge.contract import Contract, Precision, onnx_input_size
 from segedge.errors import ModelFormatError
 from segedge.export.metadata import load_onnx, uses_external_data
 
@@ -144,8 +144,9 @@ def open_onnx(path: str | os.PathLike[str], segmentation: bool = True) -> OnnxAr
 
     Args:
         path: the ``.onnx``; external data files are read from beside it.
-        segmentation: check the segmentation shape and class count (``False`` for ``inspect``,
-            which describes any graph).
+        segmentation: check the segmentation shape and class count, and say when defaults
+            are assumed (``False`` for ``inspect``, which describes any graph; a symbolic
+            input size then reads as 128x128).
 
     Returns:
         The :class:`OnnxArtifact`.
@@ -169,9 +170,12 @@ def open_onnx(path: str | os.PathLike[str], segmentation: bool = True) -> OnnxAr
     if segmentation:
         check_segmentation_io(path, inputs, outputs)
     fp16_input = bool(inputs) and inputs[0].type == "tensor(float16)"
-    contract = Contract.from_onnx(model, str(path), fallback_precision=Precision.FP16 if fp16_input else Precision.FP32)
+    fallbacks: dict[str, Any] = {"fallback_precision": Precision.FP16 if fp16_input else Precision.FP32}
+    if not segmentation and None in onnx_input_size(model):  # only described: 128x128 stands in for a symbolic size
+        fallbacks["fallback_size"] = None
+    contract = Contract.from_onnx(model, str(path), **fallbacks)
     if segmentation:
         check_class_count(path, outputs, contract)
-    if not contract.declared:
-        log.warning("%s", contract.defaults_note(str(path)))
+        if not contract.declared:
+            log.warning("%s", contract.defaults_note(str(path)))
     return OnnxArtifact(path, model, contract, inputs, outputs, external)

@@ -21,7 +21,8 @@ from typing import Iterable
 from segedge._io import atomic_pair, check_output, private_directory, resolved
 from segedge.contract import Contract
 from segedge.errors import BackendUnavailableError, ExportError, InputError, ModelFormatError
-from segedge.export.metadata import file_sha256, load_onnx
+from segedge.export.metadata import file_sha256
+from segedge.export.onnx_artifact import open_onnx
 
 
 def import_openvino():
@@ -38,19 +39,20 @@ def import_openvino():
 
 
 def onnx_contract(path: Path) -> Contract:
-    """The contract of an ONNX file OpenVINO is to run.
+    """The contract of an ONNX file OpenVINO is to run, the file opened once
+    (:func:`~segedge.export.onnx_artifact.open_onnx`: I/O checked, one note when defaults are assumed).
 
     Raises:
-        ModelFormatError: unreadable ONNX, bad metadata, or a MaxUnpool graph (``--target
-            onnxruntime``), which OpenVINO cannot run.
+        ModelFormatError: unreadable ONNX, not a segmentation network, bad metadata, or a
+            MaxUnpool graph (``--target onnxruntime``), which OpenVINO cannot run.
     """
-    model = load_onnx(path)
-    if any(node.op_type == "MaxUnpool" for node in model.graph.node):
+    source = open_onnx(path)
+    if "MaxUnpool" in source.op_types:
         raise ModelFormatError(
             f"{path} uses MaxUnpool (the onnxruntime form), which OpenVINO cannot run; "
             "export it with `segedge export --target tensorrt` (or use --backend onnxruntime)"
         )
-    return Contract.from_onnx(model, str(path))
+    return source.contract
 
 
 def weights_path(xml: str | os.PathLike[str]) -> Path:
