@@ -39,12 +39,21 @@ def train_command(
     Recipe of Matani & Singh (2023): 128x128, random
     horizontal flip and contrast jitter 0.3, Adam 1e-3, StepLR(7, 0.7), cross-entropy, batch 64,
     20 epochs; train on trainval, validate on test (pixel accuracy and mIoU every epoch)."""
+    from segedge._io import check_output, resolved
     from segedge.data.transforms import PreprocessConfig
     from segedge.errors import InputError
     from segedge.training import TrainConfig, train
 
     if size % 16:
         raise InputError(f"--size {size} must be a multiple of 16 (four 2x2 pooling stages)")
+    # every input counts: the run folder is not the data, and no file the run writes is one the run reads
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out} is a file; expected a folder")
+    if resolved(out) == resolved(data):
+        raise InputError(f"-o {out} is the data folder {data}; write the run elsewhere")
+    if out.is_dir():
+        for name in ("checkpoint.pt", "model.pt", "history.json"):  # what the run writes in it
+            check_output(out / name, [data, init, background_video], force=True, option=f"-o {out}:")
     config = TrainConfig(
         model=model.value, epochs=epochs, batch_size=batch_size, lr=lr, step_size=step_size, gamma=gamma,
         seed=seed, limit=limit, recipe=recipe.value, amp=amp.value, init_from=str(init) if init else None,

@@ -120,10 +120,11 @@ def quantize(
         DataError, InputError, ModelFormatError, ExportError: see ``quantize_int8``.
     """
     from segedge.calibration.quantize import quantize_int8
-    from segedge.export.metadata import load_onnx
+    from segedge.export.onnx_artifact import open_onnx
 
-    calibration = calibration_set(calibration, Contract.from_onnx(load_onnx(onnx), str(onnx)))
-    return quantize_int8(onnx, output, calibration, CalibrationMethod(method).value, percentile, **options)
+    source = open_onnx(onnx)  # once: its contract preprocesses the calibration set, the quantizer takes the model
+    calibration = calibration_set(calibration, source.contract)
+    return quantize_int8(source, output, calibration, CalibrationMethod(method).value, percentile, **options)
 
 
 def build(
@@ -141,12 +142,13 @@ def build(
         InputError, DataError, ModelFormatError, ExportError, BackendUnavailableError: see
         ``build_artifact``.
     """
-    from segedge.export.metadata import load_onnx
+    from segedge.export.onnx_artifact import open_onnx
     from segedge.pipeline.build import build_artifact
 
+    source = open_onnx(onnx)  # once, for the calibration set's preprocessing and the build
     if calibration is not None:
-        calibration = calibration_set(calibration, Contract.from_onnx(load_onnx(onnx), str(onnx)))
-    return build_artifact(onnx, output, precision, calibration, **options)
+        calibration = calibration_set(calibration, source.contract)
+    return build_artifact(source, output, precision, calibration, **options)
 
 
 def load(

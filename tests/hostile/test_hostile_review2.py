@@ -164,3 +164,17 @@ def test_a_killed_export_leaves_a_temporary_that_the_next_export_removes(kit, tm
     assert killed.returncode == -signal.SIGKILL and len(list(tmp_path.iterdir())) == 1
     assert _invoke(["export", kit["onnx"], "-o", out]).exit_code == 0
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_train_never_writes_over_its_init_checkpoint(pet_root, tmp_path, refusal, take_snapshot):
+    """Every input of every command counts (item 10): `train -o RUN --init RUN/model.pt` replaced the
+    checkpoint it fine-tuned from with the new weights at the end."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copyfile(WEIGHTS, run / "model.pt")
+    before = take_snapshot(tmp_path)
+    args = ["train", pet_root, "-o", run, "--init", run / "model.pt", "--model", "segnet-dsc", "--epochs", "1", "--limit", "2", "--batch-size", "2"]
+    line = refusal(_invoke(args), 2, tmp_path, before)
+    assert "model.pt" in line and "input" in line
+    line = refusal(_invoke(["train", pet_root, "-o", pet_root, "--epochs", "1", "--limit", "2"]), 2, tmp_path, before)
+    assert "is the data folder" in line
