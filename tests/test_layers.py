@@ -81,3 +81,23 @@ def test_no_two_modules_import_each_other():
         if graph.find_shortest_chain(importer=imported, imported=module)
     })
     assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_export_function_shares_its_name_with_no_package():
+    """Issue 24, item 15: ``segedge.export`` was both a subpackage and the API's function, made
+    callable by swapping the package module's ``__class__``. The ONNX code lives in
+    ``segedge.onnx`` (as ``torch.onnx.export`` lives in ``torch.onnx``); nothing swaps a class."""
+    import ast
+    import importlib
+    import types
+
+    import segedge
+
+    assert isinstance(segedge.export, types.FunctionType) and segedge.export.__module__ == "segedge.pipeline.api"
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("segedge.export")
+    assert type(importlib.import_module("segedge.onnx")) is types.ModuleType
+    for path in sorted((ROOT / "segedge").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            assert not any(isinstance(t, ast.Attribute) and t.attr == "__class__" for t in targets), f"{path}: assigns __class__"

@@ -16,7 +16,7 @@ Quantization" and "Q/DQ Layer-Placement Recommendations"):
   stays in float; a Q/DQ on one side of its Equal would misplace every unpooled value.
 - **on an FP16 base** (``fp16_base``, default): the FP32 model is moved to opset 19 (whose
   Q/DQ take FP16 scales and tensors; every TensorRT with strongly typed networks parses it),
-  quantized, then converted with :func:`segedge.export.fp16.to_fp16`, so a strongly typed
+  quantized, then converted with :func:`segedge.onnx.fp16.to_fp16`, so a strongly typed
   engine runs INT8 convolutions and everything between them in FP16, not FP32.
 
 ``onnxruntime`` (the CPU form, for ONNX Runtime's integer kernels; ONNX Runtime docs,
@@ -54,10 +54,10 @@ from segedge.calibration.cache import CalibrationKey, array_sha256, read_cache, 
 from segedge.calibration.dataset import CalibrationSet
 from segedge.cpuinfo import CpuInfo, cpu_info
 from segedge.errors import DataError, ExportError, InputError
-from segedge.export.layers import conv_layers
+from segedge.onnx.layers import conv_layers
 from segedge.contract import Contract, Precision, Target
-from segedge.export.metadata import file_sha256, quiet_exporter
-from segedge.export.onnx_artifact import OnnxArtifact, open_onnx
+from segedge.onnx.metadata import file_sha256, quiet_exporter
+from segedge.onnx.artifact import OnnxArtifact, open_onnx
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = tuple(t.value for t in Target)
@@ -113,7 +113,7 @@ def int8_target(contract: Contract, target: str | Target | None, path: object = 
 
     Args:
         contract: the FP32 model's contract (:attr:`OnnxArtifact.contract
-            <segedge.export.onnx_artifact.OnnxArtifact>`).
+            <segedge.onnx.artifact.OnnxArtifact>`).
         target: ``tensorrt``, ``onnxruntime`` or ``None`` (the model's own).
         path: the model, for messages.
 
@@ -200,7 +200,7 @@ def quantize_int8(
 
     Args:
         onnx_path: FP32 ONNX from ``segedge export``, or that file already opened
-            (:func:`~segedge.export.onnx_artifact.open_onnx`; sensitivity analysis quantizes one
+            (:func:`~segedge.onnx.artifact.open_onnx`; sensitivity analysis quantizes one
             model many times).
         output: destination (atomic; untouched on failure).
         calibration: preprocessed calibration images, ``(N, 3, H, W)`` float32.
@@ -312,7 +312,7 @@ def quantize_int8(
                 )
                 quantized = onnx.load(str(tmp))
                 if fp16_base:
-                    from segedge.export.fp16 import to_fp16
+                    from segedge.onnx.fp16 import to_fp16
 
                     quantized = to_fp16(quantized, fp32_layers=0)
                 record = json.dumps(

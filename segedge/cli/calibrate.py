@@ -71,7 +71,7 @@ def _calibrate(model, output, calib_data, num_images, every, seed, method, perce
     from segedge.contract import Precision
     from segedge.data.oxford_pet import is_pet_root
     from segedge.errors import DataError, InputError
-    from segedge.export.onnx_artifact import open_onnx
+    from segedge.onnx.artifact import open_onnx
     from segedge.pipeline.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
     from segedge.report.drift import measure_latency
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner

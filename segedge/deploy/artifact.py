@@ -111,7 +111,7 @@ def read_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
     """
     path = Path(path)
     if path.suffix.lower() == ".onnx":
-        from segedge.export.metadata import load_onnx
+        from segedge.onnx.metadata import load_onnx
 
         return onnx_info(load_onnx(path), path)
     if path.suffix.lower() not in (".engine", ".plan"):

@@ -38,7 +38,7 @@ from segedge.errors import ExportError, InputError
 if TYPE_CHECKING:  # annotations only: tensorrt is imported lazily (import_tensorrt)
     import tensorrt as trt
 
-    from segedge.export.onnx_artifact import OnnxArtifact
+    from segedge.onnx.artifact import OnnxArtifact
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def build_engine(
 
     Args:
         onnx_path: FP32, FP16 or Q/DQ INT8 ONNX (the precision is taken from it), or that file
-            already opened (:func:`~segedge.export.onnx_artifact.open_onnx`).
+            already opened (:func:`~segedge.onnx.artifact.open_onnx`).
         engine_path: destination ``.engine`` (written atomically, with a ``.json`` sidecar).
         options: profile shapes, workspace, optimization level, timing cache, version and
             hardware compatibility, DLA core, profile count (:class:`BuildOptions`; defaults:
@@ -183,8 +183,8 @@ def build_engine(
             profile, or the build fails.
     """
     import segedge
-    from segedge.export.metadata import file_sha256
-    from segedge.export.onnx_artifact import OnnxArtifact, open_onnx
+    from segedge.onnx.metadata import file_sha256
+    from segedge.onnx.artifact import OnnxArtifact, open_onnx
 
     options = options or BuildOptions()
     engine_path = Path(engine_path)

@@ -66,7 +66,7 @@ def onnx_input_spec(model, contract=None) -> InputSpec:
     """Read the single ``(N, C, H, W)`` input of an ONNX model and its segedge metadata.
 
     Args:
-        model: ``onnx.ModelProto``, or an :class:`~segedge.export.onnx_artifact.OnnxArtifact`
+        model: ``onnx.ModelProto``, or an :class:`~segedge.onnx.artifact.OnnxArtifact`
             (its contract is then the one already read).
         contract: the model's :class:`~segedge.contract.Contract` when already read.
 

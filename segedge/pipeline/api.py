@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from segedge.calibration.dataset import CalibrationSet
     from segedge.calibration.quantize import QuantizeResult
-    from segedge.export.onnx import ExportResult
+    from segedge.onnx.export import ExportResult
     from segedge.models.checkpoint import Checkpoint
     from segedge.pipeline.build import BuildResult
     from segedge.report.drift import EvalData
@@ -66,14 +66,14 @@ def export(
         contract: preprocessing, classes and palette of an ``nn.Module`` or foreign ONNX.
         target: ``tensorrt`` (standard ops) or ``onnxruntime`` (MaxUnpool) form.
         precision: ``fp32`` or ``fp16``.
-        **options: of :func:`segedge.export.onnx.export_onnx` (``opset``, ``dynamic_batch``,
+        **options: of :func:`segedge.onnx.export.export_onnx` (``opset``, ``dynamic_batch``,
             ``dynamic_hw``, ``exporter``, ``lint``, ``force``, ``parity_images``).
 
     Raises:
         InputError, CheckpointError, ModelFormatError, ExportError: see
-        :func:`~segedge.export.onnx.export_onnx` and :func:`~segedge.export.onnx.rewrite_onnx`.
+        :func:`~segedge.onnx.export.export_onnx` and :func:`~segedge.onnx.export.rewrite_onnx`.
     """
-    from segedge.export.onnx import export_onnx, rewrite_onnx
+    from segedge.onnx.export import export_onnx, rewrite_onnx
 
     if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx":
         allowed = {k: v for k, v in options.items() if k in ("lint", "force")}
@@ -120,7 +120,7 @@ def quantize(
         DataError, InputError, ModelFormatError, ExportError: see ``quantize_int8``.
     """
     from segedge.calibration.quantize import quantize_int8
-    from segedge.export.onnx_artifact import open_onnx
+    from segedge.onnx.artifact import open_onnx
 
     source = open_onnx(onnx)  # once: its contract preprocesses the calibration set, the quantizer takes the model
     calibration = calibration_set(calibration, source.contract)
@@ -142,7 +142,7 @@ def build(
         InputError, DataError, ModelFormatError, ExportError, BackendUnavailableError: see
         ``build_artifact``.
     """
-    from segedge.export.onnx_artifact import open_onnx
+    from segedge.onnx.artifact import open_onnx
     from segedge.pipeline.build import build_artifact
 
     source = open_onnx(onnx)  # once, for the calibration set's preprocessing and the build

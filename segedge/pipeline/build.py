@@ -18,7 +18,7 @@ from segedge.contract import CalibrationMethod, Precision, Target
 from segedge.engine.options import BuildOptions, check_dla, check_timing_cache
 from segedge.engine.profiles import Profile
 from segedge.errors import DataError, InputError
-from segedge.export.onnx_artifact import OnnxArtifact, open_onnx
+from segedge.onnx.artifact import OnnxArtifact, open_onnx
 
 PRECISIONS = tuple(Precision)
 
@@ -84,7 +84,7 @@ def plan_build(
     calibration): the ONNX opened once, every refusal made once.
 
     Args:
-        onnx: the FP32 ONNX, or that file already opened (:func:`~segedge.export.onnx_artifact.open_onnx`).
+        onnx: the FP32 ONNX, or that file already opened (:func:`~segedge.onnx.artifact.open_onnx`).
         output: ``X.engine``, ``X.plan`` or ``X.onnx``.
         precision: ``fp32``, ``fp16`` or ``int8``.
         target: INT8 form (default: the FP32 model's own).
@@ -190,7 +190,7 @@ def build_artifact(
         cache_note = f" ({quantized.target} form"
         cache_note += f"; calibration cache {calib_cache}: {quantized.cache})" if calib_cache else ")"
     elif precision is Precision.FP16:
-        from segedge.export.fp16 import convert_fp16
+        from segedge.onnx.fp16 import convert_fp16
 
         convert_fp16(source, onnx_out)
     elif onnx_out.resolve() != source.path.resolve():

@@ -179,7 +179,7 @@ def run_doctor(
     elif gpu:
         skipped.append("PyTorch on CUDA: torch sees no CUDA device")
 
-    from segedge.export.onnx import export_onnx
+    from segedge.onnx.export import export_onnx
 
     target = Target.TENSORRT if gpu and trt_problem is None else Target.ONNXRUNTIME
     exported = None

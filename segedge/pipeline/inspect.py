@@ -19,9 +19,9 @@ import onnx
 
 from segedge.contract import Target
 from segedge.errors import InputError
-from segedge.export.lint import lint_tensorrt
-from segedge.export.metadata import read_metadata
-from segedge.export.onnx_artifact import open_onnx
+from segedge.onnx.lint import lint_tensorrt
+from segedge.onnx.metadata import read_metadata
+from segedge.onnx.artifact import open_onnx
 
 if TYPE_CHECKING:
     from segedge.engine.sidecar import EngineInfo

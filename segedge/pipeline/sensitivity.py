@@ -36,7 +36,7 @@ from segedge.data.oxford_pet import is_pet_root
 from segedge.data.samples import DataSpec, load_arrays
 from segedge.data.transforms import PreprocessConfig
 from segedge.errors import DataError, InputError
-from segedge.export.onnx_artifact import OnnxArtifact, open_onnx
+from segedge.onnx.artifact import OnnxArtifact, open_onnx
 from segedge.report.evaluate import evaluate
 
 Progress = Callable[[str, int, int], None]

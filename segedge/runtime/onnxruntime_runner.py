@@ -25,7 +25,7 @@ from segedge.runtime.onnxruntime_providers import (  # noqa: F401 (provider_chai
 from segedge.runtime.base import Runner
 
 if TYPE_CHECKING:
-    from segedge.export.onnx_artifact import OnnxArtifact
+    from segedge.onnx.artifact import OnnxArtifact
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,13 @@ class OnnxRuntimeRunner(Runner):
     (written by ``segedge export``); an ONNX file without it gets the default
     preprocessing at its input's spatial size, with a warning.
 
-    The file is opened once (:func:`~segedge.export.onnx_artifact.open_onnx`): the session is
+    The file is opened once (:func:`~segedge.onnx.artifact.open_onnx`): the session is
     made from the loaded graph, and the contract, the I/O checks and the calibration record
     come from that one read.
 
     Args:
         path: ``.onnx`` file with one ``(N, 3, H, W)`` float input and one logits output, or an
-            :class:`~segedge.export.onnx_artifact.OnnxArtifact` already opened.
+            :class:`~segedge.onnx.artifact.OnnxArtifact` already opened.
         provider: ``cpu``, ``cuda`` or ``tensorrt`` (the last two need onnxruntime-gpu; see
             :func:`~segedge.runtime.onnxruntime_providers.provider_chain` for their options
             and fallbacks).
@@ -79,7 +79,7 @@ class OnnxRuntimeRunner(Runner):
     ):
         import onnxruntime as ort
 
-        from segedge.export.onnx_artifact import OnnxArtifact, open_onnx  # imports onnx: only when a model is loaded
+        from segedge.onnx.artifact import OnnxArtifact, open_onnx  # imports onnx: only when a model is loaded
 
         if provider not in PROVIDERS:
             raise InputError(f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}")

@@ -19,7 +19,7 @@ import numpy as np
 
 from segedge.contract import Backend, Contract, openvino_weights_sha256
 from segedge.errors import InputError, ModelFormatError
-from segedge.export.openvino_ir import import_openvino, onnx_contract, weights_path
+from segedge.onnx.openvino_ir import import_openvino, onnx_contract, weights_path
 from segedge.runtime.base import Runner
 
 

@@ -10,7 +10,7 @@ from onnx import numpy_helper
 from segedge.calibration.dataset import CalibrationSet, load_calibration_set
 from segedge.calibration.quantize import quantize_int8
 from segedge.errors import DataError
-from segedge.export.onnx import read_metadata
+from segedge.onnx.export import read_metadata
 from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
 pytestmark = pytest.mark.slow

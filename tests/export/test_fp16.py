@@ -6,7 +6,7 @@ import onnx
 import pytest
 import torch
 
-from segedge.export.fp16 import fp32_prefix, to_fp16
+from segedge.onnx.fp16 import fp32_prefix, to_fp16
 
 pytestmark = pytest.mark.slow
 

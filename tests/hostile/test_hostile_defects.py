@@ -25,8 +25,8 @@ from segedge.data.images import read_image, read_label_map
 from segedge.data.oxford_pet import OxfordPet
 from segedge.data.sources import ImageFilesSource, open_source, redact_url
 from segedge.errors import CheckpointError, DataError, ExportError, InputError, SourceError
-from segedge.export.metadata import self_contained
-from segedge.export.onnx import compare_logits
+from segedge.onnx.metadata import self_contained
+from segedge.onnx.export import compare_logits
 from segedge.runtime.sinks import MaskSink, StatsSink, VideoSink
 
 ROOT = Path(__file__).resolve().parents[2]

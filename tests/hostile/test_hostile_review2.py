@@ -55,7 +55,7 @@ def test_an_ir_is_one_pair_and_a_mixed_pair_is_refused(kit, make_onnx, tmp_path)
     """The .xml records its .bin's SHA-256 and is published last: a .bin from another export (what a
     crash between the two renames, or two exports at once, leaves) is refused, not run."""
     pytest.importorskip("openvino", reason="openvino is not installed (pip install 'segedge[openvino]')")
-    from segedge.export.openvino_ir import save_ir
+    from segedge.onnx.openvino_ir import save_ir
     from segedge.runtime.openvino_runner import OpenVINORunner
 
     xml = save_ir(kit["onnx"], tmp_path / "a.xml")

@@ -21,7 +21,7 @@ import onnx
 
 from segedge.contract import Contract, Precision, onnx_input_size
 from segedge.errors import ModelFormatError
-from segedge.export.metadata import load_onnx, uses_external_data
+from segedge.onnx.metadata import load_onnx, uses_external_data
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ from onnx import TensorProto
 
 from segedge._io import atomic_path
 from segedge.errors import ExportError
-from segedge.export.layers import conv_layers
+from segedge.onnx.layers import conv_layers
 from segedge.contract import Contract, Precision
-from segedge.export.metadata import load_onnx
-from segedge.export.onnx_artifact import OnnxArtifact
+from segedge.onnx.metadata import load_onnx
+from segedge.onnx.artifact import OnnxArtifact
 
 # Op types the converter leaves in FP32 (passed explicitly: its default blocks Max, see above).
 OP_BLOCK_LIST: tuple[str, ...] = ()
@@ -152,7 +152,7 @@ def convert_fp16(onnx_path: str | os.PathLike[str] | OnnxArtifact, output: str |
     """Write an FP16 copy of an FP32 ONNX file (see :func:`to_fp16`), atomically.
 
     Args:
-        onnx_path: the FP32 ONNX, or that file already opened (:func:`~segedge.export.onnx_artifact.open_onnx`).
+        onnx_path: the FP32 ONNX, or that file already opened (:func:`~segedge.onnx.artifact.open_onnx`).
         output: destination ``.onnx``.
 
     Raises:

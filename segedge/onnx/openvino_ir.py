@@ -21,8 +21,8 @@ from typing import Iterable
 from segedge._io import atomic_pair, check_output, private_directory, resolved
 from segedge.contract import Contract
 from segedge.errors import BackendUnavailableError, ExportError, InputError, ModelFormatError
-from segedge.export.metadata import file_sha256
-from segedge.export.onnx_artifact import open_onnx
+from segedge.onnx.metadata import file_sha256
+from segedge.onnx.artifact import open_onnx
 
 
 def import_openvino():
@@ -40,7 +40,7 @@ def import_openvino():
 
 def onnx_contract(path: Path) -> Contract:
     """The contract of an ONNX file OpenVINO is to run, the file opened once
-    (:func:`~segedge.export.onnx_artifact.open_onnx`: I/O checked, one note when defaults are assumed).
+    (:func:`~segedge.onnx.artifact.open_onnx`: I/O checked, one note when defaults are assumed).
 
     Raises:
         ModelFormatError: unreadable ONNX, not a segmentation network, bad metadata, or a

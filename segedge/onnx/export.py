@@ -5,17 +5,17 @@ From a checkpoint (default exporter ``torch.onnx.export(dynamo=True)``):
 
 1. export the model as it is; PyTorch's exporter writes MaxPool with ``Indices`` and turns
    ``max_unpool2d`` into index arithmetic and a ``ScatterND``, which TensorRT rejects;
-2. rewrite every pool/unpool pair at graph level (:mod:`segedge.export.onnx_rewrite`):
+2. rewrite every pool/unpool pair at graph level (:mod:`segedge.onnx.rewrite`):
    the ``standard`` form for ``--target tensorrt`` (default) or ONNX's ``MaxUnpool`` for
    ``--target onnxruntime``, and check the rewritten graph bit-identical to the exported one
    in ONNX Runtime;
-3. embed the deployment contract (:mod:`segedge.export.metadata`), convert to FP16 if asked,
-   run ``onnx.checker`` (full check) and the TensorRT lint (:mod:`segedge.export.lint`);
+3. embed the deployment contract (:mod:`segedge.onnx.metadata`), convert to FP16 if asked,
+   run ``onnx.checker`` (full check) and the TensorRT lint (:mod:`segedge.onnx.lint`);
 4. compare ONNX Runtime against the original PyTorch model (max |diff|, argmax agreement);
 5. rename into place (nothing is written on failure).
 
 The legacy TorchScript exporter (``exporter="legacy"``) cannot emit ``max_unpool2d`` at
-all; it exports the module-swapped model (:mod:`segedge.export.unpool`) instead.
+all; it exports the module-swapped model (:mod:`segedge.onnx.unpool`) instead.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ import segedge
 from segedge._io import atomic_path, check_output
 from segedge.data.transforms import PreprocessConfig, preprocess
 from segedge.errors import ExportError, InputError
-from segedge.export.lint import LintReport, lint_tensorrt
+from segedge.onnx.lint import LintReport, lint_tensorrt
 from segedge.contract import Contract, Precision, Target
-from segedge.export.options import Exporter
-from segedge.export.metadata import check_finite_weights, file_sha256, load_onnx, quiet_exporter, read_metadata
-from segedge.export.onnx_rewrite import outputs_identical, rewrite_unpool
-from segedge.export.unpool import make_exportable, tie_heavy_probe
+from segedge.onnx.options import Exporter
+from segedge.onnx.metadata import check_finite_weights, file_sha256, load_onnx, quiet_exporter, read_metadata
+from segedge.onnx.rewrite import outputs_identical, rewrite_unpool
+from segedge.onnx.unpool import make_exportable, tie_heavy_probe
 from segedge.models.checkpoint import Checkpoint, load_checkpoint
 
 DEFAULT_OPSET = 17  # the newest opset TensorRT 8.6 to 11 all parse
@@ -211,7 +211,7 @@ def _export_graph(model: torch.nn.Module, example: torch.Tensor, opset: int, exp
 def _finish(model: onnx.ModelProto, precision: Precision, lint: bool, target: Target) -> tuple[onnx.ModelProto, LintReport | None]:
     """FP16 conversion, checker and lint on an in-memory model; returns what is to be saved."""
     if precision is Precision.FP16:
-        from segedge.export.fp16 import to_fp16
+        from segedge.onnx.fp16 import to_fp16
 
         model = to_fp16(model)
     try:
