@@ -86,57 +86,6 @@ def check_finite_weights(model: onnx.ModelProto, path: str | os.PathLike[str]) -
             )
 
 
-_FLOAT_TYPES = ("tensor(float)", "tensor(float16)")
-
-
-def check_segmentation_io(
-    path: str | os.PathLike[str], inputs, outputs, classes: tuple[str, ...] | None = None, has_metadata: bool = True,
-) -> None:
-    """Check that a loaded ONNX looks like a segmentation network segedge can run: one
-    float ``(N, 3, H, W)`` image input and a float ``(N, C, H, W)`` score output whose C is
-    the number of ``classes``.
-
-    Args:
-        path: the model file, for messages.
-        inputs, outputs: ONNX Runtime's ``session.get_inputs()`` / ``get_outputs()`` (objects
-            with ``name``, ``shape`` (ints or symbolic names) and ``type`` such as
-            ``"tensor(float)"``).
-        classes: the class names the model is taken to predict (None: the channel count is
-            not checked).
-        has_metadata: whether the classes came from segedge metadata (else the Oxford-IIIT
-            Pet classes are assumed, and the message says so).
-
-    Raises:
-        ModelFormatError: what differs (exit code 2), e.g. a 1-channel or int64 input, a
-            classifier's ``(N, 1000)`` output, 21 output channels for 3 assumed classes.
-    """
-    if len(inputs) != 1:
-        raise ModelFormatError(f"{path} has {len(inputs)} inputs; expected one (N, 3, H, W) image input")
-    shape, kind = list(inputs[0].shape), inputs[0].type
-    if kind not in _FLOAT_TYPES:
-        raise ModelFormatError(f"{path}: input {inputs[0].name} is {kind}; expected float32 or float16 (N, 3, H, W) pixels")
-    if len(shape) != 4:
-        raise ModelFormatError(f"{path}: input {inputs[0].name} has shape {shape}; expected (N, 3, H, W)")
-    if isinstance(shape[1], int) and shape[1] != 3:
-        raise ModelFormatError(f"{path}: input {inputs[0].name} has {shape[1]} channels; expected 3 (an RGB or BGR image)")
-    if not outputs:
-        raise ModelFormatError(f"{path} has no output")
-    out_shape, out_kind = list(outputs[0].shape), outputs[0].type
-    if out_kind not in _FLOAT_TYPES:
-        raise ModelFormatError(f"{path}: output {outputs[0].name} is {out_kind}; expected float32 or float16 class scores")
-    if len(out_shape) != 4:
-        raise ModelFormatError(
-            f"{path}: output {outputs[0].name} has shape {out_shape}; expected per-pixel class scores (N, C, H, W) "
-            "(a classifier or detector is not a segmentation network)"
-        )
-    if classes is not None and isinstance(out_shape[1], int) and out_shape[1] != len(classes):
-        origin = "its segedge metadata names" if has_metadata else "without segedge metadata the Oxford-IIIT Pet classes are assumed:"
-        raise ModelFormatError(
-            f"{path}: output {outputs[0].name} has {out_shape[1]} class channels but {origin} {len(classes)} "
-            f"({', '.join(classes)}); export it with `segedge export` so it carries its classes"
-        )
-
-
 def uses_external_data(model: onnx.ModelProto) -> bool:
     """True when some initializer keeps its bytes in an external file (models over 2 GB, or
     saved with ``save_as_external_data``)."""

@@ -63,7 +63,6 @@ def count(monkeypatch):
 
 @pytest.mark.parametrize("declared", [True, False])
 def test_the_onnxruntime_runner_opens_its_file_once(tmp_path, count, monkeypatch, declared):
-    import segedge.onnx.metadata
     import segedge.onnx.artifact
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
@@ -73,7 +72,7 @@ def test_the_onnxruntime_runner_opens_its_file_once(tmp_path, count, monkeypatch
         del model.metadata_props[:]
         onnx.save(model, str(path))
     calls = count("load", onnx, "load")
-    count("io", segedge.onnx.metadata, "check_segmentation_io", segedge.onnx.artifact, "check_segmentation_io")
+    count("io", segedge.onnx.artifact, "check_segmentation_io")
     reads = []
     original = segedge.contract.Contract.from_metadata.__func__
     monkeypatch.setattr(segedge.contract.Contract, "from_metadata", classmethod(lambda cls, *a, **k: reads.append(1) or original(cls, *a, **k)))
