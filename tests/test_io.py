@@ -196,7 +196,7 @@ def test_the_demo_clip_leaves_no_temporary_on_failure(tmp_path):
 
 
 def test_no_writer_bypasses_the_door():
-    """Every temporary name, rename and exclusive open is made in segedge/_io.py (STYLE.md: "A new
+    """Every temporary name, rename and exclusive open is made in segedge/_io/ (STYLE.md: "A new
     writer that does not use _io is a defect")."""
     import ast
 
@@ -204,7 +204,7 @@ def test_no_writer_bypasses_the_door():
               ("os", "replace"), ("os", "rename"), ("os", "link"), ("os", "open")}
     offenders = []
     for path in sorted((ROOT / "segedge").rglob("*.py")):
-        if path.name == "_io.py":
+        if path.parent.name == "_io":  # the door itself
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (node.value.id, node.attr) in banned:

@@ -35,7 +35,7 @@ def build_engine_command(
     max_shape: Annotated[Optional[str], typer.Option(help="Largest input NxCxHxW (default: batch 8). H and W other than the model's need an ONNX exported with --dynamic-hw.")] = None,
     workspace: Annotated[int, typer.Option(min=1, help="Builder workspace limit, MiB.")] = 1024,
     builder_optimization_level: Annotated[Optional[int], typer.Option(min=0, max=5, help="0 (fastest build) to 5 (most tactics tried); TensorRT's default is 3.")] = None,
-    timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file: loaded if present, saved back after the build (faster rebuilds).")] = None,
+    timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file: loaded if present, saved back after the build (faster rebuilds); refused when it names the ONNX, the engine, its sidecar or another output.")] = None,
     version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine runs on later TensorRT releases of the same major version, and a TensorRT 10 engine on TensorRT 11 (NVIDIA's support matrix).")] = False,
     hardware_compatibility: Annotated[HardwareCompatibility, typer.Option(help="ampere+: engine runs on any Ampere or newer GPU (compute capability 8.0+).")] = HardwareCompatibility.NONE,
     dla_core: Annotated[Optional[int], typer.Option(min=0, help="Run on this DLA core (Jetson; TensorRT 10.x, or 11.4.1+ under JetPack 7.2.2+): fp16 or int8 only, and a static shape (--min/--opt/--max-shape equal); layers the DLA cannot run fall back to the GPU.")] = None,
