@@ -71,8 +71,8 @@ def main() -> None:
         return child(args)
 
     from segedge.pipeline.sensitivity import EvalSet, score_onnx
-    from segedge.data.oxford_pet import load_split_arrays
-    from segedge.export.onnx import export_onnx
+    from segedge.data.samples import load_split_arrays
+    from segedge.onnx.export import export_onnx
     from segedge.models.checkpoint import load_checkpoint
 
     if not PET.is_dir():

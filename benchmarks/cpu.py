@@ -38,8 +38,8 @@ from segedge.calibration.quantize import quantize_int8
 from segedge.cpuinfo import cpu_info
 from segedge.data.oxford_pet import OxfordPet
 from segedge.data.transforms import preprocess, resize_labels
-from segedge.export.fp16 import convert_fp16
-from segedge.export.onnx import export_onnx
+from segedge.onnx.fp16 import convert_fp16
+from segedge.onnx.export import export_onnx
 from segedge.models.checkpoint import load_checkpoint
 from segedge.models.registry import create_model
 from segedge.report.metrics import ConfusionMatrix

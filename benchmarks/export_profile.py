@@ -24,7 +24,7 @@ import onnxruntime as ort
 from rich.console import Console
 from rich.table import Table
 
-from segedge.export.onnx import export_onnx
+from segedge.onnx.export import export_onnx
 from segedge.models.checkpoint import Checkpoint, load_checkpoint
 from segedge.data.transforms import PreprocessConfig
 from segedge.models.registry import create_model

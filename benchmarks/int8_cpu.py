@@ -37,8 +37,8 @@ import torch
 from segedge.calibration.dataset import load_calibration_set
 from segedge.calibration.quantize import quantize_int8
 from segedge.cpuinfo import cpu_info
-from segedge.data.oxford_pet import load_split_arrays
-from segedge.export.onnx import export_onnx
+from segedge.data.samples import load_split_arrays
+from segedge.onnx.export import export_onnx
 from segedge.models.checkpoint import load_checkpoint, save_checkpoint
 from segedge.models.registry import create_model
 from segedge.report.metrics import ConfusionMatrix

@@ -22,8 +22,8 @@ from rich.table import Table
 from segedge.calibration.dataset import calibration_set_from_arrays
 from segedge.calibration.quantize import quantize_int8
 from segedge.data.demo import camera_motion_frames, demo_image
-from segedge.export.fp16 import convert_fp16
-from segedge.export.onnx import export_onnx
+from segedge.onnx.fp16 import convert_fp16
+from segedge.onnx.export import export_onnx
 from segedge.models.checkpoint import load_checkpoint
 from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 from segedge.runtime.torch_runner import TorchRunner

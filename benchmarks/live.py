@@ -61,7 +61,7 @@ from rich.table import Table
 from segedge.calibration.dataset import load_calibration_set
 from segedge.calibration.quantize import quantize_int8
 from segedge.data.sources import open_source
-from segedge.export.onnx import export_onnx
+from segedge.onnx.export import export_onnx
 from segedge.models.checkpoint import load_checkpoint
 from segedge.models.registry import create_model
 from segedge.runtime.factory import live_parallelism

@@ -54,7 +54,7 @@ def build_variants(segnet: str | None, work: Path, models: list[str]) -> list[Va
 
     from segedge.calibration.dataset import load_calibration_set
     from segedge.calibration.quantize import quantize_int8
-    from segedge.export.onnx import export_onnx
+    from segedge.onnx.export import export_onnx
     from segedge.models.checkpoint import load_checkpoint
     from segedge.models.registry import create_model
 

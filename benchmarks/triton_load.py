@@ -122,7 +122,7 @@ def main() -> None:
         work = Path(work)
         model = args.model
         if model is None:
-            from segedge.export.onnx import export_onnx
+            from segedge.onnx.export import export_onnx
             from segedge.models.checkpoint import load_checkpoint
 
             model = work / "segnet-dsc.onnx"

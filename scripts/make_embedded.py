@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from segedge._io import atomic_write_text
-from segedge.data.oxford_pet import load_split_arrays
+from segedge.data.samples import load_split_arrays
 from segedge.models.checkpoint import EMBEDDED_CHECKPOINT, load_checkpoint, save_checkpoint
 from segedge.report.evaluate import evaluate
 

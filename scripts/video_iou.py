@@ -50,7 +50,7 @@ def test_split_figures(model: str | Path, data: str | Path) -> dict[str, float]:
     """Pixel accuracy, mIoU and pet IoU (fractions) of a checkpoint on the sample's test split."""
     import torch
 
-    from segedge.data.oxford_pet import load_split_arrays
+    from segedge.data.samples import load_split_arrays
     from segedge.models.checkpoint import load_checkpoint
     from segedge.report.metrics import ConfusionMatrix
 

@@ -15,7 +15,6 @@ torch or onnxruntime until a function needs it::
 from __future__ import annotations
 
 import importlib
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -37,7 +36,9 @@ _EXPORTS = {
     "Checkpoint": "segedge.models.checkpoint",
     "load_checkpoint": "segedge.models.checkpoint",
     "save_checkpoint": "segedge.models.checkpoint",
-    # one call per step
+    # one call per step (the export *function*: ONNX export code lives in the subpackage segedge.onnx,
+    # as torch.onnx.export lives in torch.onnx, so no package and function share a name)
+    "export": "segedge.pipeline.api",
     "calibration_set": "segedge.pipeline.api",
     "quantize": "segedge.pipeline.api",
     "build": "segedge.pipeline.api",
@@ -53,7 +54,7 @@ _EXPORTS = {
     "BackendUnavailableError": "segedge.errors",
 }
 
-__all__ = ["__version__", "export", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
@@ -67,15 +68,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
-
-
-class _CallableExportPackage(types.ModuleType):
-    """``segedge.export`` is both the export subpackage and the API's :func:`export`: the
-    import system binds a subpackage to its parent's attribute of the same name, so the
-    package itself forwards calls (``segedge.export(model, "m.onnx")``)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return importlib.import_module("segedge.pipeline.api").export(*args, **kwargs)
-
-
-importlib.import_module("segedge.export").__class__ = _CallableExportPackage  # an empty package: no torch imported

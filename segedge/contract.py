@@ -118,6 +118,14 @@ class Resize(Word):
     ASPECT = "aspect"  # the frame's aspect kept: short side min(height, width), long side to the nearest size multiple
 
 
+class Upsample(Word):
+    """How a model-resolution result is brought to the frame (``segedge run --upsample``; see
+    :class:`~segedge.runtime.overlay.Overlay`)."""
+
+    LINEAR = "linear"  # class scores resized bilinearly, then the argmax at full resolution: smooth edges
+    NEAREST = "nearest"  # the class map resized with nearest neighbour: blocky at 854x480, cheaper
+
+
 class HardwareCompatibility(Word):
     """TensorRT engine hardware compatibility (``HardwareCompatibilityLevel``)."""
 
@@ -296,6 +304,34 @@ def write_props(props: MutableSequence[Any], metadata: Mapping[str, str]) -> Non
         props.add(key=key, value=value)
 
 
+RT_INFO_SECTION = "segedge"  # OpenVINO IR rt_info section holding the contract (unprefixed keys)
+IR_WEIGHTS_KEY = "weights_sha256"  # in that section: hex SHA-256 of the IR's .bin, beside the contract
+
+
+def _openvino_section(model: Any) -> dict[str, str]:
+    if not model.has_rt_info([RT_INFO_SECTION]):
+        return {}
+    return {key: model.get_rt_info([RT_INFO_SECTION, key]).astype(str) for key in model.get_rt_info()[RT_INFO_SECTION]}
+
+
+def openvino_weights_sha256(model: Any) -> str | None:
+    """The ``.bin`` SHA-256 an IR's ``.xml`` records (``None``: an IR written before segedge
+    recorded it, or by another tool)."""
+    return _openvino_section(model).get(IR_WEIGHTS_KEY)
+
+
+def onnx_input_size(model: Any) -> tuple[int | None, int | None]:
+    """``(H, W)`` of an ``onnx.ModelProto``'s first graph input in pixels, ``None`` where
+    symbolic or when the input is not rank 4."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
+    if len(dims) != 4:
+        return None, None
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims[2:4])  # type: ignore[return-value]
+
+
+# the entries without which a record declares no contract: what a model is fed and what its outputs mean
+# (every segedge version wrote both; a foreign model a step stamped with ``precision`` alone has neither)
+DECLARING_KEYS = ("preprocess", "classes")
 # keys the Contract fields own; anything else in an artifact's record rides along in ``extra``
 _OWN_KEYS = (
     "model", "classes", "palette", "preprocess", "input_size", "size_multiple", "dynamic", "precision", "target",
@@ -320,7 +356,9 @@ class Contract:
         dynamic: symbolic input axes of an ONNX (``batch``, ``height``, ``width``).
         size_multiple: input height/width must be multiples of this (``2 ** pooling stages``).
         extra: other ``segedge.*`` entries (``fp32_nodes``, ``calibration``, ...), kept verbatim.
-        declared: whether the artifact carried a segedge record at all (``False``: defaults).
+        declared: whether the artifact carried a complete segedge record (every key of
+            :data:`DECLARING_KEYS`); ``False``: no record, or a partial one (a foreign model a
+            conversion step stamped with its ``precision``), completed with defaults.
     """
 
     preprocess: PreprocessConfig = PreprocessConfig()
@@ -387,6 +425,24 @@ class Contract:
             return self.input_size
         return aspect_size(frame_height, frame_width, min(self.input_size), self.size_multiple or 1)
 
+    @property
+    def calibration(self) -> dict[str, Any]:
+        """The INT8 calibration record an artifact carries (``calibration`` entry, written by
+        :func:`segedge.calibration.quantize.quantize_int8`: method, images, target form, FP16
+        base, ...); ``{}`` when absent or unreadable."""
+        try:
+            record = json.loads(self.extra.get("calibration", "{}"))
+        except ValueError:
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def defaults_note(self, source: str) -> str:
+        """One line for an artifact that declares no contract: what is assumed in its place."""
+        h, w = self.input_size
+        classes = "the Oxford-IIIT Pet classes" if self.classes == PET_CLASSES else f"{self.num_classes} classes"
+        return (f"{source} declares no segedge contract (preprocess and classes); assuming {classes} and the default "
+                f"preprocessing at {h}x{w} (declare them with `segedge export --classes/--mean/--std`)")
+
     def replace(self, **changes: Any) -> "Contract":
         """A copy with ``changes`` applied (the dataclass is frozen)."""
         return replace(self, **changes)
@@ -452,25 +508,35 @@ class Contract:
     ) -> "Contract":
         """Read the unprefixed mapping written by :meth:`to_metadata` (any subset of it).
 
+        Only a complete record (every key of :data:`DECLARING_KEYS`) is a declared contract;
+        a partial one keeps what it says and takes defaults for the rest, with
+        ``declared=False``, so no later step stamps those defaults into the artifact.
+
         Args:
             meta: unprefixed entries.
             source: artifact path, for messages.
-            fallback_size: ``(H, W)`` of the model input when there is no ``preprocess`` entry
-                (a foreign ONNX); ``None`` or a symbolic dimension: the default 128x128 when
-                ``meta`` is a segedge record, an error otherwise.
+            fallback_size: ``(H, W)`` of the model input in pixels when there is no
+                ``preprocess`` entry (a foreign ONNX's static input size); ``None``: the
+                record's ``input_size``, else the default 128x128; a symbolic dimension
+                (``None`` inside): the record's ``input_size``, else an error.
             fallback_precision: precision when there is no ``precision`` entry.
 
         Raises:
-            ModelFormatError: malformed entries, or a foreign model of dynamic input size.
+            ModelFormatError: malformed entries, or no preprocessing record and neither an
+                ``input_size`` entry nor a static input size.
         """
         try:
+            missing = [key for key in DECLARING_KEYS if key not in meta]
+            what = "no segedge metadata" if not meta else f"an incomplete segedge record (no {', '.join(missing)})"
             if "preprocess" in meta:
                 preprocess = PreprocessConfig.from_json(meta["preprocess"])
-            elif fallback_size is not None and None not in fallback_size:
-                log.warning("%s has no segedge metadata; assuming the default preprocessing at %dx%d", source, *fallback_size)
+            elif "input_size" in meta:
+                height, width = json.loads(meta["input_size"])
+                preprocess = PreprocessConfig(height=height, width=width)
+            elif fallback_size is not None and None not in fallback_size:  # the loader says so once (defaults_note)
                 preprocess = PreprocessConfig(height=int(fallback_size[0]), width=int(fallback_size[1]))  # type: ignore[arg-type]
             elif fallback_size is not None:
-                raise ModelFormatError(f"{source} has no segedge metadata and a dynamic input size")
+                raise ModelFormatError(f"{source} has {what} and a dynamic input size")
             else:
                 preprocess = PreprocessConfig()
             classes = tuple(json.loads(meta["classes"])) if "classes" in meta else PET_CLASSES
@@ -490,7 +556,7 @@ class Contract:
                 dynamic=tuple(json.loads(meta["dynamic"])) if "dynamic" in meta else (),
                 size_multiple=int(meta["size_multiple"]) if "size_multiple" in meta else None,
                 extra={k: v for k, v in meta.items() if k not in _OWN_KEYS},
-                declared=bool(meta),
+                declared=not missing,
             )
         except ModelFormatError:
             raise
@@ -510,7 +576,16 @@ class Contract:
 
     @classmethod
     def from_onnx(cls, model: Any, source: str = "ONNX model", **fallbacks: Any) -> "Contract":
-        """Read the contract of an ``onnx.ModelProto`` (see :meth:`from_metadata`)."""
+        """Read the contract of an ``onnx.ModelProto`` (see :meth:`from_metadata`).
+
+        Without a ``fallback_size``, the graph's own input height and width (``None`` where
+        symbolic) stand in for a missing preprocessing record, never the Pet default.
+
+        Raises:
+            ModelFormatError: see :meth:`from_metadata`.
+        """
+        if "fallback_size" not in fallbacks:
+            fallbacks["fallback_size"] = onnx_input_size(model)
         return cls.from_props(model.metadata_props, source, **fallbacks)
 
     def write_onnx(self, model: Any, keys: Iterable[str] | None = None) -> None:
@@ -532,6 +607,24 @@ class Contract:
         """Write after a conversion step (FP16, INT8, rewrite): the whole contract when the
         source declared one, else only the ``keys`` the step set."""
         self.write_onnx(model, None if self.declared else keys)
+
+    # -- OpenVINO IR rt_info: <rt_info><segedge><KEY value="..."/>...</segedge></rt_info> --
+    def write_openvino(self, model: Any, weights_sha256: str | None = None) -> None:
+        """Write the contract into an ``openvino.Model``'s ``rt_info`` section
+        :data:`RT_INFO_SECTION` (``Model.set_rt_info(value, [section, key])``), and the SHA-256
+        of the IR's ``.bin`` when known (the ``.xml`` is the manifest of the pair, see
+        :func:`segedge._io.atomic_pair`)."""
+        for key, value in self.to_metadata().items():
+            model.set_rt_info(value, [RT_INFO_SECTION, key])
+        if weights_sha256:
+            model.set_rt_info(weights_sha256, [RT_INFO_SECTION, IR_WEIGHTS_KEY])
+
+    @classmethod
+    def from_openvino(cls, model: Any, source: str = "OpenVINO IR", **fallbacks: Any) -> "Contract":
+        """Read the contract from an ``openvino.Model``'s ``rt_info`` (see :meth:`from_metadata`
+        for ``fallbacks`` and errors); an IR without the section is a foreign model."""
+        meta = {k: v for k, v in _openvino_section(model).items() if k != IR_WEIGHTS_KEY}
+        return cls.from_metadata(meta, source, **fallbacks)
 
     # -- checkpoint --
     def to_checkpoint(self) -> dict[str, Any]:

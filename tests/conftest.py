@@ -46,7 +46,7 @@ def embedded():
 @pytest.fixture(scope="session")
 def exported_onnx(tmp_path_factory, embedded) -> Path:
     """The embedded model exported once per test session (FP32, dynamic batch)."""
-    from segedge.export.onnx import export_onnx
+    from segedge.onnx.export import export_onnx
 
     path = tmp_path_factory.mktemp("export") / "segnet-dsc.onnx"
     export_onnx(embedded, path)
@@ -56,7 +56,7 @@ def exported_onnx(tmp_path_factory, embedded) -> Path:
 @pytest.fixture(scope="session")
 def native_onnx(tmp_path_factory, embedded) -> Path:
     """The embedded model exported once per test session in the ``onnxruntime`` form (MaxUnpool)."""
-    from segedge.export.onnx import export_onnx
+    from segedge.onnx.export import export_onnx
 
     path = tmp_path_factory.mktemp("native") / "segnet-dsc-ort.onnx"
     export_onnx(embedded, path, target="onnxruntime")

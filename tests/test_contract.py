@@ -67,10 +67,10 @@ def test_metadata_written_before_mean_std_existed_still_loads():
     assert contract.to_metadata()["preprocess"] == old["preprocess"]
 
 
-def test_foreign_models_get_defaults_at_their_own_size_or_a_clear_error(caplog):
+def test_foreign_models_get_defaults_at_their_own_size_or_a_clear_error():
     contract = Contract.from_metadata({}, "net.onnx", fallback_size=(32, 48), fallback_precision="fp16")
     assert not contract.declared and contract.input_size == (32, 48) and contract.precision is Precision.FP16
-    assert "net.onnx has no segedge metadata" in caplog.text
+    assert contract.defaults_note("net.onnx").startswith("net.onnx declares no segedge contract")  # logged once, by the loader
     with pytest.raises(ModelFormatError, match="net.onnx has no segedge metadata and a dynamic input size"):
         Contract.from_metadata({}, "net.onnx", fallback_size=(None, 48))
     with pytest.raises(ModelFormatError, match="net.onnx: bad segedge metadata"):
@@ -169,3 +169,39 @@ def test_resize_is_stored_only_when_not_the_default():
     assert PreprocessConfig.from_dict(config.to_dict()) == config
     with pytest.raises(InputError, match="unknown resize"):
         PreprocessConfig(resize="crop")
+
+
+def test_a_partial_record_is_not_a_declared_contract():
+    """Issue 24, item 5: a foreign model stamped with one key (``precision`` after a conversion
+    step) used to count as declared, and a caller without a fallback size calibrated it at the
+    Pet default 128x128 and stamped the whole Pet contract into it."""
+    from segedge.contract import read_props, write_props
+
+    partial = {"precision": "fp16", "target": "tensorrt"}
+    contract = Contract.from_metadata(partial, "net.onnx", fallback_size=(32, 48))
+    assert not contract.declared and contract.input_size == (32, 48) and contract.precision is Precision.FP16
+    assert not Contract.from_metadata({"classes": '["a", "b"]'}, "net.onnx", fallback_size=(8, 8)).declared
+    assert Contract.from_metadata(full_contract().to_metadata()).declared
+    model = tiny_onnx_model()  # a fixed 8x8 input
+    write_props(model.metadata_props, partial)
+    read = Contract.from_onnx(model, "net.onnx")  # no fallback size given: the graph's own input size
+    assert not read.declared and read.input_size == (8, 8) and read.classes == PET_CLASSES
+    read.write_onnx_step(model, "precision")  # a later step stamps only what it knows, never the Pet defaults
+    assert set(read_props(model.metadata_props)) == {"precision", "target"}
+    with pytest.raises(ModelFormatError, match="incomplete segedge record .*dynamic input size"):
+        Contract.from_metadata(partial, "net.onnx", fallback_size=(None, 48))
+
+
+def test_every_str_enum_is_a_word_and_prints_its_value():
+    """Issue 24, item 13: ``Upsample`` was a bare ``(str, Enum)``: ``str()`` printed ``Upsample.linear``."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
+                if "Enum" in bases and "str" in bases and node.name != "Word":
+                    offenders.append(f"{path.relative_to(PACKAGE.parent)}: {node.name}")
+    assert not offenders, "derive str enums from segedge.contract.Word: " + ", ".join(offenders)
+    from segedge.contract import Upsample
+
+    assert str(Upsample.LINEAR) == "linear" and f"{Upsample.NEAREST}" == "nearest"

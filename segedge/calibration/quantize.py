@@ -16,7 +16,7 @@ Quantization" and "Q/DQ Layer-Placement Recommendations"):
   stays in float; a Q/DQ on one side of its Equal would misplace every unpooled value.
 - **on an FP16 base** (``fp16_base``, default): the FP32 model is moved to opset 19 (whose
   Q/DQ take FP16 scales and tensors; every TensorRT with strongly typed networks parses it),
-  quantized, then converted with :func:`segedge.export.fp16.to_fp16`, so a strongly typed
+  quantized, then converted with :func:`segedge.onnx.fp16.to_fp16`, so a strongly typed
   engine runs INT8 convolutions and everything between them in FP16, not FP32.
 
 ``onnxruntime`` (the CPU form, for ONNX Runtime's integer kernels; ONNX Runtime docs,
@@ -39,9 +39,9 @@ Quantization" and "Q/DQ Layer-Placement Recommendations"):
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,14 +49,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from segedge._io import atomic_path
+from segedge._io import atomic_path, private_directory
 from segedge.calibration.cache import CalibrationKey, array_sha256, read_cache, write_cache
 from segedge.calibration.dataset import CalibrationSet
 from segedge.cpuinfo import CpuInfo, cpu_info
 from segedge.errors import DataError, ExportError, InputError
-from segedge.export.layers import conv_layers
+from segedge.onnx.layers import conv_layers
 from segedge.contract import Contract, Precision, Target
-from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter
+from segedge.onnx.metadata import file_sha256, quiet_exporter
+from segedge.onnx.artifact import OnnxArtifact, open_onnx
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = tuple(t.value for t in Target)
@@ -107,14 +108,20 @@ def default_reduce_range(info: CpuInfo | None = None) -> bool:
     return info.arch in ("x86_64", "AMD64") and not info.int8_dot_product
 
 
-def int8_target(model: onnx.ModelProto, target: str | Target | None, path: object = "the model") -> str:
-    """The INT8 form for an FP32 model: ``target``, or the model's ``segedge.target``.
+def int8_target(contract: Contract, target: str | Target | None, path: object = "the model") -> str:
+    """The INT8 form for an FP32 model: ``target``, or the form its contract records.
+
+    Args:
+        contract: the FP32 model's contract (:attr:`OnnxArtifact.contract
+            <segedge.onnx.artifact.OnnxArtifact>`).
+        target: ``tensorrt``, ``onnxruntime`` or ``None`` (the model's own).
+        path: the model, for messages.
 
     Raises:
         InputError: unknown target, or ``onnxruntime`` for a model that is not the MaxUnpool
             export (the CPU form runs MaxPool on uint8 with the indices MaxUnpool reads).
     """
-    form = (Contract.from_onnx(model, str(path)).target or Target.TENSORRT).value
+    form = (contract.target or Target.TENSORRT).value
     if target is None:
         return form
     target = str(target)
@@ -128,11 +135,12 @@ def int8_target(model: onnx.ModelProto, target: str | Target | None, path: objec
     return target
 
 
-def _fp16_opset(source: str | os.PathLike[str], destination: Path) -> None:
+def _fp16_opset(source: onnx.ModelProto, destination: Path) -> None:
     """Write ``source`` at opset :data:`FP16_BASE_OPSET` (ONNX's version converter)."""
     from onnx import version_converter
 
-    model = onnx.load(str(source))
+    model = onnx.ModelProto()
+    model.CopyFrom(source)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if opset < FP16_BASE_OPSET:
         model = version_converter.convert_version(model, FP16_BASE_OPSET)
@@ -173,7 +181,7 @@ class _Reader:
 
 
 def quantize_int8(
-    onnx_path: str | os.PathLike[str],
+    onnx_path: str | os.PathLike[str] | OnnxArtifact,
     output: str | os.PathLike[str],
     calibration: CalibrationSet,
     method: str = "percentile",
@@ -191,7 +199,9 @@ def quantize_int8(
     --precision int8``, sensitivity analysis, mixed precision, the benchmarks).
 
     Args:
-        onnx_path: FP32 ONNX from ``segedge export``.
+        onnx_path: FP32 ONNX from ``segedge export``, or that file already opened
+            (:func:`~segedge.onnx.artifact.open_onnx`; sensitivity analysis quantizes one
+            model many times).
         output: destination (atomic; untouched on failure).
         calibration: preprocessed calibration images, ``(N, 3, H, W)`` float32.
         method: ``percentile`` (default), ``minmax`` or ``entropy``.
@@ -235,14 +245,14 @@ def quantize_int8(
     if len(calibration) == 0:
         raise DataError("the calibration set is empty")
     started = time.perf_counter()
-    model = load_onnx(onnx_path)
-    target = int8_target(model, target, onnx_path)
+    artifact = onnx_path if isinstance(onnx_path, OnnxArtifact) else open_onnx(onnx_path)
+    onnx_path, model, contract = artifact.path, artifact.model, artifact.contract
+    target = int8_target(contract, target, onnx_path)
     cpu_form = target == Target.ONNXRUNTIME
     fp16_base = fp16_base and not cpu_form
     if cpu_form and reduce_range is None:
         reduce_range = default_reduce_range()
-    contract = Contract.from_onnx(model, str(onnx_path))
-    input_name = model.graph.input[0].name
+    input_name = artifact.inputs[0].name
     calibrate_method = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
@@ -278,7 +288,7 @@ def quantize_int8(
             percentile if method == "percentile" else None, SETTINGS[target], target,
         )
         lookup = read_cache(cache, key)
-    with tempfile.TemporaryDirectory(prefix="segedge-quant-") as work, quiet_exporter():
+    with private_directory("quant") as work, quiet_exporter():
         source = Path(onnx_path)
         prepared = Path(work) / "prepared.onnx"
         ranges_file = Path(work) / "ranges.json"
@@ -287,7 +297,7 @@ def quantize_int8(
         try:
             if fp16_base:
                 source = Path(work) / "opset19.onnx"
-                _fp16_opset(onnx_path, source)
+                _fp16_opset(model, source)
             # node names survive pre-processing (checked by the mixed-precision tests)
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
             with atomic_path(output) as tmp:
@@ -302,7 +312,7 @@ def quantize_int8(
                 )
                 quantized = onnx.load(str(tmp))
                 if fp16_base:
-                    from segedge.export.fp16 import to_fp16
+                    from segedge.onnx.fp16 import to_fp16
 
                     quantized = to_fp16(quantized, fp32_layers=0)
                 record = json.dumps(
@@ -318,6 +328,10 @@ def quantize_int8(
                 onnx.save(quantized, str(tmp))
         except (DataError, InputError):
             raise
+        except OSError as exc:  # a full, read-only or over-quota disk is the environment, not the quantizer (exit 2, README)
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+                raise ExportError(f"INT8 quantization failed: {str(exc).splitlines()[0][:300]}") from None
+            raise InputError(f"cannot write {output} (or its work files in {work}): {exc.strerror}; free space or write elsewhere") from None
         except Exception as exc:
             raise ExportError(f"INT8 quantization failed: {str(exc).splitlines()[0][:300]}") from None
         if key is not None and lookup.status != "reused":

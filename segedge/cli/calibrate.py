@@ -47,44 +47,41 @@ def calibrate_command(
     the resulting latency. Float layers run FP16 in the tensorrt form and FP32 in the
     onnxruntime form.
     """
-    from segedge._io import check_output
+    from segedge._io import check_output, resolved
     from segedge.errors import InputError
-    from segedge.export.metadata import self_contained
 
     inputs = [model, *calib_data, eval_data]  # an output that is one of these is refused, --force or not
     check_output(output, inputs, force=force)
-    if cache is not None:
-        check_output(cache, [model, output, *calib_data], force=True, option="--cache")
+    if cache is not None:  # every input counts, and each output is no other output
+        check_output(cache, [*inputs, output], force=True, option="--cache")
     if sensitivity and plot is not None:
-        check_output(plot, [model, output, *calib_data], force=True, option="--plot")
-    original = model
-    with self_contained(model) as model:  # an ONNX with external weight data, made single-file
-        _calibrate(model, original, output, calib_data, num_images, every, seed, method, percentile, cache, sensitivity,
-                   max_drop, eval_data, eval_split, eval_limit, plot, force, target)
+        check_output(plot, [*inputs, output, cache], force=True, option="--plot")
+        if cache is not None and resolved(plot) == resolved(cache) or resolved(plot) == resolved(output):
+            raise InputError(f"--plot {plot} is also another output of this command; give it its own file")
+    _calibrate(model, output, calib_data, num_images, every, seed, method, percentile, cache, sensitivity,
+               max_drop, eval_data, eval_split, eval_limit, plot, force, target)
 
 
-def _calibrate(model, original, output, calib_data, num_images, every, seed, method, percentile, cache, sensitivity,
+def _calibrate(model, output, calib_data, num_images, every, seed, method, percentile, cache, sensitivity,
                max_drop, eval_data, eval_split, eval_limit, plot, force, target) -> None:
     from rich.table import Table
 
     from segedge.calibration.dataset import load_calibration_sets
-    from segedge.calibration.quantize import quantize_int8
+    from segedge.calibration.quantize import int8_target, quantize_int8
     from segedge.contract import Precision
-    from segedge.pipeline.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
     from segedge.data.oxford_pet import is_pet_root
     from segedge.errors import DataError, InputError
-    from segedge.export.metadata import load_onnx
+    from segedge.onnx.artifact import open_onnx
+    from segedge.pipeline.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
     from segedge.report.drift import measure_latency
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
-    from segedge.calibration.quantize import int8_target
-
-    chosen = int8_target(load_onnx(model), target, model)  # before calibrating
-    runner = OnnxRuntimeRunner(model)
-    if runner.precision is Precision.INT8 or any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in load_onnx(model).graph.node):
-        raise InputError(f"{original} is already quantized (Q/DQ nodes); calibrate the FP32 ONNX from `segedge export`")
-    config = runner.contract.preprocess
-    runner.close()
+    source = open_onnx(model)  # once: the graph (external weights inside), its I/O checked, its contract
+    chosen = int8_target(source.contract, target, model)  # before calibrating
+    if source.contract.precision is Precision.INT8 or source.op_types & {"QuantizeLinear", "DequantizeLinear"}:
+        raise InputError(f"{model} is already quantized (Q/DQ nodes); calibrate the FP32 ONNX from `segedge export`")
+    config = source.contract.preprocess
+    model = source
     calibration = load_calibration_sets(calib_data, config, num_images=num_images, seed=seed, every=every)
     console.print(f"calibration: {calibration.summary()}")
     if not (sensitivity or max_drop is not None):
@@ -125,8 +122,9 @@ def _calibrate(model, original, output, calib_data, num_images, every, seed, met
         console.print(f"mixed precision: {len(amp.float_layers)} layer(s) kept in float ({kept}); held-out pixel-accuracy drop "
                       f"{amp.drop:.2f} points, {verdict} --max-drop {max_drop}")
         batch = held_out.images[:1]
-        fp32 = measure_latency(OnnxRuntimeRunner(model), batch, runs=30)["p50"]
-        mixed = measure_latency(OnnxRuntimeRunner(output), batch, runs=30)["p50"]
+        with OnnxRuntimeRunner(source) as fp32_runner, OnnxRuntimeRunner(output) as mixed_runner:
+            fp32 = measure_latency(fp32_runner, batch, runs=30)["p50"]
+            mixed = measure_latency(mixed_runner, batch, runs=30)["p50"]
         console.print(f"latency p50 (ONNX Runtime CPU, batch 1): FP32 {fp32:.1f} ms, this model {mixed:.1f} ms")
         if not amp.met:
             raise typer.Exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import sys
@@ -108,7 +109,18 @@ def handle_errors(func: F) -> F:
                 fail(ONNXRUNTIME_MISSING, BackendUnavailableError.exit_code)  # an extra, CPU or GPU build
             fail(f"internal error: {type(exc).__name__}: {exc} (rerun with SEGEDGE_DEBUG=1 for the traceback)", INTERNAL_ERROR)
 
+    wrapper.__doc__ = help_text(func.__doc__)  # typer's --help: the terminal wraps each paragraph
     return wrapper  # type: ignore[return-value]
+
+
+def help_text(doc: str | None) -> str | None:
+    """A command's docstring as its ``--help`` text: paragraphs kept, the line breaks the source
+    wraps them with dropped. Typer keeps every newline of a docstring's later paragraphs and rich
+    prints them, so a paragraph wrapped at 100 columns in the source broke mid-sentence at any
+    terminal width; joined, rich wraps it to the terminal."""
+    if not doc:
+        return doc
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in inspect.cleandoc(doc).split("\n\n") if paragraph.strip())
 
 
 @contextmanager

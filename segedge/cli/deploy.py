@@ -43,11 +43,12 @@ def deepstream_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the nvinfer config, labels and ONNX.")],
     batch_size: Annotated[int, typer.Option(min=1, help="nvinfer batch-size (number of streams batched).")] = 1,
     gpu_id: Annotated[int, typer.Option(min=0, help="nvinfer gpu-id.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace the files of an earlier deployment in the directory (an output that is the artifact is refused even so).")] = False,
 ) -> None:
     """Write a DeepStream nvinfer config for semantic segmentation (network-type=2), its labels file and an
     ONNX ending in Softmax (normalisation folded into the first convolution when nvinfer's scalar scale
     cannot express it)."""
     from segedge.deploy.deepstream import write_deepstream
 
-    config = write_deepstream(artifact, output, batch_size=batch_size, gpu_id=gpu_id)
+    config = write_deepstream(artifact, output, batch_size=batch_size, gpu_id=gpu_id, force=force)
     console.print(f"wrote {config}, {config.parent / 'labels.txt'} and {artifact.stem}-deepstream.onnx")

@@ -35,10 +35,11 @@ def build_engine_command(
     max_shape: Annotated[Optional[str], typer.Option(help="Largest input NxCxHxW (default: batch 8). H and W other than the model's need an ONNX exported with --dynamic-hw.")] = None,
     workspace: Annotated[int, typer.Option(min=1, help="Builder workspace limit, MiB.")] = 1024,
     builder_optimization_level: Annotated[Optional[int], typer.Option(min=0, max=5, help="0 (fastest build) to 5 (most tactics tried); TensorRT's default is 3.")] = None,
-    timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file: loaded if present, saved back after the build (faster rebuilds).")] = None,
+    timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file: loaded if present, saved back after the build (faster rebuilds); refused when it names the ONNX, the engine, its sidecar or another output.")] = None,
     version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine runs on later TensorRT releases of the same major version, and a TensorRT 10 engine on TensorRT 11 (NVIDIA's support matrix).")] = False,
     hardware_compatibility: Annotated[HardwareCompatibility, typer.Option(help="ampere+: engine runs on any Ampere or newer GPU (compute capability 8.0+).")] = HardwareCompatibility.NONE,
     dla_core: Annotated[Optional[int], typer.Option(min=0, help="Run on this DLA core (Jetson; TensorRT 10.x, or 11.4.1+ under JetPack 7.2.2+): fp16 or int8 only, and a static shape (--min/--opt/--max-shape equal); layers the DLA cannot run fall back to the GPU.")] = None,
+    profiles: Annotated[int, typer.Option(min=1, help="Identical optimization profiles, one per execution context that runs at once: TensorRT lets each context of a dynamic-shape engine run only on a profile no other context is using, so `run --workers N` needs N (fewer: the workers take turns).")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output (an output that is an input is refused even so).")] = False,
 ) -> None:
     """Build an FP32, FP16 or INT8 (calibrated Q/DQ) artifact: an ONNX for ONNX Runtime, or a TensorRT engine.
@@ -56,48 +57,39 @@ def build_engine_command(
     activations and int8 per-channel weights, which ONNX Runtime runs on its integer kernels.
     `segedge calibrate` offers more: several sources, sensitivity analysis, mixed precision.
     """
-    from segedge._io import check_output
-    from segedge.engine.options import BuildOptions, check_dla_request
-    from segedge.engine.tensorrt_api import require_engine_support
-    from segedge.export.metadata import self_contained
+    from segedge._io import check_output, resolved
+    from segedge.engine.options import BuildOptions
+    from segedge.errors import DataError, InputError
+    from segedge.pipeline.build import build_artifact, plan_build
 
-    check_output(output, [model, calib_data, calib_cache, timing_cache], force=force)
+    sidecar = output.with_name(output.name + ".json") if output.suffix in (".engine", ".plan") else None  # written with the engine
+    written = [("-o", output), ("the sidecar", sidecar), ("--calib-cache", calib_cache), ("--timing-cache", timing_cache)]
+    named = [(option, resolved(path)) for option, path in written if path is not None]
+    for i, (option, path) in enumerate(named):  # two outputs of one name: the later write would replace the earlier
+        for other, same in named[i + 1:]:
+            if path == same:
+                raise InputError(f"{option} and {other} are both {path}; give each its own file")
+    check_output(output, [model, calib_data, calib_cache], force=force)
     if calib_cache is not None:
-        check_output(calib_cache, [model, output, calib_data], force=True, option="--calib-cache")
+        check_output(calib_cache, [model, output, sidecar, calib_data, timing_cache], force=True, option="--calib-cache")
+    if timing_cache is not None:  # saved back after the build: never over an input or another output
+        check_output(timing_cache, [model, output, sidecar, calib_data], force=True, option="--timing-cache")
     options = BuildOptions.from_strings(
         min_shape, opt_shape, max_shape, workspace_mib=workspace, optimization_level=builder_optimization_level,
         timing_cache=timing_cache, version_compatible=version_compatible,
-        hardware_compatibility=hardware_compatibility.value, dla_core=dla_core,
+        hardware_compatibility=hardware_compatibility.value, dla_core=dla_core, profiles=profiles,
     )
     if output.suffix == ".onnx" and options.cli_args():
         console.print(f"note: engine options ignored, -o {output} builds no engine: {shlex.join(options.cli_args())}")
-    if output.suffix in (".engine", ".plan"):  # before a minute of calibration, not after
-        check_dla_request(model, precision.value, options)
-        require_engine_support(f"-o {output} (a TensorRT engine; -o {output.with_suffix('.onnx')} makes the ONNX Runtime artifact)")
-    with self_contained(model) as model:  # an ONNX with external weight data, made single-file
-        _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options, target)
-
-
-def _build(model, output, precision, calib_data, num_images, seed, method, percentile, calib_cache, options, target) -> None:
-    from segedge.errors import DataError
-    from segedge.pipeline.build import build_artifact
-
+    if precision is Precision.INT8 and calib_data is None:
+        raise DataError("--precision int8 needs --calib-data DIR (an Oxford-IIIT Pet root, an image folder or a video)")
+    # the ONNX opened once, and every refusal (target, profile, DLA, TensorRT missing) made before a minute of calibration
+    plan = plan_build(model, output, precision, target, options)
     calibration = None
     if precision is Precision.INT8:
-        if calib_data is None:
-            raise DataError("--precision int8 needs --calib-data DIR (an Oxford-IIIT Pet root, an image folder or a video)")
         from segedge.calibration.dataset import load_calibration_set
-        from segedge.calibration.quantize import int8_target
-        from segedge.contract import Contract
-        from segedge.export.metadata import load_onnx
 
-        int8_target(load_onnx(model), target, model)  # before a minute of calibration
-
-        config = Contract.from_onnx(load_onnx(model), str(model)).preprocess
-        calibration = load_calibration_set(calib_data, config, num_images=num_images, seed=seed)
+        calibration = load_calibration_set(calib_data, plan.source.contract.preprocess, num_images=num_images, seed=seed)
         console.print(f"calibration: {calibration.summary()}")
-    result = build_artifact(
-        model, output, precision.value, calibration, method.value, percentile, calib_cache, engine_options=options,
-        target=target,
-    )
+    result = build_artifact(plan, calibration=calibration, method=method.value, percentile=percentile, calib_cache=calib_cache)
     console.print(result.note)

@@ -9,7 +9,7 @@ import typer
 
 from segedge.cli.common import console, handle_errors
 from segedge.contract import Precision, Target
-from segedge.export.options import Exporter
+from segedge.onnx.options import Exporter
 
 
 def print_export(result) -> None:
@@ -77,12 +77,16 @@ def export_command(
     reads them back from the written ONNX.
     """
     from segedge.errors import InputError
-    from segedge.export.onnx import export_onnx, rewrite_onnx
+    from segedge.onnx.export import export_onnx, rewrite_onnx
 
     if openvino_ir is not None and target is not Target.TENSORRT:
         raise InputError("--openvino-ir needs --target tensorrt: OpenVINO has no MaxUnpool")
     if openvino_ir is not None and openvino_ir.suffix.lower() != ".xml":
         raise InputError(f"--openvino-ir takes NAME.xml (the weights go to NAME.bin), got {openvino_ir}")
+    if openvino_ir is not None:  # both IR files, before the export: neither an input (`ckpt.bin`), nor there without --force
+        from segedge.onnx.openvino_ir import check_ir_output
+
+        check_ir_output(openvino_ir, [source, output], force=force)
     if precision is Precision.INT8:
         raise InputError("export writes fp32 or fp16; INT8 needs calibration: `segedge calibrate` or `segedge build-engine --precision int8`")
     if source is not None and source.suffix.lower() == ".onnx":
@@ -90,8 +94,8 @@ def export_command(
             raise InputError("--dynamic-hw/--static-hw, --no-dynamic-batch, --opset and --exporter apply to checkpoints, not to an ONNX input")
         contract = None
         if classes is not None or mean is not None or std is not None:
-            from segedge.export.metadata import load_onnx
-            from segedge.export.onnx import onnx_contract
+            from segedge.onnx.metadata import load_onnx
+            from segedge.onnx.export import onnx_contract
 
             contract = onnx_contract(load_onnx(source), str(source)).override(
                 classes=None if classes is None else [c.strip() for c in classes.split(",") if c.strip()],
@@ -107,6 +111,6 @@ def export_command(
         )
     print_export(result)
     if openvino_ir is not None:
-        from segedge.export.openvino_ir import save_ir
+        from segedge.onnx.openvino_ir import save_ir
 
-        console.print(f"wrote {save_ir(result.path, openvino_ir, force=force)} and its .bin (OpenVINO IR of {result.path})")
+        console.print(f"wrote {save_ir(result.path, openvino_ir, force=force, inputs=[source])} and its .bin (OpenVINO IR of {result.path})")

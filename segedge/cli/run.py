@@ -8,8 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import console, fail, handle_errors
-from segedge.contract import Backend, Provider
-from segedge.runtime.upsample import Upsample
+from segedge.contract import Backend, Provider, Upsample
 
 DRIFT_EXIT_CODE = 6  # --fail-below: the run finished, but drifted too far from its reference
 
@@ -88,7 +87,7 @@ def run_command(
     provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.CPU,
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
     backend: Annotated[Backend, typer.Option(help="Backend for the artifact (auto: by suffix; a Q/DQ INT8 .onnx without MaxUnpool goes to OpenVINO on a CPU when installed).")] = Backend.AUTO,
-    upsample: Annotated[Upsample, typer.Option(help="Mask upsampling to the frame: linear (bilinear class scores, then argmax: smooth edges) or nearest (class map, faster).")] = Upsample.linear,
+    upsample: Annotated[Upsample, typer.Option(help="Mask upsampling to the frame: linear (bilinear class scores, then argmax: smooth edges) or nearest (class map, faster).")] = Upsample.LINEAR,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output or --stats file (an output that is an input is refused even so).")] = False,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Drift monitor: compare live with this checkpoint or artifact on the same preprocessed input, in a low-priority thread that skips frames rather than slow the loop. `auto`: the checkpoint recorded in the artifact if found beside it, else the embedded segnet-dsc.", rich_help_panel="Drift monitor")] = None,
     reference_every: Annotated[int, typer.Option(min=0, help="Score every N-th frame against the reference (0: as many as the CPU allows).", rich_help_panel="Drift monitor")] = 2,
@@ -133,52 +132,59 @@ def run_command(
         if unknown:
             raise InputError(f"unknown classes {unknown}; this model has {', '.join(runner.classes)}")
         class_ids = tuple(runner.classes.index(n) for n in names)
-    inputs = [Path(source), engine, gt_masks]  # an output that is one of these is refused, --force or not
-    for path, option in ((output, "--output"), (stats_file, "--stats")):
-        if path is not None:
-            check_output(path, inputs, force=force, option=option)
-    if output is not None and stats_file is not None and resolved(output) == resolved(stats_file):
-        raise InputError(f"--output and --stats are both {output}; give each its own file")
-    if save_masks is not None:
-        check_output(save_masks, inputs, directory=True, option="--save-masks")
-    gt = GroundTruth.for_classes(gt_masks, runner.classes) if gt_masks else None
-    monitor = None
-    if reference is not None or alert_below is not None or fail_below is not None:
+    ref_runner = None
+    if reference is not None or alert_below is not None or fail_below is not None:  # loaded before the outputs are checked: its file is an input
         from segedge.report.monitor import DriftMonitor, load_reference
 
         ref_runner, note = load_reference(reference, runner)
-        console.print(note)
-        outputs = [p for p in (output, stats_file) if p is not None]
-        alert_dir = outputs[0].parent if outputs else (save_masks if save_masks is not None else Path.cwd())
-        monitor = DriftMonitor(ref_runner, every=reference_every, window=alert_window, alert_below=alert_below, alert_dir=alert_dir,
-                               nice=reference_nice)
-        monitor.check(runner)
-    options = LiveOptions(
-        alpha=alpha, classes=class_ids, outline=outline, smooth=smooth, realtime=realtime, loop=loop,
-        max_frames=max_frames, show=show, pipelined=not sequential, workers=workers, upsample=upsample.value,
-    )
-    with open_source(source, decode_threads=decode_threads) as frames:
-        frames.warn_skips = False  # counted, and the first reason given, in the summary
-        if monitor is not None and not frames.live and not realtime:
-            monitor.wait = True  # a file has no deadline: every due frame is scored (a camera or stream skips when busy)
-        sinks = []
-        try:
-            if output is not None:
-                sinks.append(VideoSink(output, frames.fps, overwrite=force))
-            if save_masks is not None:
-                sinks.append(MaskSink(save_masks))
-            if stats_file is not None:
-                sinks.append(StatsSink(stats_file, overwrite=force))
-            if serve is not None:
-                server = MjpegServer(serve, host, title=f"{runner.name} on {frames.description}", monitor_window=alert_window if monitor else None)
-                sinks.append(server)
-                console.print(f"serving http://{server.address[0]}:{server.address[1]}/ (MJPEG at /stream, stats at /stats)")
-        except BaseException:
-            for sink in sinks:
-                sink.close(failed=True)
-            raise
-        with runner:
-            stats = run_live(runner, frames, sinks, options, gt, monitor=monitor)
+    try:
+        named = Path(reference) if reference is not None and str(reference) != "auto" else None
+        inputs = [Path(source), engine, gt_masks, named, getattr(ref_runner, "artifact", None)]  # an output that is one of these is refused, --force or not
+        for path, option in ((output, "--output"), (stats_file, "--stats")):
+            if path is not None:
+                check_output(path, inputs, force=force, option=option)
+        if output is not None and stats_file is not None and resolved(output) == resolved(stats_file):
+            raise InputError(f"--output and --stats are both {output}; give each its own file")
+        if save_masks is not None:
+            check_output(save_masks, inputs, directory=True, option="--save-masks")
+        gt = GroundTruth.for_classes(gt_masks, runner.classes) if gt_masks else None
+        monitor = None
+        if ref_runner is not None:
+            console.print(note)
+            outputs = [p for p in (output, stats_file) if p is not None]
+            alert_dir = outputs[0].parent if outputs else (save_masks if save_masks is not None else Path.cwd())
+            monitor = DriftMonitor(ref_runner, every=reference_every, window=alert_window, alert_below=alert_below, alert_dir=alert_dir,
+                                   nice=reference_nice)
+            monitor.check(runner)
+        options = LiveOptions(
+            alpha=alpha, classes=class_ids, outline=outline, smooth=smooth, realtime=realtime, loop=loop,
+            max_frames=max_frames, show=show, pipelined=not sequential, workers=workers, upsample=upsample.value,
+        )
+        with open_source(source, decode_threads=decode_threads) as frames:
+            frames.warn_skips = False  # counted, and the first reason given, in the summary
+            if monitor is not None and not frames.live and not realtime:
+                monitor.wait = True  # a file has no deadline: every due frame is scored (a camera or stream skips when busy)
+            sinks = []
+            try:
+                if output is not None:
+                    sinks.append(VideoSink(output, frames.fps, overwrite=force))
+                if save_masks is not None:
+                    sinks.append(MaskSink(save_masks))
+                if stats_file is not None:
+                    sinks.append(StatsSink(stats_file, overwrite=force))
+                if serve is not None:
+                    server = MjpegServer(serve, host, title=f"{runner.name} on {frames.description}", monitor_window=alert_window if monitor else None)
+                    sinks.append(server)
+                    console.print(f"serving http://{server.address[0]}:{server.address[1]}/ (MJPEG at /stream, stats at /stats)")
+            except BaseException:
+                for sink in sinks:
+                    sink.close(failed=True)
+                raise
+            with runner:
+                stats = run_live(runner, frames, sinks, options, gt, monitor=monitor)
+    finally:
+        if ref_runner is not None:  # the reference holds a session (or a GPU context) of its own
+            ref_runner.close()
     if stats.frames == 0 and not stats.interrupted:  # nothing to summarise: one line says why
         reason = f"; first: {frames.skip_reason}" if frames.skip_reason else ""
         skipped = f" ({stats.skipped} unreadable frames skipped{reason})" if stats.skipped else ""

@@ -31,9 +31,9 @@ def serve_command(
     """
     import shutil
     import signal
-    import tempfile
     import threading
 
+    from segedge._io import make_private_directory
     from segedge.deploy.server import TritonServer, find_triton, serving_repository, stub_environment
     from segedge.deploy.triton import Device, TritonOptions, model_name
     from segedge.errors import BackendUnavailableError, InputError
@@ -42,22 +42,26 @@ def serve_command(
         raise InputError(f"artifact {artifact} does not exist")
     stub_environment(find_triton())  # fail in one line before any work when the server cannot run here
     name = name or model_name(artifact)
-    work = Path(tempfile.mkdtemp(prefix="segedge-serve-"))
+    work = make_private_directory("serve")  # $TMPDIR/segedge-serve-PID-XXXXXXXX, 0700; a later serve removes it if this one is killed
+    log = work / "tritonserver.log"  # kept after a failure: the server's own account of it
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stopped = False
     try:
         options = TritonOptions(max_batch=max_batch, queue_delay_us=queue_delay_us, instances=instances, device=Device.CPU, class_map=True)
         serving_repository(artifact, work / "repo", options, name=name, threads=threads)
-        log = Path(tempfile.gettempdir()) / f"segedge-serve-{port}.log"  # kept: the server's own account of a failure
         with TritonServer(work / "repo", host, port, log=log) as server:
             server.wait_ready(ready_timeout)
             console.print(f"serving {artifact} as {name!r}: triton://{server.local}/{name} (HTTP), triton+grpc://{host}:{port + 1}/{name}, "
                           f"metrics http://{host}:{port + 2}/metrics; log {log}; Ctrl-C stops")
             while not stop.wait(0.5):
                 if server.process.poll() is not None:
-                    raise BackendUnavailableError(f"Triton exited ({server.last_error() or 'see its log'})")
+                    raise BackendUnavailableError(f"Triton exited ({server.last_error() or 'see its log'}); log: {log}")
         console.print("stopped")
+        stopped = True
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work / "repo", ignore_errors=True)
+        if stopped or not log.exists():
+            shutil.rmtree(work, ignore_errors=True)

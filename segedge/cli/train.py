@@ -48,9 +48,18 @@ def train_command(
     overrides the model's default."""
     import dataclasses
 
+    from segedge._io import check_output, resolved
     from segedge.errors import InputError
     from segedge.training import TrainConfig, train
 
+    # every input counts: the run folder is not the data, and no file the run writes is one the run reads
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out} is a file; expected a folder")
+    if resolved(out) == resolved(data):
+        raise InputError(f"-o {out} is the data folder {data}; write the run elsewhere")
+    if out.is_dir():
+        for name in ("checkpoint.pt", "model.pt", "history.json"):  # what the run writes in it
+            check_output(out / name, [data, init, background_video], force=True, option=f"-o {out}:")
     overrides = {
         name: value.value if hasattr(value, "value") else value
         for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("step_size", step_size),

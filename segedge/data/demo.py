@@ -64,9 +64,8 @@ def make_demo_clip(
         DataError: OpenCV cannot write MP4 on this machine.
     """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp_mp4 = tmp.with_suffix(".mp4")
-        writer = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    with atomic_path(path, suffix=".mp4") as tmp:  # the exclusive temporary ends in .mp4: OpenCV picks the container by it
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not writer.isOpened():
             raise DataError(f"OpenCV cannot write an MP4 video to {path} (no mp4v encoder?)")
         try:
@@ -74,5 +73,4 @@ def make_demo_clip(
                 writer.write(frame)
         finally:
             writer.release()
-        os.replace(tmp_mp4, tmp)
     return path

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from segedge._io import open_resumable, settle
 from segedge.errors import DataError
 
 BASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/"
@@ -45,33 +46,46 @@ def fetch(url: str, dest: Path, md5: str, progress: Callable[[str, int, int], No
     """Download ``url`` to ``dest``, resuming a previous ``dest.part`` with an HTTP Range
     request, and verify its MD5 before renaming into place.
 
+    The ``.part`` file keeps a predictable name so that a rerun can resume it; it is opened
+    through :func:`segedge._io.open_resumable`, which refuses a symlink or a hard link planted
+    under that name instead of appending through it.
+
+    Args:
+        url: the archive's address.
+        dest: where the verified archive goes.
+        md5: its expected MD5 (hex).
+        progress: ``progress(name, bytes done, bytes total)`` after each chunk.
+        chunk: read size, bytes.
+
     Raises:
         DataError: network failure (the partial file is kept for the next try) or a
             checksum mismatch (the bad file is removed).
+        InputError: something other than a plain file of this user's at ``dest.part``.
     """
     if dest.is_file() and md5sum(dest) == md5:
         return dest
     part = dest.with_name(dest.name + ".part")
-    offset = part.stat().st_size if part.is_file() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            if offset and response.status != 206:  # the server ignored Range: start over
-                offset = 0
-            total = offset + int(response.headers.get("Content-Length", 0))
-            with open(part, "ab" if offset else "wb") as handle:
-                done = offset
+    handle, offset = open_resumable(part)
+    done = offset
+    with handle:
+        request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                if offset and response.status != 206:  # the server ignored Range: start over
+                    handle.truncate(0)
+                    offset = done = 0
+                total = offset + int(response.headers.get("Content-Length", 0))
                 while block := response.read(chunk):
                     handle.write(block)
                     done += len(block)
                     if progress:
                         progress(dest.name, done, total)
-    except (urllib.error.URLError, OSError) as exc:
-        raise DataError(f"download of {url} failed ({exc}); rerun to resume from {part.stat().st_size if part.exists() else 0} bytes") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise DataError(f"download of {url} failed ({exc}); rerun to resume from {done} bytes") from None
     if md5sum(part) != md5:
         part.unlink()
         raise DataError(f"{dest.name}: MD5 mismatch after download (expected {md5}); the file was removed, rerun to fetch it again")
-    os.replace(part, dest)
+    settle(part, dest, failed=False, overwrite=True)
     return dest
 
 

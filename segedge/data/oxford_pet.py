@@ -154,34 +154,3 @@ class OxfordPet:
                 continue
             yield sample, image, classes
 
-
-def load_split_arrays(
-    root: str | os.PathLike[str],
-    split: str,
-    preprocess_config,
-    limit: int | None = None,
-    progress=None,
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Read and preprocess a whole split into memory (Oxford-IIIT Pet is small at 128x128).
-
-    Args:
-        root: Oxford-IIIT Pet root.
-        split: ``"trainval"`` or ``"test"``.
-        preprocess_config: :class:`~segedge.data.transforms.PreprocessConfig`.
-        limit: read at most this many listed samples.
-        progress: optional callable ``progress(done, total)`` called after each sample.
-
-    A thin wrapper over :func:`segedge.data.samples.load_arrays` (the shared sample iterator).
-
-    Returns:
-        images ``(N, 3, H, W)`` float32 (the model input), labels ``(N, H, W)`` uint8 class
-        indices resized with nearest neighbour, and the sample names.
-
-    Raises:
-        DataError: not an Oxford-IIIT Pet root, or no readable sample.
-    """
-    from segedge.data.samples import DataSpec, load_arrays
-
-    OxfordPet(root, split)  # a labelled Pet root or its DataError (the iterator would read any folder unlabelled)
-    images, labels, names = load_arrays(DataSpec(root, split, limit=limit or None), preprocess_config, progress)
-    return images, labels, names  # type: ignore[return-value]  # a Pet root is always labelled

@@ -5,7 +5,7 @@ images, with labels where they exist) or :func:`load_arrays` (the same samples p
 for a model): the drift report's :func:`~segedge.report.drift.load_eval_data`, the
 calibration sets of :func:`~segedge.calibration.dataset.load_calibration_set`, the held-out
 set of :func:`~segedge.pipeline.sensitivity.held_out_set`, and the training split loader
-:func:`~segedge.data.oxford_pet.load_split_arrays`. Videos and image folders are read through
+:func:`load_split_arrays`. Videos and image folders are read through
 :func:`~segedge.data.sources.open_source`, the live loop's reader, so every consumer decodes
 the same frames.
 """
@@ -217,3 +217,34 @@ def load_arrays(
         raise DataError(empty() if empty else f"{spec.source}: no readable sample" + (f" in split {spec.split!r}" if spec.is_pet else ""))
     images = batch[: len(names)] if total is not None else np.ascontiguousarray(np.concatenate(pieces))
     return images, (np.stack(labels) if labels else None), names
+
+
+def load_split_arrays(
+    root: str | os.PathLike[str],
+    split: str,
+    preprocess_config,
+    limit: int | None = None,
+    progress=None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read and preprocess a whole split into memory (Oxford-IIIT Pet is small at 128x128).
+
+    Args:
+        root: Oxford-IIIT Pet root.
+        split: ``"trainval"`` or ``"test"``.
+        preprocess_config: :class:`~segedge.data.transforms.PreprocessConfig`.
+        limit: read at most this many listed samples.
+        progress: optional callable ``progress(done, total)`` called after each sample.
+
+    A thin wrapper over :func:`load_arrays` (the shared sample iterator), kept beside it so the
+    Pet reader (:mod:`segedge.data.oxford_pet`) imports nothing of the iterator built on it.
+
+    Returns:
+        images ``(N, 3, H, W)`` float32 (the model input), labels ``(N, H, W)`` uint8 class
+        indices resized with nearest neighbour, and the sample names.
+
+    Raises:
+        DataError: not an Oxford-IIIT Pet root, or no readable sample.
+    """
+    OxfordPet(root, split)  # a labelled Pet root or its DataError (the iterator would read any folder unlabelled)
+    images, labels, names = load_arrays(DataSpec(root, split, limit=limit or None), preprocess_config, progress)
+    return images, labels, names  # type: ignore[return-value]  # a Pet root is always labelled

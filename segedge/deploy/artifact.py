@@ -7,13 +7,12 @@ reader of segedge metadata.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from segedge.contract import Contract, Precision, PreprocessConfig
-from segedge.errors import ModelFormatError
+from segedge.errors import InputError, ModelFormatError
 
 # ONNX TensorProto element type -> Triton data type (model_config.proto DataType)
 ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 2: "TYPE_UINT8", 3: "TYPE_INT8", 6: "TYPE_INT32", 7: "TYPE_INT64", 9: "TYPE_BOOL"}
@@ -112,23 +111,25 @@ def read_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
     """
     path = Path(path)
     if path.suffix.lower() == ".onnx":
-        from segedge.export.metadata import load_onnx
+        from segedge.onnx.metadata import load_onnx
 
         return onnx_info(load_onnx(path), path)
     if path.suffix.lower() not in (".engine", ".plan"):
         raise ModelFormatError(f"{path}: expected an .onnx file or a TensorRT .engine/.plan")
-    sidecar = path.with_name(path.name + ".json")
-    if not path.is_file() or not sidecar.is_file():
-        raise ModelFormatError(f"{path}: engine or its sidecar {sidecar.name} is missing (segedge build-engine writes both)")
+    from segedge.engine.sidecar import read_engine, sidecar_path
+
+    if not path.is_file() or not sidecar_path(path).is_file():
+        raise ModelFormatError(f"{path}: engine or its sidecar {sidecar_path(path).name} is missing (segedge build-engine writes both)")
     try:
-        info = json.loads(sidecar.read_text())
-        _, c, h, w = info["profile"]["max"]
-        max_batch = int(info["profile"]["max"][0])
-        meta = {"precision": info.get("precision", Precision.FP32.value), **dict(info.get("metadata", {}))}
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ModelFormatError(f"{sidecar}: not a segedge engine sidecar ({exc})") from None
-    contract = Contract.from_metadata(meta, str(sidecar), fallback_size=(h, w))
+        _, info = read_engine(path)  # the sidecar, checked to describe this engine
+        _, c, h, w = info.profile["max"]
+        max_batch = int(info.profile["max"][0])
+    except (KeyError, ValueError, TypeError, InputError) as exc:
+        raise ModelFormatError(f"{sidecar_path(path)}: not a segedge engine sidecar ({exc})") from None
+    contract = info.contract
+    if not contract.declared:  # a foreign ONNX's engine: defaults at the engine's own input size
+        contract = Contract.from_metadata(info.metadata, str(sidecar_path(path)), fallback_size=(h, w), fallback_precision=info.precision)
     # segedge engines keep float32 input and output at every precision (FP16 and INT8 live inside)
-    inputs = (TensorSpec(info.get("input_name", "input"), "TYPE_FP32", (-1, c, h, w)),)
-    outputs = (TensorSpec(info.get("output_name", "logits"), "TYPE_FP32", (-1, contract.num_classes, h, w)),)
+    inputs = (TensorSpec(info.input_name or "input", "TYPE_FP32", (-1, c, h, w)),)
+    outputs = (TensorSpec("logits", "TYPE_FP32", (-1, contract.num_classes, h, w)),)
     return ArtifactInfo(path, "plan", inputs, outputs, contract, max_profile_batch=max_batch)

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from segedge._io import atomic_path, atomic_write_text
+from segedge._io import atomic_path, atomic_write_text, check_output
 from segedge.contract import Precision, PreprocessConfig
 from segedge.deploy.artifact import read_artifact
 from segedge.errors import ExportError, InputError
@@ -76,24 +76,32 @@ def _fmt(value: float) -> str:
     return f"{value:.9g}"
 
 
-def write_deepstream(artifact: str | os.PathLike[str], out_dir: str | os.PathLike[str], batch_size: int = 1, gpu_id: int = 0) -> Path:
+def write_deepstream(
+    artifact: str | os.PathLike[str], out_dir: str | os.PathLike[str], batch_size: int = 1, gpu_id: int = 0, force: bool = False,
+) -> Path:
     """``segedge deploy deepstream``: ``config_infer_<name>.txt``, ``labels.txt`` and
     ``<name>-deepstream.onnx`` (normalisation folded if needed, Softmax at the end) in ``out_dir``.
+
+    Every output is checked before anything is written (none an input, none there without
+    ``force``), and the config is checked before it is written; the config, which names the
+    other two, is written last.
 
     Args:
         artifact: a segedge ``.onnx`` (engines cannot be edited; nvinfer builds its own
             engine from the ONNX on first run).
-        out_dir: output directory (created).
+        out_dir: output directory (created; its parent must exist).
         batch_size: ``batch-size`` (streams batched by nvstreammux).
         gpu_id: ``gpu-id``.
+        force: replace files of an earlier deployment.
 
     Returns:
         The config path.
 
     Raises:
-        InputError: not an ONNX file.
+        InputError: not an ONNX file; ``out_dir`` is a file or the artifact; an output exists
+            without ``force`` or is the artifact.
         ModelFormatError: unreadable ONNX.
-        ExportError: the written config misses a required key (should not happen).
+        ExportError: the config misses a required key (should not happen).
     """
     import onnx
 
@@ -102,6 +110,12 @@ def write_deepstream(artifact: str | os.PathLike[str], out_dir: str | os.PathLik
     path = Path(artifact)
     if path.suffix.lower() != ".onnx":
         raise InputError(f"{path}: deploy deepstream takes an ONNX file (nvinfer builds its engine from it)")
+    out = check_output(out_dir, [path], directory=True)
+    stem = path.stem
+    onnx_name = f"{stem}-deepstream.onnx"
+    config = out / f"config_infer_{stem}.txt"
+    for target in (out / onnx_name, out / "labels.txt", config) if out.is_dir() else ():  # a new folder holds nothing to replace
+        check_output(target, [path], force=force)
     info = read_artifact(path)
     pre = info.preprocess
     mapped = nvinfer_preprocess(pre)
@@ -109,12 +123,6 @@ def write_deepstream(artifact: str | os.PathLike[str], out_dir: str | os.PathLik
     if mapped.fold_std is not None:
         model = fold_normalization(model, list(mapped.fold_std))
     model = with_softmax(model, info.outputs[0].name)
-    out = Path(out_dir)
-    stem = path.stem
-    onnx_name = f"{stem}-deepstream.onnx"
-    with atomic_path(out / onnx_name) as tmp:
-        onnx.save(model, str(tmp))
-    atomic_write_text(out / "labels.txt", "\n".join(info.classes) + "\n")
     _, c, h, w = info.inputs[0].shape
     values = {
         "gpu-id": gpu_id,
@@ -144,20 +152,32 @@ def write_deepstream(artifact: str | os.PathLike[str], out_dir: str | os.PathLik
         "[property]",
     ]
     text = "\n".join(header + [f"{k}={v}" for k, v in values.items()]) + "\n"
-    config = out / f"config_infer_{stem}.txt"
-    atomic_write_text(config, text)
-    check_nvinfer(config)
+    check_nvinfer_text(text, config)
+    out.mkdir(exist_ok=True)
+    with atomic_path(out / onnx_name, overwrite=force) as tmp:
+        onnx.save(model, str(tmp))
+    atomic_write_text(out / "labels.txt", "\n".join(info.classes) + "\n", overwrite=force)
+    atomic_write_text(config, text, overwrite=force)
     return config
 
 
 def check_nvinfer(config: Path) -> configparser.SectionProxy:
-    """Parse an nvinfer config and check its ``[property]`` keys against the documented ones.
+    """Parse an nvinfer config file and check its ``[property]`` keys against the documented ones.
 
     Raises:
         ExportError: no ``[property]`` group, an undocumented key, or a required key missing.
     """
+    return check_nvinfer_text(config.read_text(), config)
+
+
+def check_nvinfer_text(text: str, config: Path) -> configparser.SectionProxy:
+    """:func:`check_nvinfer` on the config's text (before it is written; ``config`` names it in messages).
+
+    Raises:
+        ExportError: see :func:`check_nvinfer`.
+    """
     parser = configparser.ConfigParser()
-    parser.read_string(config.read_text())
+    parser.read_string(text)
     if not parser.has_section("property"):
         raise ExportError(f"{config}: no [property] group")
     prop = parser["property"]

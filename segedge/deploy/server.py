@@ -29,12 +29,12 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from segedge._io import atomic_path, create_exclusive, make_private_directory
 from segedge.errors import BackendUnavailableError
 
 INSTALL = "pip install 'segedge[serve]' && pip install --no-deps nvidia-pytriton==0.7.0"
@@ -125,20 +125,28 @@ class TritonServer:
     def __init__(self, repo: Path, host: str = "127.0.0.1", http_port: int = 8000, log: Path | None = None, exit_timeout_s: int = 5):
         install = find_triton()
         env = stub_environment(install)
-        self.work = Path(tempfile.mkdtemp(prefix="segedge-triton-"))
-        backends = self.work / "backends"
-        shutil.copytree(install.python_backend, backends / "python")
-        shutil.copy2(install.stub, backends / "python" / "triton_python_backend_stub")
         self.host, self.http_port = host, http_port
+        self.work = make_private_directory("tritonserver")  # backends copied for the stub; 0700, swept when stale
         self.log_path = log or self.work / "tritonserver.log"
-        args = [
-            str(install.binary), f"--model-repository={repo}", f"--backend-directory={backends}",
-            f"--http-address={host}", f"--http-port={http_port}", f"--grpc-address={host}", f"--grpc-port={http_port + 1}",
-            f"--metrics-address={host}", f"--metrics-port={http_port + 2}", "--allow-metrics=true", "--allow-gpu-metrics=false",
-            "--allow-cpu-metrics=true", f"--exit-timeout-secs={exit_timeout_s}", "--strict-readiness=true", "--log-verbose=0",
-        ]
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        self._log = None
+        try:
+            backends = self.work / "backends"
+            shutil.copytree(install.python_backend, backends / "python")
+            shutil.copy2(install.stub, backends / "python" / "triton_python_backend_stub")
+            args = [
+                str(install.binary), f"--model-repository={repo}", f"--backend-directory={backends}",
+                f"--http-address={host}", f"--http-port={http_port}", f"--grpc-address={host}", f"--grpc-port={http_port + 1}",
+                f"--metrics-address={host}", f"--metrics-port={http_port + 2}", "--allow-metrics=true", "--allow-gpu-metrics=false",
+                "--allow-cpu-metrics=true", f"--exit-timeout-secs={exit_timeout_s}", "--strict-readiness=true", "--log-verbose=0",
+            ]
+            self._log = create_exclusive(self.log_path)  # never through a file or link planted at that name
+            self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        except BaseException:  # nothing started: leave neither the work folder nor a log behind
+            if self._log is not None:
+                self._log.close()
+                self.log_path.unlink(missing_ok=True)
+            shutil.rmtree(self.work, ignore_errors=True)
+            raise
 
     @property
     def local(self) -> str:
@@ -228,5 +236,6 @@ def serving_repository(artifact: Path, repo: Path, options, name: str | None = N
     model = Path(__file__).with_name("triton_model.py")
     model_dir = write_model(info, repo, dataclasses.replace(options, threads=threads or options.threads), name=name, backend="python", python_model=model)
     if artifact.suffix.lower() in (".engine", ".plan"):  # the TensorRT runner checks the engine against its sidecar
-        shutil.copyfile(artifact.with_name(artifact.name + ".json"), model_dir / "1" / f"model{artifact.suffix}.json")
+        with atomic_path(model_dir / "1" / f"model{artifact.suffix}.json") as tmp:
+            shutil.copyfile(artifact.with_name(artifact.name + ".json"), tmp)
     return model_dir

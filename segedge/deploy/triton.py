@@ -17,19 +17,29 @@ gpu_execution_accelerator: [{ name: "tensorrt" ... }] } }``) is set to the artif
 precision (``precision_mode`` FP32 / FP16 / INT8: a Q/DQ model needs INT8 enabled for
 TensorRT to take its Q/DQ nodes), with the engine cache on and, for a batched model, one
 optimization profile from batch 1 to ``max_batch_size``; the CUDA execution provider
-runs whatever TensorRT does not take. ``--device cpu`` writes ``KIND_CPU`` instances and
-no accelerator.
+runs whatever TensorRT does not take. The engine cache (``trt_engine_cache_path``, passed to
+ONNX Runtime's TensorRT provider as it is) is ``REPO/<name>/trt-cache-<SHA-256 of the served
+model.onnx, 16 hex digits>``, an absolute path inside the model's own directory: never shared
+by two models or two versions of one, and nowhere another local user can plant an engine
+(Triton ignores a model directory's non-numeric subdirectories: "Model Repository", "Model
+Versions"). A repository served from another path (a container mount) needs that line edited.
+``--device cpu`` writes ``KIND_CPU`` instances and no accelerator.
+
+Every model directory is written into a staged folder beside its final name and checked
+there; only when every model of the call has passed is each renamed into place whole, so a
+failed check leaves nothing for the next run to trip over.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from segedge._io import atomic_path, atomic_write_text
+from segedge._io import atomic_path, atomic_write_bytes, atomic_write_text, check_output, make_staged_directory, replace_directory, resolved
 from segedge.contract import Backend, Contract, Precision, Word
 from segedge.deploy.artifact import ArtifactInfo, TensorSpec, onnx_info, read_artifact
 from segedge.errors import BackendUnavailableError, ExportError, InputError
@@ -95,7 +105,8 @@ def batch_limit(info: ArtifactInfo, options: TritonOptions) -> int:
     return options.max_batch
 
 
-def config_text(name: str, info: ArtifactInfo, options: TritonOptions, backend: str, outputs: tuple[TensorSpec, ...]) -> str:
+def config_text(name: str, info: ArtifactInfo, options: TritonOptions, backend: str, outputs: tuple[TensorSpec, ...],
+                cache_path: str | None = None) -> str:
     """``config.pbtxt`` text (protobuf text format of Triton's ``inference.ModelConfig``).
 
     Args:
@@ -104,6 +115,8 @@ def config_text(name: str, info: ArtifactInfo, options: TritonOptions, backend: 
         options: batching, instances, device.
         backend: ``onnxruntime``, ``tensorrt_plan`` (written as ``platform``) or ``python``.
         outputs: the output tensors to declare (the first carries the label file).
+        cache_path: the TensorRT accelerator's engine cache folder (an ``onnxruntime`` model on
+            the GPU; see the module docstring); ``None``: the cache stays off.
     """
     max_batch = batch_limit(info, options)
     batched = max_batch > 0
@@ -131,9 +144,12 @@ def config_text(name: str, info: ArtifactInfo, options: TritonOptions, backend: 
             '  name: "tensorrt"',
             f'  parameters {{ key: "precision_mode" value: "{mode}" }}',
             '  parameters { key: "max_workspace_size_bytes" value: "1073741824" }',
-            '  parameters { key: "trt_engine_cache_enable" value: "1" }',
-            '  parameters { key: "trt_engine_cache_path" value: "/tmp/segedge-trt-cache" }',
         ]
+        if cache_path is not None:
+            lines += [
+                '  parameters { key: "trt_engine_cache_enable" value: "1" }',
+                f"  parameters {{ key: \"trt_engine_cache_path\" value: {_q(cache_path)} }}",
+            ]
         if batched:  # one engine for every batch the batcher forms, instead of a rebuild per new shape
             inp = info.inputs[0]
             dims = "x".join(str(d) for d in inp.shape[1:])
@@ -168,8 +184,14 @@ def parse_config(path: Path):
         raise ExportError(f"{path} is not a valid Triton ModelConfig: {exc}") from None
 
 
-def check_config(config, info: ArtifactInfo, model_dir: Path) -> None:
+def check_config(config, info: ArtifactInfo, model_dir: Path, name: str | None = None) -> None:
     """Check a parsed ``ModelConfig`` against the model it serves.
+
+    Args:
+        config: the parsed ``ModelConfig``.
+        info: the model it serves.
+        model_dir: the folder holding ``config.pbtxt`` and ``1/``.
+        name: the model's name (default: ``model_dir``'s; a staged folder has another).
 
     Checks: name = directory, backend/platform = model file, every model input declared
     with its dtype and dims (the batch axis dropped when ``max_batch_size`` > 0, and then
@@ -182,8 +204,9 @@ def check_config(config, info: ArtifactInfo, model_dir: Path) -> None:
     from tritonclient.grpc import model_config_pb2 as pb
 
     problems = []
-    if config.name != model_dir.name:
-        problems.append(f"name {config.name!r} is not the directory name {model_dir.name!r}")
+    name = name or model_dir.name
+    if config.name != name:
+        problems.append(f"name {config.name!r} is not the directory name {name!r}")
     files = {ONNXRUNTIME: "model.onnx", "python": "model.py"}
     expected = "model.plan" if config.platform == "tensorrt_plan" else files.get(config.backend)
     if expected is None or not (model_dir / "1" / expected).is_file():
@@ -228,9 +251,53 @@ def check_config(config, info: ArtifactInfo, model_dir: Path) -> None:
         raise ExportError(f"{model_dir / 'config.pbtxt'}: " + "; ".join(problems))
 
 
+def _stage_model(info: ArtifactInfo, final: Path, options: TritonOptions, backend: str | None, python_model: Path | None) -> Path:
+    """Write and check one model directory in a staged folder beside ``final``; return it."""
+    import onnx
+
+    name = final.name
+    stage = make_staged_directory(final)
+    try:
+        version = stage / "1"
+        version.mkdir()
+        served, cache = info, None
+        if info.kind == "onnx":
+            model = onnx.load(str(info.path))
+            if options.class_map:
+                from segedge.deploy.variants import with_class_map
+
+                model = with_class_map(model, info.outputs[0].name, len(info.classes))
+            data = model.SerializeToString()
+            atomic_write_bytes(version / "model.onnx", data)
+            served = onnx_info(model, info.path)
+            if backend is None and options.device == Device.GPU:  # the TensorRT accelerator's cache, keyed by this model
+                folder = f"trt-cache-{hashlib.sha256(data).hexdigest()[:16]}"
+                (stage / folder).mkdir()
+                cache = str(resolved(final) / folder)
+        else:
+            with atomic_path(version / f"model{info.path.suffix if backend == 'python' else '.plan'}") as tmp:
+                shutil.copyfile(info.path, tmp)
+        if backend == "python":
+            atomic_write_text(version / "model.py", Path(python_model).read_text())
+        kind = backend or (ONNXRUNTIME if info.kind == "onnx" else "tensorrt_plan")
+        atomic_write_text(stage / LABELS, "\n".join(info.classes) + "\n")
+        atomic_write_text(stage / "config.pbtxt", config_text(name, served, options, kind, served.outputs, cache))
+        check_config(parse_config(stage / "config.pbtxt"), served, stage, name=name)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return stage
+
+
+def _refuse_existing(final: Path) -> None:
+    if os.path.lexists(final):
+        raise InputError(f"{final} already exists; remove it or choose another output")
+
+
 def write_model(info: ArtifactInfo, repo: Path, options: TritonOptions, name: str | None = None, backend: str | None = None,
                 python_model: Path | None = None) -> Path:
-    """Write one model directory into ``repo`` and check its config.
+    """Write one model directory into ``repo`` and check its config, in a staged folder that
+    becomes ``repo/<name>`` whole only once the check has passed.
 
     Args:
         info: the artifact (:func:`~segedge.deploy.artifact.read_artifact`).
@@ -246,49 +313,52 @@ def write_model(info: ArtifactInfo, repo: Path, options: TritonOptions, name: st
 
     Raises:
         ExportError: the written config does not match the model (should not happen).
+        BackendUnavailableError: tritonclient (for the check) is missing.
         InputError: ``name`` is already in ``repo`` (not overwritten).
     """
-    import onnx
-
-    name = name or model_name(info.path)
-    model_dir = repo / name
-    if (model_dir / "config.pbtxt").exists():
-        raise InputError(f"{model_dir} already exists; remove it or choose another output")
-    version = model_dir / "1"
-    version.mkdir(parents=True, exist_ok=True)
-    served = info
-    if info.kind == "onnx":
-        model = onnx.load(str(info.path))
-        if options.class_map:
-            from segedge.deploy.variants import with_class_map
-
-            model = with_class_map(model, info.outputs[0].name, len(info.classes))
-        with atomic_path(version / "model.onnx") as tmp:
-            onnx.save(model, str(tmp))
-        served = onnx_info(model, info.path)
-    else:
-        with atomic_path(version / f"model{info.path.suffix if backend == 'python' else '.plan'}") as tmp:
-            shutil.copyfile(info.path, tmp)
-    if backend == "python":
-        atomic_write_text(version / "model.py", Path(python_model).read_text())
-    kind = backend or (ONNXRUNTIME if info.kind == "onnx" else "tensorrt_plan")
-    atomic_write_text(model_dir / LABELS, "\n".join(info.classes) + "\n")
-    atomic_write_text(model_dir / "config.pbtxt", config_text(name, served, options, kind, served.outputs))
-    check_config(parse_config(model_dir / "config.pbtxt"), served, model_dir)
-    return model_dir
+    final = Path(repo) / (name or model_name(info.path))
+    _refuse_existing(final)
+    stage = _stage_model(info, final, options, backend, python_model)
+    try:
+        replace_directory(stage, final, overwrite=False)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # gone after a successful rename
+    return final
 
 
 def write_repository(artifacts: list[str | os.PathLike[str]], repo: str | os.PathLike[str], options: TritonOptions = TritonOptions()) -> list[Path]:
-    """``segedge deploy triton``: one model directory per artifact, every config checked.
+    """``segedge deploy triton``: one model directory per artifact, every config checked before
+    any model directory appears in ``repo``.
+
+    Args:
+        artifacts: ``.onnx`` files, or ``.engine``/``.plan`` files with their sidecars.
+        repo: repository root (created; its parent must exist).
+        options: batching, instances, device, class map.
+
+    Returns:
+        The model directories, in the order of ``artifacts``.
 
     Raises:
-        InputError: two artifacts map to one model name, or a name already in ``repo``.
+        InputError: two artifacts map to one model name, a name already in ``repo``, or
+            ``repo`` is a file or one of the artifacts.
         ModelFormatError: an artifact cannot be read.
         ExportError: a written config does not match its model.
         BackendUnavailableError: tritonclient (for the check) is missing.
     """
+    repo = check_output(repo, artifacts, directory=True)
     infos = [read_artifact(a) for a in artifacts]
     names = [model_name(i.path) for i in infos]
     if len(set(names)) != len(names):
         raise InputError(f"two artifacts give the same model name: {names}; rename one")
-    return [write_model(info, Path(repo), options) for info in infos]
+    for name in names:
+        _refuse_existing(repo / name)
+    stages: list[Path] = []
+    try:
+        for info, name in zip(infos, names):
+            stages.append(_stage_model(info, repo / name, options, None, None))
+        for stage, name in zip(stages, names):  # every model checked: publish each whole
+            replace_directory(stage, repo / name, overwrite=False)
+    finally:
+        for stage in stages:
+            shutil.rmtree(stage, ignore_errors=True)
+    return [repo / name for name in names]

@@ -137,46 +137,119 @@ def graph_step(use_graph: bool, graph_shape: tuple[int, ...] | None, shape: tupl
     return ENQUEUE
 
 
+def concurrent_contexts(profiles: "list") -> int | None:
+    """How many execution contexts of an engine may run at once, from its optimization profiles.
+
+    TensorRT's ``IExecutionContext`` reference: "If the engine supports dynamic shapes, each
+    execution context in concurrent use must use a separate optimization profile." So an engine
+    with a dynamic input runs at most one context per profile at a time (context ``i`` selects
+    profile ``i``, ``IExecutionContext.set_optimization_profile_async``); an engine whose every
+    profile is static (min = max) has no such limit.
+
+    Args:
+        profiles: the engine's :class:`~segedge.engine.profiles.Profile` per profile index
+            (``ICudaEngine.get_tensor_profile_shape(input, i)`` for ``i`` below
+            ``num_optimization_profiles``).
+
+    Returns:
+        The number of profiles for a dynamic engine, ``None`` (unbounded) for a static one.
+    """
+    if all(tuple(p.min) == tuple(p.max) for p in profiles):
+        return None
+    return len(profiles)
+
+
 class SlotPool:
     """Per-caller resources (an execution context with its stream and buffers): a caller takes
     a slot no other caller holds, and gives it back; new slots are made only when all are busy,
     so N concurrent workers end up with N slots, each used by one thread at a time (TensorRT
     developer guide, "Threading": an execution context must not be used by two threads at once).
 
+    Slots are numbered 0, 1, ... in the order they are made; with a ``capacity`` (a dynamic
+    engine's profile count, :func:`concurrent_contexts`) no more are made, and a caller waits
+    for a free one: more workers than profiles share the contexts one at a time instead of
+    running two on one profile.
+
+    :meth:`close` frees the idle slots at once and each busy one when its holder gives it back,
+    never a slot another thread is still inferring with.
+
     Args:
-        create: makes a new slot (called outside the lock; may raise).
+        create: ``create(number)`` makes slot ``number`` (called outside the lock; may raise).
+        capacity: most slots ever made (``None``: unbounded).
+        free: releases a slot (its context, stream, buffers); default: nothing to release.
     """
 
-    def __init__(self, create):
+    def __init__(self, create, capacity: int | None = None, free=None):
         import threading
 
         self._create = create
-        self._lock = threading.Lock()
+        self._free_slot = free or (lambda slot: None)
+        self.capacity = capacity
+        self._changed = threading.Condition()
         self._free: list = []
-        self.all: list = []  # every slot made, for closing
+        self._busy = 0
+        self._reserved = 0  # numbers handed to ``create`` calls that have not returned yet
+        self.closed = False
+        self.waited = False  # a caller once had to wait for a slot (more workers than profiles)
+        self.all: list = []  # every live slot made, for closing
 
     def add(self, slot) -> None:
-        """Register an already made slot as free (the one made up front to fail early)."""
-        with self._lock:
+        """Register an already made slot (number ``len(all)``) as free: the one made up front to fail early."""
+        with self._changed:
             self.all.append(slot)
             self._free.append(slot)
+            self._changed.notify()
 
     def take(self):
-        """A slot no other caller holds (made if none is free)."""
-        with self._lock:
-            if self._free:
-                return self._free.pop()
-        slot = self._create()
-        with self._lock:
+        """A slot no other caller holds: a free one, a new one, or (at capacity) the next one given back.
+
+        Raises:
+            RuntimeError: the pool is closed.
+        """
+        with self._changed:
+            while True:
+                if self.closed:
+                    raise RuntimeError("the slot pool is closed (the runner was closed)")
+                if self._free:
+                    self._busy += 1
+                    return self._free.pop()
+                made = len(self.all) + self._reserved
+                if self.capacity is None or made < self.capacity:
+                    self._reserved += 1
+                    number = made
+                    break
+                self.waited = True
+                self._changed.wait()
+        try:
+            slot = self._create(number)
+        except BaseException:
+            with self._changed:
+                self._reserved -= 1
+                self._changed.notify()
+            raise
+        with self._changed:
+            self._reserved -= 1
             self.all.append(slot)
+            self._busy += 1
         return slot
 
     def give_back(self, slot) -> None:
-        with self._lock:
-            self._free.append(slot)
+        """Return a slot taken with :meth:`take`; after :meth:`close` it is freed instead."""
+        with self._changed:
+            self._busy -= 1
+            if not self.closed:
+                self._free.append(slot)
+                self._changed.notify()
+                return
+            self.all = [s for s in self.all if s is not slot]
+        self._free_slot(slot)
 
-    def drain(self) -> list:
-        """Forget every slot and return them (to be freed)."""
-        with self._lock:
-            slots, self.all, self._free = self.all, [], []
-        return slots
+    def close(self) -> None:
+        """Free the idle slots now, each busy one when it is given back; later takes raise."""
+        with self._changed:
+            self.closed = True
+            idle, self._free = self._free, []
+            self.all = [s for s in self.all if all(s is not i for i in idle)]
+            self._changed.notify_all()
+        for slot in idle:
+            self._free_slot(slot)

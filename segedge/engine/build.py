@@ -12,9 +12,10 @@ Sources, followed point by point: TensorRT Python API reference (``Builder``,
 typing, removed APIs), and the developer guide chapters "Working with Dynamic Shapes",
 "Version Compatibility", "Hardware Compatibility", "Timing Cache" and "Working with DLA".
 
-An engine is written atomically with a JSON sidecar (``<engine>.json``,
-:class:`~segedge.engine.sidecar.EngineInfo`) so a runner can refuse an engine built elsewhere
-with a useful message.
+An engine is published with a JSON sidecar (``<engine>.json``,
+:class:`~segedge.engine.sidecar.EngineInfo`) as one pair, the sidecar last and holding the
+engine's SHA-256 (:func:`~segedge.engine.sidecar.write_engine`), so a runner can refuse an
+engine built elsewhere, or one a crash left with another build's sidecar, with a useful message.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ from typing import TYPE_CHECKING, Any
 
 from segedge._io import atomic_path
 from segedge.contract import HardwareCompatibility, Precision
-from segedge.engine.options import BuildOptions, check_dla
+from segedge.engine.options import BuildOptions, check_dla, check_timing_cache
 from segedge.engine.profiles import Profile, onnx_input_spec, resolve_profile
-from segedge.engine.sidecar import SIDECAR_SUFFIX, EngineInfo, load_engine_info, sidecar_path  # noqa: F401  (public here too)
+from segedge.engine.sidecar import SIDECAR_SUFFIX, EngineInfo, load_engine_info, sidecar_path, write_engine  # noqa: F401  (public here too)
 from segedge.engine.tensorrt_api import cuda_check, dla_unavailable_message, has_weak_typing, import_cudart, import_tensorrt, trt_logger
 from segedge.errors import ExportError, InputError
 
 if TYPE_CHECKING:  # annotations only: tensorrt is imported lazily (import_tensorrt)
     import tensorrt as trt
+
+    from segedge.onnx.artifact import OnnxArtifact
 
 log = logging.getLogger(__name__)
 
@@ -150,18 +153,23 @@ def _save_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
 
 
 def build_engine(
-    onnx_path: str | os.PathLike[str],
+    onnx_path: str | os.PathLike[str] | OnnxArtifact,
     engine_path: str | os.PathLike[str],
     options: BuildOptions | None = None,
+    profile: Profile | None = None,
 ) -> EngineInfo:
     """Compile a strongly typed TensorRT engine from an ONNX file.
 
     Args:
-        onnx_path: FP32, FP16 or Q/DQ INT8 ONNX (the precision is taken from it).
+        onnx_path: FP32, FP16 or Q/DQ INT8 ONNX (the precision is taken from it), or that file
+            already opened (:func:`~segedge.onnx.artifact.open_onnx`).
         engine_path: destination ``.engine`` (written atomically, with a ``.json`` sidecar).
         options: profile shapes, workspace, optimization level, timing cache, version and
-            hardware compatibility, DLA core (:class:`BuildOptions`; defaults: batch 1..8 at
-            the model's input size, 1024 MiB workspace).
+            hardware compatibility, DLA core, profile count (:class:`BuildOptions`; defaults:
+            batch 1..8 at the model's input size, 1024 MiB workspace, one profile).
+        profile: the optimization profile already resolved from ``options`` and checked
+            against the DLA rules (:func:`segedge.pipeline.build.plan_build` does both);
+            ``None``: resolved and checked here.
 
     Returns:
         The :class:`EngineInfo` written to the sidecar.
@@ -175,16 +183,18 @@ def build_engine(
             profile, or the build fails.
     """
     import segedge
-    from segedge.contract import Contract
-    from segedge.export.metadata import file_sha256, load_onnx
+    from segedge.onnx.metadata import file_sha256
+    from segedge.onnx.artifact import OnnxArtifact, open_onnx
 
     options = options or BuildOptions()
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    model = load_onnx(onnx_path)
-    contract = Contract.from_onnx(model, str(onnx_path))
-    profile: Profile = resolve_profile(onnx_input_spec(model), options.min_shape, options.opt_shape, options.max_shape)
+    engine_path = Path(engine_path)
+    check_timing_cache(options, onnx_path.path if isinstance(onnx_path, OnnxArtifact) else onnx_path, engine_path)
+    source = onnx_path if isinstance(onnx_path, OnnxArtifact) else open_onnx(onnx_path)
+    onnx_path, contract = source.path, source.contract
     precision = contract.precision
-    check_dla(options, precision, profile)
+    if profile is None:  # not planned by the caller: resolve and check it here, once
+        profile = resolve_profile(onnx_input_spec(source), options.min_shape, options.opt_shape, options.max_shape)
+        check_dla(options, precision, profile)
     trt = import_tensorrt()
     gpu, capability = current_gpu()
 
@@ -196,18 +206,15 @@ def build_engine(
     config = builder.create_builder_config()
     tf32 = _configure(trt, builder, config, builder_settings(options, precision))
     _load_timing_cache(config, options.timing_cache)
-    optimization_profile = builder.create_optimization_profile()
-    optimization_profile.set_shape(tensor.name, profile.min, profile.opt, profile.max)
-    if config.add_optimization_profile(optimization_profile) < 0:
-        raise ExportError(f"TensorRT rejected the optimization profile {profile.describe()} for input {tensor.name} of {onnx_path}")
+    for _ in range(options.profiles):  # one per execution context that may run at once (see BuildOptions.profiles)
+        optimization_profile = builder.create_optimization_profile()
+        optimization_profile.set_shape(tensor.name, profile.min, profile.opt, profile.max)
+        if config.add_optimization_profile(optimization_profile) < 0:
+            raise ExportError(f"TensorRT rejected the optimization profile {profile.describe()} for input {tensor.name} of {onnx_path}")
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
-    with atomic_path(engine_path) as tmp:
-        tmp.write_bytes(memoryview(serialized))
-    if options.timing_cache is not None:
-        _save_timing_cache(config, options.timing_cache)
     info = EngineInfo(
         engine=engine_path.name,
         tensorrt_version=trt.__version__,
@@ -224,5 +231,7 @@ def build_engine(
         builder=options.to_dict(),
         tf32=tf32,
     )
-    info.save(engine_path)
+    info = write_engine(engine_path, serialized, info)  # engine, then the sidecar holding its hash
+    if options.timing_cache is not None:
+        _save_timing_cache(config, options.timing_cache)
     return info

@@ -5,8 +5,11 @@ Each option maps to one ``IBuilderConfig`` setting of the TensorRT Python API re
 (docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/BuilderConfig.html):
 ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``, ``builder_optimization_level``,
 ``create_timing_cache`` / ``set_timing_cache`` / ``get_timing_cache``,
-``BuilderFlag.VERSION_COMPATIBLE``, ``hardware_compatibility_level``, and ``default_device_type``
-/ ``DLA_core`` / ``BuilderFlag.GPU_FALLBACK`` for the Jetson DLA.
+``BuilderFlag.VERSION_COMPATIBLE``, ``hardware_compatibility_level``, ``default_device_type``
+/ ``DLA_core`` / ``BuilderFlag.GPU_FALLBACK`` for the Jetson DLA, and one
+``IBuilderConfig.add_optimization_profile`` per ``--profiles`` (``IExecutionContext`` reference:
+each execution context in concurrent use on a dynamic-shape engine must use a separate
+optimization profile).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class BuildOptions:
     version_compatible: bool = False  # runs on later TensorRT releases of the same major version
     hardware_compatibility: str = "none"  # "ampere+": runs on any Ampere or newer GPU
     dla_core: int | None = None  # run on this DLA core (Jetson), unsupported layers fall back to the GPU
+    profiles: int = 1  # identical optimization profiles: execution contexts that may run at once on a dynamic engine
 
     def __post_init__(self) -> None:
         if self.workspace_mib <= 0:
@@ -47,6 +51,8 @@ class BuildOptions:
             raise InputError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, got {self.hardware_compatibility!r}")
         if self.dla_core is not None and self.dla_core < 0:
             raise InputError(f"--dla-core must be 0 or more, got {self.dla_core}")
+        if self.profiles < 1:
+            raise InputError(f"--profiles must be 1 or more (one per execution context that runs at once), got {self.profiles}")
         if self.dla_core is not None and self.hardware_compatibility != "none":
             raise InputError("--hardware-compatibility applies to discrete Ampere+ GPUs, not to DLA engines; drop one of --dla-core and --hardware-compatibility")
 
@@ -76,6 +82,7 @@ class BuildOptions:
             "version_compatible": self.version_compatible,
             "hardware_compatibility": self.hardware_compatibility,
             "dla_core": self.dla_core,
+            "profiles": self.profiles,
         }
 
     @classmethod
@@ -112,6 +119,8 @@ class BuildOptions:
             args += ["--hardware-compatibility", self.hardware_compatibility]
         if self.dla_core is not None:
             args += ["--dla-core", str(self.dla_core)]
+        if self.profiles != 1:
+            args += ["--profiles", str(self.profiles)]
         return args
 
 
@@ -142,20 +151,21 @@ def check_dla(options: BuildOptions, precision: Precision | str, profile: Any) -
         )
 
 
-def check_dla_request(onnx_path: str | Path, precision: Precision | str, options: BuildOptions) -> None:
-    """:func:`check_dla` for an ONNX file (its input decides the profile), before TensorRT is
-    even looked for; nothing to check without ``--dla-core``.
+def check_timing_cache(options: BuildOptions, onnx_path: str | Path, engine_path: str | Path) -> None:
+    """Refuse a ``--timing-cache`` that is the ONNX, the engine or its sidecar: the build saves
+    the cache back, over whichever file it names (before TensorRT is even looked for).
 
     Raises:
-        InputError: see :func:`check_dla`; ModelFormatError: unreadable ONNX.
+        InputError: one line naming the file.
     """
-    if options.dla_core is None:
-        return
-    from segedge.engine.profiles import onnx_input_spec, resolve_profile
-    from segedge.export.metadata import load_onnx
+    from segedge._io import same_file
 
-    profile = resolve_profile(onnx_input_spec(load_onnx(onnx_path)), options.min_shape, options.opt_shape, options.max_shape)
-    check_dla(options, precision, profile)
+    cache = options.timing_cache
+    if cache is None:
+        return
+    for other, what in ((onnx_path, "the input ONNX"), (engine_path, "the engine"), (str(engine_path) + ".json", "the engine's sidecar")):
+        if same_file(cache, other):
+            raise InputError(f"--timing-cache {cache} is {what}; the build saves the cache there, so name another file (e.g. {Path(engine_path).with_suffix('.timing.cache')})")
 
 
 def rebuild_command(onnx: str | Path, engine: str | Path, options: BuildOptions) -> str:

@@ -62,11 +62,13 @@ class InputSpec:
         return self.height is None or self.width is None
 
 
-def onnx_input_spec(model) -> InputSpec:
+def onnx_input_spec(model, contract=None) -> InputSpec:
     """Read the single ``(N, C, H, W)`` input of an ONNX model and its segedge metadata.
 
     Args:
-        model: ``onnx.ModelProto``.
+        model: ``onnx.ModelProto``, or an :class:`~segedge.onnx.artifact.OnnxArtifact`
+            (its contract is then the one already read).
+        contract: the model's :class:`~segedge.contract.Contract` when already read.
 
     Raises:
         ModelFormatError: not one rank-4 input with a fixed channel count.
@@ -74,6 +76,8 @@ def onnx_input_spec(model) -> InputSpec:
     from segedge.errors import ModelFormatError
     from segedge.contract import Contract
 
+    if hasattr(model, "contract") and hasattr(model, "model"):  # an OnnxArtifact: opened once
+        model, contract = model.model, model.contract
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1 or len(inputs[0].type.tensor_type.shape.dim) != 4:
@@ -81,7 +85,7 @@ def onnx_input_spec(model) -> InputSpec:
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in inputs[0].type.tensor_type.shape.dim]
     if dims[1] is None:
         raise ModelFormatError(f"input {inputs[0].name} has a symbolic channel dimension; expected (N, 3, H, W)")
-    contract = Contract.from_onnx(model)
+    contract = contract or Contract.from_onnx(model)
     trained = contract.input_size
     default = (dims[2] or trained[0], dims[3] or trained[1])
     return InputSpec(inputs[0].name, dims[0], dims[1], dims[2], dims[3], default, contract.size_multiple or 16)

@@ -12,17 +12,18 @@ built with ``HardwareCompatibilityLevel.AMPERE_PLUS`` it runs on any Ampere or n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from segedge._io import atomic_write_text
+from segedge._io import atomic_pair, atomic_write_text
 from segedge.contract import Contract
 from segedge.engine.options import BuildOptions, rebuild_command
 from segedge.engine.tensorrt_api import version_tuple
-from segedge.errors import InputError
+from segedge.errors import InputError, ModelFormatError
 
 SIDECAR_SUFFIX = ".json"
 
@@ -45,10 +46,16 @@ class EngineInfo:
     onnx: str = ""  # path of the ONNX the engine was built from (for the rebuild command)
     builder: dict[str, Any] = field(default_factory=dict)  # BuildOptions.to_dict()
     tf32: bool | None = None  # BuilderFlag.TF32 after configuration: False = FP32 layers in true FP32; None: not recorded (older sidecar)
+    engine_sha256: str = ""  # of the engine file this sidecar describes (written with it, see write_engine); "": older sidecar
+
+    def to_json(self) -> str:
+        """The sidecar's text."""
+        return json.dumps(asdict(self), indent=2)
 
     def save(self, engine_path: str | os.PathLike[str]) -> Path:
-        """Write the sidecar atomically beside ``engine_path``; return its path."""
-        return atomic_write_text(sidecar_path(engine_path), json.dumps(asdict(self), indent=2))
+        """Write the sidecar alone, atomically, beside ``engine_path``; return its path (a new
+        engine is written with its sidecar by :func:`write_engine`)."""
+        return atomic_write_text(sidecar_path(engine_path), self.to_json())
 
     @property
     def options(self) -> BuildOptions:
@@ -68,6 +75,59 @@ class EngineInfo:
     def classes(self) -> tuple[str, ...] | None:
         """Class names from the ONNX metadata, or ``None`` when it declared none."""
         return self.contract.classes if self.contract.declared else None
+
+
+def write_engine(engine_path: str | os.PathLike[str], serialized: bytes | memoryview, info: EngineInfo, overwrite: bool = True) -> EngineInfo:
+    """Publish a serialised engine and its sidecar as one pair (:func:`segedge._io.atomic_pair`):
+    the engine first, then the sidecar, which records the engine's SHA-256, so a crash between
+    the two renames leaves a pair :func:`read_engine` refuses, never one it runs.
+
+    Args:
+        engine_path: destination ``.engine`` / ``.plan``.
+        serialized: ``IHostMemory`` of ``Builder.build_serialized_network`` (or bytes).
+        info: the sidecar; its ``engine`` and ``engine_sha256`` are filled in here.
+        overwrite: replace an existing pair.
+
+    Returns:
+        The sidecar written.
+
+    Raises:
+        InputError: ``overwrite`` is False and either file exists.
+        OSError: the folder cannot be written (nothing new is left under either name).
+    """
+    engine_path = Path(engine_path)
+    data = memoryview(serialized)
+    info = replace(info, engine=engine_path.name, engine_sha256=hashlib.sha256(data).hexdigest())
+    with atomic_pair(engine_path, sidecar_path(engine_path), overwrite=overwrite) as (engine_tmp, sidecar_tmp):
+        engine_tmp.write_bytes(data)
+        sidecar_tmp.write_text(info.to_json())
+    return info
+
+
+def read_engine(engine_path: str | os.PathLike[str]) -> tuple[bytes, EngineInfo]:
+    """Open an engine once: its sidecar and its bytes, checked to belong together.
+
+    Returns:
+        ``(serialised engine, sidecar)``; the bytes are what the caller deserialises, the
+        same bytes the hash was checked on.
+
+    Raises:
+        ModelFormatError: no such engine, or an engine its sidecar was not written with (an
+            interrupted or concurrent build; the message gives the rebuild command).
+        InputError: missing or malformed sidecar.
+    """
+    engine_path = Path(engine_path)
+    if not engine_path.is_file():
+        raise ModelFormatError(f"engine {engine_path} does not exist")
+    info = load_engine_info(engine_path)
+    data = engine_path.read_bytes()
+    if info.engine_sha256 and hashlib.sha256(data).hexdigest() != info.engine_sha256:
+        onnx = info.onnx or str(engine_path.with_suffix(".onnx"))
+        raise ModelFormatError(
+            f"{engine_path} is not the engine its sidecar {sidecar_path(engine_path).name} describes "
+            f"(a build interrupted between the two, or two builds at once); rebuild it: {rebuild_command(onnx, engine_path, info.options)}"
+        )
+    return data, info
 
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:

@@ -13,7 +13,7 @@ stride 2 is upsampled bilinearly to the input size. ``upsample="bilinear"`` repl
 unpool by bilinear upsampling (the ablation the model card reports).
 
 Every ``nn.MaxPool2d(return_indices=True)`` / ``nn.MaxUnpool2d`` pair is one segedge's exact
-unpool rewrite (:mod:`segedge.export.unpool`, :mod:`segedge.export.onnx_rewrite`) turns into
+unpool rewrite (:mod:`segedge.onnx.unpool`, :mod:`segedge.onnx.rewrite`) turns into
 standard operators for TensorRT or into ONNX ``MaxUnpool`` for ONNX Runtime.
 """
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from segedge.calibration.dataset import CalibrationSet
     from segedge.calibration.quantize import QuantizeResult
-    from segedge.export.onnx import ExportResult
+    from segedge.onnx.export import ExportResult
     from segedge.models.checkpoint import Checkpoint
     from segedge.pipeline.build import BuildResult
     from segedge.report.drift import EvalData
@@ -66,14 +66,14 @@ def export(
         contract: preprocessing, classes and palette of an ``nn.Module`` or foreign ONNX.
         target: ``tensorrt`` (standard ops) or ``onnxruntime`` (MaxUnpool) form.
         precision: ``fp32`` or ``fp16``.
-        **options: of :func:`segedge.export.onnx.export_onnx` (``opset``, ``dynamic_batch``,
+        **options: of :func:`segedge.onnx.export.export_onnx` (``opset``, ``dynamic_batch``,
             ``dynamic_hw``, ``exporter``, ``lint``, ``force``, ``parity_images``).
 
     Raises:
         InputError, CheckpointError, ModelFormatError, ExportError: see
-        :func:`~segedge.export.onnx.export_onnx` and :func:`~segedge.export.onnx.rewrite_onnx`.
+        :func:`~segedge.onnx.export.export_onnx` and :func:`~segedge.onnx.export.rewrite_onnx`.
     """
-    from segedge.export.onnx import export_onnx, rewrite_onnx
+    from segedge.onnx.export import export_onnx, rewrite_onnx
 
     if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx":
         allowed = {k: v for k, v in options.items() if k in ("lint", "force")}
@@ -120,10 +120,11 @@ def quantize(
         DataError, InputError, ModelFormatError, ExportError: see ``quantize_int8``.
     """
     from segedge.calibration.quantize import quantize_int8
-    from segedge.export.metadata import load_onnx
+    from segedge.onnx.artifact import open_onnx
 
-    calibration = calibration_set(calibration, Contract.from_onnx(load_onnx(onnx), str(onnx)))
-    return quantize_int8(onnx, output, calibration, CalibrationMethod(method).value, percentile, **options)
+    source = open_onnx(onnx)  # once: its contract preprocesses the calibration set, the quantizer takes the model
+    calibration = calibration_set(calibration, source.contract)
+    return quantize_int8(source, output, calibration, CalibrationMethod(method).value, percentile, **options)
 
 
 def build(
@@ -141,12 +142,13 @@ def build(
         InputError, DataError, ModelFormatError, ExportError, BackendUnavailableError: see
         ``build_artifact``.
     """
-    from segedge.export.metadata import load_onnx
+    from segedge.onnx.artifact import open_onnx
     from segedge.pipeline.build import build_artifact
 
+    source = open_onnx(onnx)  # once, for the calibration set's preprocessing and the build
     if calibration is not None:
-        calibration = calibration_set(calibration, Contract.from_onnx(load_onnx(onnx), str(onnx)))
-    return build_artifact(onnx, output, precision, calibration, **options)
+        calibration = calibration_set(calibration, source.contract)
+    return build_artifact(source, output, precision, calibration, **options)
 
 
 def load(
@@ -196,6 +198,9 @@ def compare(
         every: every n-th frame of a video.
         **options: of :func:`segedge.report.drift.compare` (``latency_runs``, ``batch_size``, ...).
 
+    Runners this call loads from paths are closed before it returns (their sessions, GPU
+    contexts); runners passed in are the caller's and stay open.
+
     Raises:
         InputError: candidates not comparable with the reference; DataError: no readable image.
     """
@@ -203,12 +208,21 @@ def compare(
     from segedge.report.drift import compare as drift_compare
     from segedge.runtime.base import Runner
 
+    loaded: list[Runner] = []  # runners opened here from paths: closed here; the caller's own stay open
+
     def runner(item: Any) -> Runner:
-        return item if isinstance(item, Runner) else load(item)
+        if isinstance(item, Runner):
+            return item
+        loaded.append(load(item))
+        return loaded[-1]
 
     if isinstance(data, (str, os.PathLike)):
         data = load_eval_data(data, limit=limit, every=every)
     elif not isinstance(data, EvalData):
         items = [(f"image {i}", image, None) for i, image in enumerate(list(data)[:limit])]
         data = EvalData(f"{len(items)} given images (unlabelled)", len(items), False, lambda: iter(items))
-    return drift_compare(runner(reference), [runner(c) for c in candidates], data, **options)
+    try:
+        return drift_compare(runner(reference), [runner(c) for c in candidates], data, **options)
+    finally:
+        for opened in loaded:
+            opened.close()

@@ -59,7 +59,7 @@ def run_demo(
     from segedge.data.demo import make_demo_clip
     from segedge.data.sources import open_source
     from segedge.engine.tensorrt_api import engine_build_available
-    from segedge.export.onnx import export_onnx
+    from segedge.onnx.export import export_onnx
     from segedge.pipeline.build import build_artifact
     from segedge.report.drift import compare, load_eval_data
     from segedge.report.render import write_report

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from segedge._io import make_private_directory
 from segedge.contract import Precision, Provider, Target
 from segedge.report.evaluate import evaluate, predict_classes
 
@@ -169,7 +169,7 @@ def run_doctor(
     else:
         skipped.append(f"agreement with PyTorch: no sample at {data} (pass --data)" if data else "agreement with PyTorch: no sample (pass --data)")
 
-    workdir = Path(output) if output else Path(tempfile.mkdtemp(prefix="segedge-doctor-"))
+    workdir = Path(output) if output else make_private_directory("doctor")  # kept: it holds the artifacts the table names
     workdir.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = [measure(Row(f"torch-cpu {Precision.FP32}"), reference_runner, sample, reference, budget)]
     if gpu and cuda:
@@ -179,7 +179,7 @@ def run_doctor(
     elif gpu:
         skipped.append("PyTorch on CUDA: torch sees no CUDA device")
 
-    from segedge.export.onnx import export_onnx
+    from segedge.onnx.export import export_onnx
 
     target = Target.TENSORRT if gpu and trt_problem is None else Target.ONNXRUNTIME
     exported = None

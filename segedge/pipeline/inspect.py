@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from segedge.contract import Contract, Target
+from segedge.contract import Target
 from segedge.errors import InputError
-from segedge.export.lint import lint_tensorrt
-from segedge.export.metadata import load_onnx, read_metadata
+from segedge.onnx.lint import lint_tensorrt
+from segedge.onnx.metadata import read_metadata
+from segedge.onnx.artifact import open_onnx
 
 if TYPE_CHECKING:
     from segedge.engine.sidecar import EngineInfo
@@ -161,9 +162,9 @@ def inspect_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
         raise InputError(f"{path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        model = load_onnx(path)
-        meta = read_metadata(model)
-        contract = Contract.from_onnx(model, str(path))
+        source = open_onnx(path, segmentation=False)  # once: any graph is described, segmentation or not
+        model, contract = source.model, source.contract
+        meta = read_metadata(model)  # as stored, for display
         dims = model.graph.input[0].type.tensor_type.shape.dim
         static = [d.dim_value for d in dims[2:4]] if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:4]) else None
         size = static or list(contract.input_size)

@@ -23,20 +23,20 @@ Choosing layers on the test split and then reporting on it would flatter the res
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from segedge._io import private_directory
 from segedge.calibration.dataset import CalibrationSet
 from segedge.calibration.quantize import conv_layers, quantize_int8
 from segedge.data.oxford_pet import is_pet_root
 from segedge.data.samples import DataSpec, load_arrays
 from segedge.data.transforms import PreprocessConfig
 from segedge.errors import DataError, InputError
-from segedge.export.metadata import load_onnx
+from segedge.onnx.artifact import OnnxArtifact, open_onnx
 from segedge.report.evaluate import evaluate
 
 Progress = Callable[[str, int, int], None]
@@ -98,15 +98,17 @@ class Score:
     miou: float
 
 
-def score_onnx(path: str | os.PathLike[str], data: EvalSet, batch_size: int = 16) -> Score:
-    """Score an ONNX model with ONNX Runtime (CPU) against the labels of ``data``.
+def score_onnx(path: str | os.PathLike[str] | OnnxArtifact, data: EvalSet, batch_size: int = 16) -> Score:
+    """Score an ONNX model (a path, or the file already opened) with ONNX Runtime (CPU) against
+    the labels of ``data``; the runner is closed before returning.
 
     Raises:
         ModelFormatError: unreadable ONNX.
     """
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
-    matrix = evaluate(OnnxRuntimeRunner(path), data.images, data.labels, batch_size).truth
+    with OnnxRuntimeRunner(path) as runner:
+        matrix = evaluate(runner, data.images, data.labels, batch_size).truth
     return Score(matrix.pixel_accuracy(), matrix.miou())
 
 
@@ -155,7 +157,7 @@ class SensitivityReport:
 
 
 def sensitivity_scan(
-    float_onnx: str | os.PathLike[str],
+    float_onnx: str | os.PathLike[str] | OnnxArtifact,
     calibration: CalibrationSet,
     data: EvalSet,
     method: str = "percentile",
@@ -167,7 +169,7 @@ def sensitivity_scan(
     """Rank the quantizable layers of ``float_onnx`` by the accuracy INT8 costs in each.
 
     Args:
-        float_onnx: FP32 ONNX from ``segedge export``.
+        float_onnx: FP32 ONNX from ``segedge export`` (a path, or the file already opened).
         calibration: calibration images (calibrated once; ranges shared by every variant).
         data: labelled held-out images.
         method, percentile: calibration method (see :func:`quantize_int8`).
@@ -180,7 +182,7 @@ def sensitivity_scan(
         DataError, ModelFormatError, ExportError: from calibration and quantization.
         InputError: a named layer does not exist; a target the model cannot take.
     """
-    with tempfile.TemporaryDirectory(prefix="segedge-sens-") as work:
+    with private_directory("sens") as work:
         base = _Baseline.compute(float_onnx, calibration, data, method, percentile, Path(work), target)
         return base.scan(layers, progress)
 
@@ -189,7 +191,7 @@ def sensitivity_scan(
 class _Baseline:
     """FP32 and all-INT8 scores, and the calibration (cached ranges) every variant reuses."""
 
-    float_onnx: Path
+    float_onnx: OnnxArtifact  # opened once, quantized once per variant
     calibration: CalibrationSet
     data: EvalSet
     method: str
@@ -203,10 +205,11 @@ class _Baseline:
     @classmethod
     def compute(cls, float_onnx, calibration, data, method, percentile, work: Path, target: str | None = None) -> "_Baseline":
         cache, candidate = work / "ranges.json", work / "candidate.onnx"
-        float_score = score_onnx(float_onnx, data)
-        quantize_int8(float_onnx, candidate, calibration, method, percentile, cache=cache, target=target)
+        source = float_onnx if isinstance(float_onnx, OnnxArtifact) else open_onnx(float_onnx)
+        float_score = score_onnx(source, data)
+        quantize_int8(source, candidate, calibration, method, percentile, cache=cache, target=target)
         return cls(
-            Path(float_onnx), calibration, data, method, percentile, cache, candidate, float_score, score_onnx(candidate, data), target,
+            source, calibration, data, method, percentile, cache, candidate, float_score, score_onnx(candidate, data), target,
         )
 
     def quantize(self, output: Path, layers: list[str]):
@@ -222,7 +225,7 @@ class _Baseline:
         return score_onnx(path, self.data)
 
     def scan(self, layers: list[str] | None, progress: Progress | None) -> SensitivityReport:
-        all_layers = conv_layers(load_onnx(self.float_onnx))
+        all_layers = conv_layers(self.float_onnx.model)
         names = list(all_layers) if layers is None else layers
         unknown = [n for n in names if n not in all_layers]
         if unknown:
@@ -269,7 +272,7 @@ class MixedPrecisionResult:
 
 
 def mixed_precision(
-    float_onnx: str | os.PathLike[str],
+    float_onnx: str | os.PathLike[str] | OnnxArtifact,
     output: str | os.PathLike[str],
     calibration: CalibrationSet,
     data: EvalSet,
@@ -290,7 +293,7 @@ def mixed_precision(
     ``met`` is ``False``.
 
     Args:
-        float_onnx: FP32 ONNX from ``segedge export``.
+        float_onnx: FP32 ONNX from ``segedge export`` (a path, or the file already opened).
         output: destination of the Q/DQ ONNX (atomic).
         calibration: calibration images.
         data: labelled held-out images.
@@ -306,7 +309,7 @@ def mixed_precision(
     """
     if max_drop < 0:
         raise InputError(f"--max-drop must be >= 0 points, got {max_drop}")
-    with tempfile.TemporaryDirectory(prefix="segedge-amp-") as work:
+    with private_directory("amp") as work:
         base = _Baseline.compute(float_onnx, calibration, data, method, percentile, Path(work), target)
         drop = _points(base.float_score.pixel_accuracy, base.int8_score.pixel_accuracy)
         steps = [(0, drop)]

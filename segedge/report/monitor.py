@@ -41,7 +41,7 @@ import numpy as np
 
 from segedge._io import atomic_write_bytes
 from segedge.errors import InputError
-from segedge.export.metadata import file_sha256
+from segedge.onnx.metadata import file_sha256
 from segedge.report.metrics import ConfusionMatrix, LogitsError
 from segedge.report.panels import worst_case_panels
 from segedge.runtime.base import Runner

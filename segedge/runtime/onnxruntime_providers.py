@@ -15,7 +15,7 @@ import onnx
 
 from segedge.contract import Backend, Precision, Provider
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
-from segedge.export.metadata import file_sha256
+from segedge.onnx.metadata import file_sha256
 
 PROVIDERS = {
     Provider.CPU: "CPUExecutionProvider",

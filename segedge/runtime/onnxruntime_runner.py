@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
-from segedge.contract import PET_CLASSES, Backend, Contract, Precision, Provider, Target, read_props
+from segedge.contract import Backend, Precision, Provider, Target
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.onnxruntime_providers import (  # noqa: F401 (provider_chain: public here too)
     PROVIDERS,
@@ -24,27 +24,10 @@ from segedge.runtime.onnxruntime_providers import (  # noqa: F401 (provider_chai
 )
 from segedge.runtime.base import Runner
 
+if TYPE_CHECKING:
+    from segedge.onnx.artifact import OnnxArtifact
+
 log = logging.getLogger(__name__)
-
-
-def _calibration_record(props: dict[str, str]) -> dict:
-    """The ``segedge.calibration`` record of an INT8 artifact's metadata (``{}`` when absent or unreadable)."""
-    import json
-
-    try:
-        record = json.loads(read_props(props).get("calibration", "{}"))
-    except ValueError:
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def _qdq_target(props: dict[str, str]) -> Target | None:
-    """The target an INT8 artifact's Q/DQ layout was made for (``segedge.calibration``'s
-    ``target``; the unpool form in ``segedge.target`` can differ), ``None`` when not recorded."""
-    try:
-        return Target(_calibration_record(props).get("target"))
-    except ValueError:
-        return None
 
 
 class OnnxRuntimeRunner(Runner):
@@ -54,8 +37,13 @@ class OnnxRuntimeRunner(Runner):
     (written by ``segedge export``); an ONNX file without it gets the default
     preprocessing at its input's spatial size, with a warning.
 
+    The file is opened once (:func:`~segedge.onnx.artifact.open_onnx`): the session is
+    made from the loaded graph, and the contract, the I/O checks and the calibration record
+    come from that one read.
+
     Args:
-        path: ``.onnx`` file with one ``(N, 3, H, W)`` float input and one logits output.
+        path: ``.onnx`` file with one ``(N, 3, H, W)`` float input and one logits output, or an
+            :class:`~segedge.onnx.artifact.OnnxArtifact` already opened.
         provider: ``cpu``, ``cuda`` or ``tensorrt`` (the last two need onnxruntime-gpu; see
             :func:`~segedge.runtime.onnxruntime_providers.provider_chain` for their options
             and fallbacks).
@@ -86,14 +74,13 @@ class OnnxRuntimeRunner(Runner):
     backend = Backend.ONNXRUNTIME
 
     def __init__(
-        self, path: str | os.PathLike[str], provider: Provider | str = Provider.CPU, threads: int = 0, spin: bool = True,
+        self, path: str | os.PathLike[str] | OnnxArtifact, provider: Provider | str = Provider.CPU, threads: int = 0, spin: bool = True,
         cache_dir: str | os.PathLike[str] | None = None, device_id: int = 0,
     ):
         import onnxruntime as ort
 
-        self.artifact = Path(path)
-        if not self.artifact.is_file():
-            raise ModelFormatError(f"ONNX file {self.artifact} does not exist")
+        from segedge.onnx.artifact import OnnxArtifact, open_onnx  # imports onnx: only when a model is loaded
+
         if provider not in PROVIDERS:
             raise InputError(f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
         if PROVIDERS[provider] not in ort.get_available_providers():
@@ -101,16 +88,27 @@ class OnnxRuntimeRunner(Runner):
                 f"ONNX Runtime has no {PROVIDERS[provider]} here (available: {', '.join(ort.get_available_providers())}); "
                 + gpu_install_hint(installed_onnxruntime_builds())
             )
+        source = path if isinstance(path, OnnxArtifact) else open_onnx(path)  # read once: graph, I/O checks, contract
+        self.artifact = source.path
+        self.contract = source.contract
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         if not spin:  # idle worker threads sleep instead of spinning: leaves the CPU to other pipeline stages
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 1 if os.environ.get("SEGEDGE_DEBUG") == "1" else 3
+        extra = {}
+        if source.calibration.get("base") == Precision.FP16.value:
+            # ONNX Runtime's WeightBiasQuantization (level 1) turns the float bias of a DQ -> Conv
+            # into int32 with the scale input_scale x weight_scale computed in the scales' type:
+            # FP16 there under- and overflows (measured on the 8-epoch segnet: argmax agreement
+            # with PyTorch 47% with it, 97.5% without; docs/benchmarks.md). TensorRT adds the
+            # bias in float itself, so the Q/DQ graph is right and only this pass is skipped.
+            extra["disabled_optimizers"] = ["WeightBiasQuantization"]
         try:
             graph = GraphPrecision(int8=False, fp16=False)  # what the TensorRT provider must enable, from the graph
             if provider == Provider.TENSORRT:
-                graph = graph_precision(onnx.load(str(self.artifact), load_external_data=False))
+                graph = graph_precision(source.model)
             chain = provider_chain(provider, self.artifact, Path(cache_dir) if cache_dir else None, device_id, graph)
             available = set(ort.get_available_providers())
             chain = [(name, opts) for name, opts in chain if name in available]
@@ -118,47 +116,21 @@ class OnnxRuntimeRunner(Runner):
                 if "trt_engine_cache_path" in opts:
                     Path(opts["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
             self.session = ort.InferenceSession(
-                str(self.artifact), options, providers=[name for name, _ in chain], provider_options=[opts for _, opts in chain]
+                source.serialized(), options, providers=[name for name, _ in chain], provider_options=[opts for _, opts in chain], **extra,
             )
-            if _calibration_record(self.session.get_modelmeta().custom_metadata_map).get("base") == Precision.FP16.value:
-                # ONNX Runtime's WeightBiasQuantization (level 1) turns the float bias of a DQ -> Conv
-                # into int32 with the scale input_scale x weight_scale computed in the scales' type:
-                # FP16 there under- and overflows (measured on the 8-epoch segnet: argmax agreement
-                # with PyTorch 47% with it, 97.5% without; docs/benchmarks.md). TensorRT adds the
-                # bias in float itself, so the Q/DQ graph is right and only this pass is skipped.
-                self.session = ort.InferenceSession(
-                    str(self.artifact), options, providers=[name for name, _ in chain],
-                    provider_options=[opts for _, opts in chain], disabled_optimizers=["WeightBiasQuantization"],
-                )
-        except Exception as exc:  # InvalidProtobuf, Fail, InvalidGraph, DecodeError, ...
+        except Exception as exc:  # InvalidGraph, Fail, NotImplemented, ...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if "INVALID_PROTOBUF" in first or "DecodeError" in type(exc).__name__:
-                first = "not a valid ONNX file (truncated or corrupt?)"
             raise ModelFormatError(f"ONNX Runtime cannot load {self.artifact}: {first[:300]}") from None
         check_active_provider(provider, self.session.get_providers(), self.artifact)
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        from segedge.export.metadata import check_segmentation_io  # imports onnx: only when a model is loaded
-
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if not read_props(meta):  # no contract: the Pet classes will be assumed; say what is wrong before that
-            check_segmentation_io(self.artifact, inputs, outputs, PET_CLASSES, has_metadata=False)
-        check_segmentation_io(self.artifact, inputs, outputs)  # a foreign model: what is wrong, before reading it
+        inputs, outputs = source.inputs, source.outputs
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_is_fp16 = inputs[0].type == "tensor(float16)"
         self.output_is_fp32 = outputs[0].type == "tensor(float)"
         self.provider = provider
-        meta = self.session.get_modelmeta().custom_metadata_map
         batch_dim = inputs[0].shape[0]
         self.max_batch = batch_dim if isinstance(batch_dim, int) else None
-        h, w = (d if isinstance(d, int) else None for d in inputs[0].shape[2:])
-        self.contract = Contract.from_props(
-            meta, str(self.artifact), fallback_size=(h, w),
-            fallback_precision=Precision.FP16 if self.input_is_fp16 else Precision.FP32,
-        )
-        check_segmentation_io(self.artifact, inputs, outputs, self.contract.classes, self.contract.declared)
         self.fp32_math = fp32_math(provider, self.precision)
-        self.metadata = dict(meta)
-        if provider == Provider.CPU and self.contract.precision is Precision.INT8 and _qdq_target(self.metadata) is Target.TENSORRT:
+        if provider == Provider.CPU and self.contract.precision is Precision.INT8 and source.calibration.get("target") == Target.TENSORRT.value:
             log.warning(
                 "%s is INT8 laid out for TensorRT: ONNX Runtime on a CPU dequantizes it and runs float convolutions, "
                 "slower than FP32 (0.2-0.7x, docs/benchmarks.md). For a CPU, run build-engine --precision int8 on the "

@@ -17,17 +17,40 @@ from pathlib import Path
 
 import numpy as np
 
-from segedge.contract import Backend, Contract
+from segedge.contract import Backend, Contract, openvino_weights_sha256
 from segedge.errors import InputError, ModelFormatError
-from segedge.export.openvino_ir import RT_INFO_KEY, import_openvino, onnx_contract
+from segedge.onnx.openvino_ir import import_openvino, onnx_contract, weights_path
 from segedge.runtime.base import Runner
 
 
-def ir_contract(model) -> dict[str, str]:
-    """The segedge metadata kept in an IR's ``rt_info`` (see :data:`RT_INFO_KEY`)."""
-    if not model.has_rt_info([RT_INFO_KEY]):
-        return {}
-    return {key: model.get_rt_info([RT_INFO_KEY, key]).astype(str) for key in model.get_rt_info()[RT_INFO_KEY]}
+def read_ir(core, xml: Path):
+    """Read an IR's two files once and check they belong together: the ``.bin``'s SHA-256
+    against the one its ``.xml`` records (``segedge export --openvino-ir`` writes it; an IR
+    from elsewhere has none and is taken as it is).
+
+    Raises:
+        ModelFormatError: the ``.bin`` is missing or is not the one the ``.xml`` was written
+            with (an interrupted or concurrent export), or OpenVINO cannot parse them.
+    """
+    import hashlib
+
+    weights = weights_path(xml)
+    if not weights.is_file():
+        raise ModelFormatError(f"{xml} has no weights file {weights.name} beside it")
+    graph, data = xml.read_bytes(), weights.read_bytes()
+    ov = import_openvino()
+    try:
+        model = core.read_model(graph, ov.Tensor(np.frombuffer(data, np.uint8)))
+    except RuntimeError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise ModelFormatError(f"OpenVINO cannot read {xml}: {(lines[-1] if lines else type(exc).__name__)[:300]}") from None
+    expected = openvino_weights_sha256(model)
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        raise ModelFormatError(
+            f"{weights} is not the weights file {xml.name} was written with (an export interrupted or run twice at once); "
+            "export the IR again with `segedge export --openvino-ir`"
+        )
+    return model
 
 
 class OpenVINORunner(Runner):
@@ -71,11 +94,12 @@ class OpenVINORunner(Runner):
         if not self.artifact.is_file():
             raise ModelFormatError(f"{self.artifact} does not exist")
         core = ov.Core()
-        meta = onnx_contract(self.artifact) if self.artifact.suffix.lower() == ".onnx" else {}
+        is_onnx = self.artifact.suffix.lower() == ".onnx"
+        contract = onnx_contract(self.artifact) if is_onnx else None
+        model = None if is_onnx else read_ir(core, self.artifact)
         try:
-            model = core.read_model(str(self.artifact))
-            if not meta:
-                meta = ir_contract(model)
+            if model is None:
+                model = core.read_model(str(self.artifact))
             config = {"INFERENCE_PRECISION_HINT": inference_precision, "NUM_STREAMS": streams}
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads * streams
@@ -89,8 +113,7 @@ class OpenVINORunner(Runner):
         shape = inputs[0].get_partial_shape()
         self.max_batch = shape[0].get_length() if shape[0].is_static else None
         size = tuple(shape[i].get_length() if shape[i].is_static else None for i in (2, 3))
-        self.contract = Contract.from_metadata(meta, str(self.artifact), fallback_size=size)
-        self.metadata = {f"segedge.{k}": v for k, v in meta.items()}
+        self.contract = contract or Contract.from_openvino(model, str(self.artifact), fallback_size=size)
         self.threads, self.streams = threads, streams
         self._local = threading.local()
 

@@ -7,9 +7,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from segedge.contract import PET_PALETTE as DEFAULT_PALETTE
+from segedge.contract import PET_PALETTE as DEFAULT_PALETTE, Upsample
 from segedge.runtime.postprocess import first_argmax
-from segedge.runtime.upsample import Upsample
 
 __all__ = ["Overlay", "Upsample", "draw_hud"]
 
@@ -45,7 +44,7 @@ class Overlay:
 
     def __init__(
         self, palette=DEFAULT_PALETTE, alpha: float = 0.5, classes: Iterable[int] | None = None, outline: bool = False,
-        upsample: Upsample | str = Upsample.linear,
+        upsample: Upsample | str = Upsample.LINEAR,
     ):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
@@ -136,7 +135,7 @@ class Overlay:
         Returns:
             ``frame``.
         """
-        if scores is not None and self.upsample_mode is Upsample.linear:
+        if scores is not None and self.upsample_mode is Upsample.LINEAR:
             full = self.upsample_scores(frame.shape, scores)
         else:
             full = self.upsample(frame.shape, mask)

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import socketserver
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from segedge._io import atomic_write_bytes
+from segedge._io import atomic_write_bytes, settle, temp_file
 from segedge.data.sources import redact_url
 from segedge.errors import InputError, SourceError
 
@@ -51,10 +50,6 @@ class Sink:
 
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv")  # containers OpenCV writes mp4v into
-
-
-def _partial_name(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
 def count_video_frames(path: str | os.PathLike[str]) -> int:
@@ -98,9 +93,8 @@ class VideoSink(Sink):
         self.resized = 0  # frames of another size than the first, resized to it
         self.size: tuple[int, int] | None = None  # (width, height) in pixels
         self.partial: Path | None = None  # where a failed run's frames were kept
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4", dir=self.path.parent)
+        fd, self._tmp = temp_file(self.path, self.path.suffix or ".mp4")  # OpenCV picks the container by the suffix
         os.close(fd)
-        self._tmp = Path(name)
 
     def write(self, frame: np.ndarray, full_mask: np.ndarray, info: dict[str, Any]) -> None:
         if self.writer is None:
@@ -128,34 +122,15 @@ class VideoSink(Sink):
             if written != self.frames:
                 kept = f"the earlier {self.path.name} is kept" if self.path.exists() else "nothing was written"
                 raise SourceError(f"video {self.path} is incomplete: the finished file holds {written} of {self.frames} frames (disk full?); {kept}")
-            written, self.partial = _settle(self._tmp, self.path, failed, self.overwrite)
+            written, self.partial = settle(self._tmp, self.path, failed, self.overwrite)
             return written
-        except FileExistsError:
+        except (FileExistsError, InputError):  # created exclusively without --force
             raise SourceError(f"{self.path} appeared while recording; pass --force to overwrite it") from None
         except OSError as exc:
             raise SourceError(f"cannot write video {self.path}: {exc.strerror or exc}") from None
         finally:
             if os.path.lexists(self._tmp):
                 self._tmp.unlink()
-
-
-def _settle(tmp: Path, path: Path, failed: bool, overwrite: bool) -> tuple[Path | None, Path | None]:
-    """Move a finished temporary file to ``path``; returns ``(path written, partial file)``.
-
-    A failed run never replaces an earlier output: its file goes aside as
-    ``NAME.partial.SUFFIX``. Without ``overwrite`` the file is linked into place, which fails
-    with ``FileExistsError`` if ``path`` appeared meanwhile (exclusive creation).
-    """
-    os.chmod(tmp, 0o644)
-    if failed and os.path.lexists(path):
-        partial = _partial_name(path)
-        os.replace(tmp, partial)
-        return None, partial
-    if overwrite:
-        os.replace(tmp, path)
-    else:
-        os.link(tmp, path)
-    return path, None
 
 
 class MaskSink(Sink):
@@ -207,8 +182,7 @@ class StatsSink(Sink):
         self.overwrite = overwrite
         self.partial: Path | None = None
         self.lines = 0  # frames recorded
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._tmp = Path(name)
+        fd, self._tmp = temp_file(self.path)
         self._handle = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
 
     def write(self, frame: np.ndarray, full_mask: np.ndarray, info: dict[str, Any]) -> None:
@@ -229,9 +203,9 @@ class StatsSink(Sink):
             self._handle.close()
             if failed and self.lines == 0:  # nothing recorded: nothing to keep
                 return None
-            written, self.partial = _settle(self._tmp, self.path, failed, self.overwrite)
+            written, self.partial = settle(self._tmp, self.path, failed, self.overwrite)
             return written
-        except FileExistsError:
+        except (FileExistsError, InputError):  # created exclusively without --force
             raise SourceError(f"{self.path} appeared during the run; pass --force to overwrite it") from None
         except OSError as exc:
             raise SourceError(f"cannot write statistics {self.path}: {exc.strerror or exc}") from None

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from segedge.contract import Backend, default_palette
-from segedge.engine.buffers import ENQUEUE_AND_CAPTURE, REPLAY, BufferPlan, SlotPool, graph_step, host_view, plan_buffers
+from segedge.engine.buffers import (
+    ENQUEUE_AND_CAPTURE, REPLAY, BufferPlan, SlotPool, concurrent_contexts, graph_step, host_view, plan_buffers,
+)
 from segedge.engine.build import current_gpu
 from segedge.engine.profiles import Profile, format_shape
-from segedge.engine.sidecar import check_engine_compatibility, load_engine_info
+from segedge.engine.sidecar import check_engine_compatibility, read_engine
 from segedge.engine.tensorrt_api import cuda_check, import_cudart, require_engine_support, trt_logger
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
 from segedge.runtime.base import Runner
@@ -59,11 +61,13 @@ class _Buffer:
 
 
 class _Slot:
-    """What one thread needs to run the engine: context, stream, buffers, the CUDA graph of its current shape."""
+    """What one thread needs to run the engine: context (on its own optimization profile),
+    stream, buffers, the CUDA graph of its current shape."""
 
     context: trt.IExecutionContext | None
 
-    def __init__(self, engine: trt.ICudaEngine, plan: BufferPlan, input_name: str, output_name: str, artifact: Path):
+    def __init__(self, engine: trt.ICudaEngine, plan: BufferPlan, input_name: str, output_name: str, artifact: Path,
+                 profile_index: int, profile: Profile):
         cudart = import_cudart()
         self.stream = None
         self.buffers: list[_Buffer] = []
@@ -71,6 +75,7 @@ class _Slot:
         self.graph_shape: tuple[int, ...] | None = None
         self.no_graph: set[tuple[int, ...]] = set()  # shapes whose capture failed: plain enqueue only
         self.shape: tuple[int, ...] | None = None  # the input shape the context was last enqueued with
+        self.profile_index, self.profile = profile_index, profile
         self.context = engine.create_execution_context()
         if self.context is None:
             raise BackendUnavailableError(f"TensorRT could not create an execution context for {artifact} (out of GPU memory?)")
@@ -79,9 +84,13 @@ class _Slot:
             self.buffers.append(self.input)
             self.output = _Buffer(plan.output_nbytes, plan.output_dtype)
             self.buffers.append(self.output)
+            self.stream = cuda_check(cudart.cudaStreamCreate())
+            if profile_index and not self.context.set_optimization_profile_async(profile_index, int(self.stream)):
+                raise BackendUnavailableError(f"TensorRT could not select optimization profile {profile_index} of {artifact}")
+            cuda_check(cudart.cudaStreamSynchronize(self.stream))
+            # addresses after the profile: selecting one invalidates the context's bindings
             self.context.set_tensor_address(input_name, int(self.input.device))
             self.context.set_tensor_address(output_name, int(self.output.device))
-            self.stream = cuda_check(cudart.cudaStreamCreate())
         except BaseException:
             self.free()
             raise
@@ -109,7 +118,11 @@ class TensorRTRunner(Runner):
     Buffers are sized from the engine (its profile's largest input and the output TensorRT
     infers for it, in the engine's I/O dtypes, float32 or float16). Each thread that calls
     :meth:`infer` gets its own execution context, stream and buffers (created on first use,
-    reused after), so ``segedge run X.engine --workers N`` runs N contexts side by side.
+    reused after), and each context of a dynamic-shape engine its own optimization profile
+    (context ``i`` on profile ``i``: TensorRT's ``IExecutionContext`` reference, "each execution
+    context in concurrent use must use a separate optimization profile"). So ``segedge run
+    X.engine --workers N`` runs N contexts side by side on an engine built with ``--profiles N``;
+    with fewer profiles the workers share the contexts one at a time (a warning says so once).
 
     Args:
         path: the ``.engine`` (its ``.engine.json`` sidecar beside it).
@@ -119,9 +132,10 @@ class TensorRTRunner(Runner):
 
     Raises:
         TensorRTRequestError: TensorRT, cuda-python or a GPU is missing (exit code 2).
-        ModelFormatError: no such file, an engine built for another TensorRT version or GPU
-            (the message says which and gives the rebuild command), one that does not
-            deserialise, or whose class count differs from its contract's.
+        ModelFormatError: no such file, an engine its sidecar was not written with (a crash
+            between the two, see :func:`~segedge.engine.sidecar.read_engine`), an engine built
+            for another TensorRT version or GPU (the message says which and gives the rebuild
+            command), one that does not deserialise, or whose class count differs from its contract's.
         BackendUnavailableError: no execution context could be created (GPU memory).
         InputError: missing or malformed sidecar.
     """
@@ -129,11 +143,9 @@ class TensorRTRunner(Runner):
     backend = Backend.TENSORRT
 
     def __init__(self, path: str | os.PathLike[str], cuda_graph: bool = False):
-        self._pool = SlotPool(self._new_slot)  # one context + stream + buffers per concurrent caller
+        self._pool = SlotPool(self._new_slot, free=_Slot.free)  # one context + stream + buffers per concurrent caller
         self.artifact = Path(path)
-        if not self.artifact.is_file():
-            raise ModelFormatError(f"engine {self.artifact} does not exist")
-        info = load_engine_info(self.artifact)
+        serialized, info = read_engine(self.artifact)  # read once: the bytes deserialised are the bytes the sidecar's hash was checked on
         trt = require_engine_support(f"running {self.artifact}")
         gpu, capability = current_gpu()
         problem = check_engine_compatibility(info, trt.__version__, gpu, capability, engine_path=self.artifact)
@@ -145,7 +157,7 @@ class TensorRTRunner(Runner):
             self._runtime.engine_host_code_allowed = True
         if options.dla_core is not None:
             self._runtime.DLA_core = options.dla_core
-        self.engine = self._runtime.deserialize_cuda_engine(self.artifact.read_bytes())
+        self.engine = self._runtime.deserialize_cuda_engine(serialized)
         if self.engine is None:
             raise ModelFormatError(f"TensorRT cannot deserialise {self.artifact} (corrupt or truncated?); rebuild it with `segedge build-engine`")
         self.contract = info.contract
@@ -155,10 +167,16 @@ class TensorRTRunner(Runner):
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelFormatError(f"{self.artifact}: expected one input and one output, found {names}")
         self.input_name, self.output_name = inputs[0], outputs[0]
-        low, opt, high = (tuple(shape) for shape in self.engine.get_tensor_profile_shape(self.input_name, 0))
-        self.profile = Profile(low, opt, high)
+        self.profiles = [
+            Profile(*(tuple(shape) for shape in self.engine.get_tensor_profile_shape(self.input_name, i)))
+            for i in range(self.engine.num_optimization_profiles)
+        ]
+        self.profile = self.profiles[0]  # segedge builds identical profiles (one per concurrent context)
+        self._pool.capacity = concurrent_contexts(self.profiles)
+        low, opt, high = self.profile.min, self.profile.opt, self.profile.max
         self.max_batch = high[0]
         self._use_graph = cuda_graph
+        self._warned_sharing = False
         first = None
         try:
             first = self.engine.create_execution_context()
@@ -176,13 +194,16 @@ class TensorRTRunner(Runner):
                 len(self.classes), str(self.artifact),
             )
             del first  # sizing only; each thread's slot has its own context
-            self._pool.add(self._new_slot())  # fail here, not on the first frame
+            self._pool.add(self._new_slot(0))  # fail here, not on the first frame
         except BaseException:
             self.close()
             raise
 
-    def _new_slot(self) -> _Slot:
-        return _Slot(self.engine, self._plan, self.input_name, self.output_name, self.artifact)
+    def _new_slot(self, number: int) -> _Slot:
+        """Slot ``number``: a dynamic engine's context ``number`` runs on profile ``number`` (the
+        pool makes no more slots than profiles); a static engine's contexts all share profile 0."""
+        index = number if self._pool.capacity is not None else 0
+        return _Slot(self.engine, self._plan, self.input_name, self.output_name, self.artifact, index, self.profiles[index])
 
     def _enqueue(self, slot: _Slot, shape: tuple[int, ...]) -> None:
         """Run the engine on ``slot``'s stream; the input shape is already set.
@@ -236,7 +257,15 @@ class TensorRTRunner(Runner):
                 "rebuild it with --min-shape/--max-shape covering it"
             )
         slot = self._pool.take()
+        if self._pool.waited and not self._warned_sharing:
+            self._warned_sharing = True
+            log.warning(
+                "%s has %d optimization profile(s): more inference threads than that share its contexts one at a time; "
+                "rebuild it with --profiles N to run N at once", self.artifact.name, len(self.profiles),
+            )
         try:
+            if not slot.profile.contains(batch.shape):
+                raise InputError(f"input {format_shape(batch.shape)} is outside profile {slot.profile_index} of {self.artifact.name} ({slot.profile.describe()})")
             return self._run(slot, batch, out)
         finally:
             self._pool.give_back(slot)
@@ -266,6 +295,7 @@ class TensorRTRunner(Runner):
         return logits.astype(np.float32, copy=True)
 
     def close(self) -> None:
-        """Free every slot's context, stream, buffers and graphs (safe after a failed ``__init__``)."""
-        for slot in self._pool.drain() if hasattr(self, "_pool") else ():
-            slot.free()
+        """Free every slot's context, stream, buffers and graphs: idle ones now, one another
+        thread is inferring with when it finishes (safe after a failed ``__init__``)."""
+        if hasattr(self, "_pool"):
+            self._pool.close()

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import torch
 
-from segedge.contract import Backend, Precision
+from segedge.contract import Backend, Precision, Resize
 from segedge.errors import BackendUnavailableError, InputError
 from segedge.models.checkpoint import Checkpoint, load_checkpoint
 from segedge.runtime.base import Runner
@@ -78,8 +78,9 @@ class TorchRunner(Runner):
         self.fp16 = fp16
         # a private copy: channels_last (about 2x faster on CPU, tensor-core friendly on GPU) must not leak into the caller's model
         self.model = copy.deepcopy(ckpt.model).eval().to(self.device, memory_format=torch.channels_last)
-        # eager PyTorch takes any batch and, for a fully convolutional model, any multiple of its size multiple
-        self.contract = ckpt.contract.replace(precision=Precision.FP16 if fp16 else Precision.FP32, dynamic=("batch", "height", "width"))
+        # eager PyTorch takes any batch; a model trained to see each frame at its own aspect, any multiple of its size multiple
+        dynamic = ("batch", "height", "width") if ckpt.preprocess.resize == Resize.ASPECT else ("batch",)
+        self.contract = ckpt.contract.replace(precision=Precision.FP16 if fp16 else Precision.FP32, dynamic=dynamic)
         self.artifact = ckpt.path
 
     def close(self) -> None:

@@ -24,20 +24,38 @@ from segedge.runtime.base import Runner
 
 # "triton://h:p/m"; a pathlib.Path turns "//" into "/", so the CLI's Path options arrive as "triton:/h:p/m"
 SCHEME = re.compile(r"^triton(?:\+[A-Za-z]+)?:/")
-URL = re.compile(r"^triton(?:\+(?P<protocol>http|grpc))?:/{1,2}(?P<address>[^/]+)/(?P<model>[A-Za-z0-9_.-]+)/?$")
+URL = re.compile(
+    r"^triton(?:\+(?P<protocol>http|grpc))?:/{1,2}(?:(?P<user>[^:@/]*)(?::(?P<password>[^@/]*))?@)?"
+    r"(?P<address>(?P<host>\[[^]/]+\]|[^:/@]+)(?::(?P<port>[^/@]*))?)/(?P<model>[A-Za-z0-9_.-]+)/?$"
+)
 
 
 def parse_url(url: str) -> tuple[str, str, str]:
-    """``(protocol, "host:port", model)`` of a ``triton[+http|+grpc]://HOST:PORT/MODEL`` URL.
+    """``(protocol, "host:port", model)`` of a ``triton[+http|+grpc]://[USER:PASSWORD@]HOST:PORT/MODEL``
+    URL; the address never carries the credentials (see :func:`credentials`).
 
     Raises:
-        InputError: not such a URL.
+        InputError: not such a URL, or a port that is not 1-65535 (one line, the password
+            removed).
     """
     match = URL.match(str(url))
+    typed = re.sub(r"^(triton[^:/]*):/+", r"\1://", str(url))  # as typed, before pathlib folded its "//"
+    typed = re.sub(r"(://)[^/@]*@", r"\1", typed)  # never repeat a password
     if match is None:
-        url = re.sub(r"^(triton[^:/]*):/+", r"\1://", str(url))  # as typed, before pathlib folded its "//"
-        raise InputError(f"{url!r} is not a Triton address; expected triton://HOST:PORT/MODEL or triton+grpc://HOST:PORT/MODEL")
+        raise InputError(f"{typed!r} is not a Triton address; expected triton://HOST:PORT/MODEL or triton+grpc://HOST:PORT/MODEL")
+    port = match["port"]
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise InputError(f"{typed!r}: port {port!r} is not a number from 1 to 65535")
     return match["protocol"] or "http", match["address"], match["model"]
+
+
+def credentials(url: str) -> tuple[str, str] | None:
+    """``(user, password)`` of a ``triton://USER:PASSWORD@HOST:PORT/MODEL`` URL, sent as HTTP
+    basic authentication (tritonclient's ``BasicAuth`` plugin), never shown; ``None`` without."""
+    match = URL.match(str(url))
+    if match is None or match["user"] is None:
+        return None
+    return match["user"], match["password"] or ""
 
 
 def is_triton_url(value) -> bool:
@@ -50,7 +68,9 @@ class TritonRunner(Runner):
     """A Triton-served model.
 
     Args:
-        url: ``triton://HOST:PORT/MODEL`` (HTTP) or ``triton+grpc://HOST:PORT/MODEL``.
+        url: ``triton://HOST:PORT/MODEL`` (HTTP) or ``triton+grpc://HOST:PORT/MODEL``;
+            ``USER:PASSWORD@`` before the host is sent as basic authentication and appears in
+            no name, message, summary or page.
         timeout_s: network timeout per request, seconds.
 
     Raises:
@@ -63,7 +83,8 @@ class TritonRunner(Runner):
     backend = Backend.TRITON
 
     def __init__(self, url: str, timeout_s: float = 30.0):
-        self.protocol, self.address, self.model = parse_url(url)
+        self.protocol, self.address, self.model = parse_url(url)  # the address without credentials: it is shown
+        self._credentials = credentials(url)
         try:
             if self.protocol == "grpc":
                 import tritonclient.grpc as client_module
@@ -105,6 +126,11 @@ class TritonRunner(Runner):
                 client = self._module.InferenceServerClient(self.address)
             else:
                 client = self._module.InferenceServerClient(self.address, connection_timeout=self._timeout, network_timeout=self._timeout)
+            if self._credentials is not None:
+                from importlib import import_module
+
+                auth = import_module(f"{self._module.__name__}.auth")  # tritonclient.http.auth / tritonclient.grpc.auth
+                client.register_plugin(auth.BasicAuth(*self._credentials))
             self._local.client = client
             with self._lock:
                 self._clients.append(client)

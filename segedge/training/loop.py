@@ -27,7 +27,8 @@ from torch import nn
 
 from segedge._io import atomic_write_text
 from segedge.contract import Amp, Recipe, Resize
-from segedge.data.oxford_pet import CLASS_NAMES, load_split_arrays
+from segedge.data.oxford_pet import CLASS_NAMES
+from segedge.data.samples import load_split_arrays
 from segedge.data.transforms import PreprocessConfig
 from segedge.errors import CheckpointError, InputError
 from segedge.models.checkpoint import load_checkpoint, save_checkpoint

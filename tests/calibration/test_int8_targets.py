@@ -57,7 +57,7 @@ def test_cpu_form_keeps_exactly_the_excluded_layer_in_float(tmp_path, native_onn
 
 
 def test_cpu_form_tracks_fp32(tmp_path, native_onnx, calibration, embedded, pet_root):
-    from segedge.data.oxford_pet import load_split_arrays
+    from segedge.data.samples import load_split_arrays
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
     images, _, _ = load_split_arrays(pet_root, "test", embedded.preprocess, limit=8)

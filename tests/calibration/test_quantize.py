@@ -10,7 +10,7 @@ from onnx import numpy_helper
 from segedge.calibration.dataset import CalibrationSet, load_calibration_set
 from segedge.calibration.quantize import quantize_int8
 from segedge.errors import DataError
-from segedge.export.onnx import read_metadata
+from segedge.onnx.export import read_metadata
 from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def test_qdq_is_symmetric_int8_with_per_channel_conv_weights(int8_onnx):
 
 
 def test_int8_runs_in_onnx_runtime_and_tracks_fp32(int8_onnx, exported_onnx, embedded, pet_root):
-    from segedge.data.oxford_pet import load_split_arrays
+    from segedge.data.samples import load_split_arrays
 
     images, _, _ = load_split_arrays(pet_root, "test", embedded.preprocess, limit=8)
     fp32 = OnnxRuntimeRunner(exported_onnx).infer(images)

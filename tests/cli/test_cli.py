@@ -84,3 +84,33 @@ def test_missing_source_is_one_line(one_line_error):
 def test_bad_option_values_are_rejected_by_the_parser():
     result = cli.invoke(app, ["build-engine", "m.onnx", "-o", "x.engine", "--precision", "int4"])
     assert result.exit_code == 2 and "int4" in (result.stderr + result.stdout)
+
+
+def _commands():
+    """``(argv prefix, callback)`` of every command, sub-commands of groups included."""
+    import typer.main
+
+    def walk(command, prefix):
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*prefix, name])
+        if not getattr(command, "commands", None):
+            yield prefix, command
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("argv", [c[0] for c in _commands()], ids=[" ".join(c[0]) for c in _commands()])
+def test_help_paragraphs_are_wrapped_by_the_terminal_not_the_source(argv):
+    """Issue 24, item 16: docstrings are hard-wrapped in the source and rich kept those line breaks,
+    so `run --help` broke "the running / agreement" mid-sentence at any width. On a wide terminal
+    every paragraph of a command's description is one line."""
+    import inspect
+
+    command = dict((tuple(a), c) for a, c in _commands())[tuple(argv)]
+    result = cli.invoke(app, [*argv, "--help"], env={"TERMINAL_WIDTH": "2000", "COLUMNS": "2000"})
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.output.splitlines()]
+    paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(command.callback.__doc__ or "").split("\n\n") if p.strip()]
+    assert paragraphs, f"{argv} has no description"
+    for paragraph in paragraphs:
+        assert any(paragraph in line for line in lines), f"{' '.join(argv)} --help breaks the paragraph {paragraph[:60]!r}... across lines"

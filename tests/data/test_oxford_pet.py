@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from segedge.data.images import read_image, read_label_map
-from segedge.data.oxford_pet import OxfordPet, load_split_arrays, trimap_to_classes
+from segedge.data.oxford_pet import OxfordPet, trimap_to_classes
+from segedge.data.samples import load_split_arrays
 from segedge.data.transforms import PreprocessConfig
 from segedge.errors import DataError
 

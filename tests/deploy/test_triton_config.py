@@ -91,12 +91,13 @@ def test_check_catches_a_config_that_does_not_match(tmp_path, make_segmenter):
 
 
 def test_engine_becomes_a_tensorrt_plan_capped_at_its_profile(tmp_path, make_segmenter):
+    from segedge.engine.sidecar import EngineInfo, write_engine
+
     engine = tmp_path / "m-fp16.engine"
-    engine.write_bytes(b"not a real engine: the config only needs its sidecar")
     meta = {"classes": json.dumps(["a", "b", "c", "d"]), "preprocess": json.dumps({"height": 64, "width": 96}), "precision": "fp16"}
-    sidecar = {"engine": engine.name, "precision": "fp16", "input_name": "input",
-               "profile": {"min": [1, 3, 64, 96], "opt": [2, 3, 64, 96], "max": [4, 3, 64, 96]}, "metadata": meta}
-    engine.with_name(engine.name + ".json").write_text(json.dumps(sidecar))
+    sidecar = EngineInfo(engine.name, "10.3.0", "Orin", "8.7", "fp16", "input",
+                         {"min": [1, 3, 64, 96], "opt": [2, 3, 64, 96], "max": [4, 3, 64, 96]}, "0" * 64, metadata=meta)
+    write_engine(engine, b"not a real engine: the config only needs its sidecar", sidecar)
     (model_dir,) = write_repository([engine], tmp_path / "repo")
     config = parse(model_dir / "config.pbtxt")
     assert config.platform == "tensorrt_plan" and (model_dir / "1" / "model.plan").read_bytes() == engine.read_bytes()
@@ -114,3 +115,62 @@ def test_cli_writes_a_repository_and_refuses_to_overwrite(tmp_path, make_segment
     assert "already exists" in line
     line = one_line_error(cli.invoke(app, ["deploy", "triton", str(tmp_path / "nope.onnx"), "-o", str(tmp_path / "r2")]))
     assert "nope.onnx" in line
+
+
+def test_the_tensorrt_cache_is_keyed_by_model_and_hash_inside_the_repository(tmp_path, make_segmenter):
+    """Issue 24, item 2: every model's TensorRT accelerator cache was the one fixed, world-writable
+    /tmp/segedge-trt-cache: engines of one model served for another, and a folder any local user
+    could plant an engine in. It lives in the model's own directory, named by the served model's hash."""
+    import hashlib
+
+    a = make_segmenter(tmp_path / "a.onnx", 3)
+    b = make_segmenter(tmp_path / "b.onnx", 3, seed=1)
+    dirs = write_repository([a, b], tmp_path / "repo")
+    paths = {}
+    for model_dir in dirs:
+        (accel,) = parse(model_dir / "config.pbtxt").optimization.execution_accelerators.gpu_execution_accelerator
+        cache = accel.parameters["trt_engine_cache_path"]
+        digest = hashlib.sha256((model_dir / "1" / "model.onnx").read_bytes()).hexdigest()[:16]
+        assert cache == str((model_dir / f"trt-cache-{digest}").resolve())  # absolute: Triton resolves it, not the client
+        assert not cache.startswith("/tmp/segedge-trt-cache")
+        paths[model_dir.name] = cache
+    assert len(set(paths.values())) == 2
+    again = write_repository([a], tmp_path / "repo2")[0]
+    (accel,) = parse(again / "config.pbtxt").optimization.execution_accelerators.gpu_execution_accelerator
+    assert accel.parameters["trt_engine_cache_path"].endswith(paths["a"].rsplit("/", 1)[1])  # same model, same key
+    cpu = write_repository([a], tmp_path / "repo3", TritonOptions(device=Device.CPU))[0]
+    assert "trt_engine_cache_path" not in (cpu / "config.pbtxt").read_text()
+
+
+def test_a_failed_check_leaves_nothing_and_the_next_run_succeeds(tmp_path, make_segmenter, monkeypatch):
+    """Issue 24, item 4: deploy triton wrote everything, then checked the config; a failed check
+    (here: tritonclient, which the check parses with, missing) left a model folder that the next
+    run refused as existing. Every model is checked before the repository shows any of them."""
+    import sys
+
+    from segedge.errors import BackendUnavailableError, InputError
+
+    first = make_segmenter(tmp_path / "first.onnx", 3)
+    second = make_segmenter(tmp_path / "second.onnx", 3)
+    repo = tmp_path / "repo"
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "tritonclient.grpc", None)  # what an environment without the extra gives
+        with pytest.raises(BackendUnavailableError, match="tritonclient"):
+            write_repository([first, second], repo)
+    assert not repo.exists() or list(repo.iterdir()) == []
+    (repo / "second").mkdir(parents=True)  # a model of that name is already served
+    (repo / "second" / "config.pbtxt").write_text("earlier")
+    with pytest.raises(InputError, match="already exists"):
+        write_repository([first, second], repo)
+    assert sorted(p.name for p in repo.iterdir()) == ["second"]  # `first` was not published either
+    dirs = write_repository([first], repo)  # the next run is not refused by a half-written folder
+    assert [d.name for d in dirs] == ["first"] and (repo / "second" / "config.pbtxt").read_text() == "earlier"
+    assert not [p for p in repo.iterdir() if p.name.startswith(".")]  # no staged folder left
+
+
+def test_deploy_triton_refuses_an_output_that_is_an_input(tmp_path, make_segmenter, one_line_error):
+    src = make_segmenter(tmp_path / "m.onnx", 3)
+    before = src.read_bytes()
+    result = cli.invoke(app, ["deploy", "triton", str(src), "-o", str(src)])
+    assert result.exit_code == 2 and "is a file" in one_line_error(result) or "is the input" in one_line_error(result)
+    assert src.read_bytes() == before

@@ -17,8 +17,8 @@ def make_onnx(path: Path, dims: list, size: tuple[int, int] = (128, 128)) -> Pat
     out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, dims)
     graph = helper.make_graph([helper.make_node("Relu", ["input"], ["logits"], name="relu0")], "tiny", [inp], [out])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    meta = {"input_size": json.dumps(list(size)), "size_multiple": "16", "precision": "fp32", "target": "tensorrt",
-            "classes": json.dumps(["pet", "background", "border"])}
+    meta = {"preprocess": json.dumps({"height": size[0], "width": size[1]}), "input_size": json.dumps(list(size)),
+            "size_multiple": "16", "precision": "fp32", "target": "tensorrt", "classes": json.dumps(["pet", "background", "border"])}
     for key, value in meta.items():
         model.metadata_props.add(key=f"segedge.{key}", value=value)
     onnx.save(model, str(path))

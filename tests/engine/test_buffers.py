@@ -92,8 +92,8 @@ def test_slot_pool_gives_each_concurrent_caller_its_own_slot():
 
     from segedge.engine.buffers import SlotPool
 
-    made = []
-    pool = SlotPool(lambda: made.append(object()) or made[-1])
+    made, freed = [], []
+    pool = SlotPool(lambda number: made.append(object()) or made[-1], free=freed.append)
     holders: dict[int, int] = {}  # id(slot) -> thread count holding it now
     clash = []
     guard = threading.Lock()
@@ -119,4 +119,79 @@ def test_slot_pool_gives_each_concurrent_caller_its_own_slot():
         t.join(timeout=60)
     assert not clash
     assert 1 <= len(made) <= 4 and len(pool.all) == len(made)  # reused, never more than the callers
-    assert set(map(id, pool.drain())) == set(map(id, made)) and pool.all == []
+    pool.close()
+    assert set(map(id, freed)) == set(map(id, made)) and pool.all == []
+
+
+def _hold_concurrently(pool, threads: int, rounds: int):
+    """``threads`` callers take, hold and give back slots; returns (max holders at once, clashes
+    on one slot, the set of slot numbers used)."""
+    import threading
+    import time
+
+    guard = threading.Lock()
+    holding: dict[int, int] = {}
+    state = {"now": 0, "max": 0, "clash": 0}
+    barrier = threading.Barrier(threads)
+
+    def work():
+        barrier.wait()
+        for _ in range(rounds):
+            slot = pool.take()
+            with guard:
+                holding[slot] = holding.get(slot, 0) + 1
+                state["clash"] += holding[slot] > 1
+                state["now"] += 1
+                state["max"] = max(state["max"], state["now"])
+            time.sleep(0.0005)
+            with guard:
+                holding[slot] -= 1
+                state["now"] -= 1
+            pool.give_back(slot)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=60)
+    return state["max"], state["clash"], set(holding)
+
+
+def test_concurrent_contexts_of_a_dynamic_engine_each_get_their_own_profile():
+    """Issue 24, item 1: every worker's context ran on profile 0 of a dynamic-batch engine at once;
+    TensorRT's IExecutionContext reference: "If the engine supports dynamic shapes, each execution
+    context in concurrent use must use a separate optimization profile". A slot is numbered by the
+    profile its context selects: with 2 profiles, 4 workers share 2 slots, never more at once."""
+    from segedge.engine.buffers import SlotPool, concurrent_contexts
+    from segedge.engine.profiles import Profile
+
+    dynamic = Profile((1, 3, 128, 128), (1, 3, 128, 128), (8, 3, 128, 128))
+    static = Profile((4, 3, 128, 128), (4, 3, 128, 128), (4, 3, 128, 128))
+    assert concurrent_contexts([dynamic, dynamic]) == 2 and concurrent_contexts([dynamic]) == 1
+    assert concurrent_contexts([static]) is None  # one static profile: contexts may share it
+
+    made = []
+    pool = SlotPool(lambda number: made.append(number) or number, capacity=concurrent_contexts([dynamic, dynamic]))
+    most, clashes, used = _hold_concurrently(pool, threads=4, rounds=40)
+    assert clashes == 0 and most <= 2 and sorted(made) == [0, 1] and used == {0, 1}
+    unbounded = SlotPool(lambda number: number, capacity=concurrent_contexts([static]))
+    most, clashes, _ = _hold_concurrently(unbounded, threads=4, rounds=40)
+    assert clashes == 0 and most <= 4
+
+
+def test_closing_the_pool_never_frees_a_slot_another_thread_holds():
+    """Issue 24, item 12: ``close()`` freed every slot, also one a worker was inferring with."""
+    from segedge.engine.buffers import SlotPool
+
+    freed = []
+    pool = SlotPool(lambda number: f"slot{number}", free=freed.append)
+    held, idle = pool.take(), pool.take()
+    pool.give_back(idle)
+    pool.close()  # another thread still holds `held`
+    assert freed == [idle]
+    pool.give_back(held)  # its inference finished: freed now
+    assert freed == [idle, held]
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.take()
+    pool.close()  # twice is harmless
+    assert freed == [idle, held]

@@ -147,3 +147,49 @@ def test_hardware_compatible_engine_accepts_other_ampere_plus_gpus():
     assert check_engine_compatibility(info, "10.3.0", "NVIDIA A100", "8.0") is None
     turing = check_engine_compatibility(info, "10.3.0", "Tesla T4", "7.5")
     assert turing is not None and "compute capability 8.0 or newer" in turing and "--hardware-compatibility ampere+" in turing
+
+
+def test_an_engine_and_its_sidecar_are_one_pair(tmp_path):
+    """Issue 24, item 3: engine and sidecar were two separate renames, and a crash between them
+    paired a new engine with the old sidecar (its profile, classes, TensorRT version). The pair is
+    published engine first and sidecar last, the sidecar records the engine's SHA-256, and the
+    reader refuses an engine its sidecar was not written with."""
+    from segedge.engine.sidecar import read_engine, write_engine
+    from segedge.errors import ModelFormatError
+
+    engine = tmp_path / "m.engine"
+    write_engine(engine, b"plan of build 1", make_info())
+    data, info = read_engine(engine)
+    assert data == b"plan of build 1" and info.engine_sha256 and info.classes == ("pet", "background", "border")
+    # the state a crash between the two renames of build 2 leaves: its engine, build 1's sidecar
+    engine.write_bytes(b"plan of build 2")
+    with pytest.raises(ModelFormatError, match="m.engine is not the engine its sidecar m.engine.json describes .* rebuild it") as refused:
+        read_engine(engine)
+    assert "\n" not in str(refused.value) and "segedge build-engine out/m.onnx" in str(refused.value)
+    make_info().save(engine)  # a sidecar of an older segedge records no hash: taken as it is
+    assert read_engine(engine)[0] == b"plan of build 2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine", "m.engine.json"]
+
+
+def test_a_timing_cache_that_is_an_input_or_an_output_is_refused_before_tensorrt(tmp_path, tiny_onnx, one_line_error):
+    """Issue 24, item 3: `--timing-cache model.onnx` was never checked, and the build saved the
+    cache over the model. It is refused, before TensorRT is looked for, in the CLI and the library."""
+    from typer.testing import CliRunner
+
+    from segedge.cli.main import app
+    from segedge.engine.build import build_engine
+
+    before = tiny_onnx.read_bytes()
+    engine = tmp_path / "m.engine"
+    for cache in (tiny_onnx, engine, tmp_path / "m.engine.json"):
+        if cache != tiny_onnx:
+            cache.write_bytes(b"earlier")
+        result = CliRunner().invoke(app, ["build-engine", str(tiny_onnx), "-o", str(engine), "--timing-cache", str(cache), "--force"])
+        assert result.exit_code == 2 and "--timing-cache" in one_line_error(result), result.output
+        with pytest.raises(InputError, match="--timing-cache"):
+            build_engine(tiny_onnx, engine, BuildOptions(timing_cache=cache))
+    assert tiny_onnx.read_bytes() == before
+    calib = tmp_path / "calib.json"
+    result = CliRunner().invoke(app, ["build-engine", str(tiny_onnx), "-o", str(tmp_path / "n.engine"), "--timing-cache", str(calib),
+                                      "--calib-cache", str(calib), "--precision", "int8", "--calib-data", str(tmp_path)])
+    assert result.exit_code == 2 and "--calib-cache" in one_line_error(result)

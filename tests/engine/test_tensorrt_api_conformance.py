@@ -154,7 +154,8 @@ def test_the_collector_sees_the_calls_that_matter(uses):
         "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "IBuilderConfig.get_timing_cache",
         "IBuilderConfig.add_optimization_profile", "OnnxParser.parse_from_file", "INetworkDefinition.get_input",
         "IOptimizationProfile.set_shape", "Builder.build_serialized_network", "IBuilderConfig.DLA_core", "Builder.num_DLA_cores",
-        "tensorrt.nptype", "tensorrt.__version__", "tensorrt.Logger",
+        "tensorrt.nptype", "tensorrt.__version__", "tensorrt.Logger", "IExecutionContext.set_optimization_profile_async",
+        "ICudaEngine.num_optimization_profiles",
     ):
         assert by_member.get(member) == {"both"}, (member, by_member.get(member))
     # strong typing is opt-in on 10.x only; the flag is deprecated and ignored on 11.x

@@ -125,12 +125,24 @@ def test_cuda_graph_survives_batch_1_n_1(engines):
             np.testing.assert_allclose(runner.infer(batch[1:2]), expected_1b, atol=1e-4)
 
 
-def test_worker_threads_each_get_their_own_context(engines):
-    """`run X.engine --workers 4`: concurrent calls must not share a context, stream or buffers."""
+@pytest.mark.parametrize("profiles", [1, 4])
+def test_worker_threads_each_get_their_own_context(engines, exported_onnx, tmp_path, profiles):
+    """`run X.engine --workers 4`: concurrent calls must not share a context, stream or buffers,
+    and on this dynamic-batch engine no two contexts may run on one optimization profile at once
+    (issue 24, item 1): built with --profiles 4 they get profiles 0-3, with 1 they take turns."""
+    from segedge.engine.build import build_engine
+    from segedge.engine.options import BuildOptions
     from segedge.runtime.tensorrt_runner import TensorRTRunner
 
+    engine = engines["fp32"]
+    if profiles > 1:
+        onnx = tmp_path / "m.onnx"
+        onnx.write_bytes(Path(exported_onnx).read_bytes())
+        engine = tmp_path / "m.engine"
+        build_engine(onnx, engine, BuildOptions.from_strings(max_shape="4x3x128x128", optimization_level=1, profiles=profiles))
     inputs = [_batch(1, seed=s) for s in range(8)]
-    with TensorRTRunner(engines["fp32"]) as runner:
+    with TensorRTRunner(engine) as runner:
+        assert len(runner.profiles) == profiles and runner._pool.capacity == profiles
         expected = [runner.infer(x) for x in inputs]
         results: dict[int, list[np.ndarray]] = {}
         barrier = threading.Barrier(4)
@@ -148,6 +160,8 @@ def test_worker_threads_each_get_their_own_context(engines):
         for got in results.values():
             for i, logits in enumerate(got):
                 np.testing.assert_allclose(logits, expected[i // 3], atol=1e-4)
+        assert sorted(slot.profile_index for slot in runner._pool.all) == list(range(len(runner._pool.all)))
+        assert len(runner._pool.all) <= profiles
 
 
 def test_engine_from_elsewhere_corrupt_or_of_other_classes_is_one_line(tmp_path, engines):
@@ -169,6 +183,10 @@ def test_engine_from_elsewhere_corrupt_or_of_other_classes_is_one_line(tmp_path,
     with pytest.raises(ModelFormatError, match="outputs 3 classes but its contract names 21"):
         TensorRTRunner(engine)
     engine.write_bytes(engine.read_bytes()[:1000])
+    with pytest.raises(ModelFormatError, match="is not the engine its sidecar"):  # the sidecar's hash catches it first
+        TensorRTRunner(engine)
+    info.engine_sha256 = ""  # a sidecar without the hash (older segedge): TensorRT itself refuses it
+    info.save(engine)
     with pytest.raises(ModelFormatError, match="cannot deserialise"):
         TensorRTRunner(engine)
 

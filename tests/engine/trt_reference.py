@@ -114,6 +114,7 @@ REFERENCE: dict[str, dict[str, Member]] = {
         "set_tensor_address": _m("name", "memory"),
         "get_tensor_shape": _m("name"),
         "execute_async_v3": _m("stream_handle"),
+        "set_optimization_profile_async": _m("profile_index", "stream_handle"),
     },
     "BuilderFlag": _enum("TF32", "VERSION_COMPATIBLE", "GPU_FALLBACK"),
     "MemoryPoolType": _enum("WORKSPACE"),

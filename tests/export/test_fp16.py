@@ -6,7 +6,7 @@ import onnx
 import pytest
 import torch
 
-from segedge.export.fp16 import fp32_prefix, to_fp16
+from segedge.onnx.fp16 import fp32_prefix, to_fp16
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def test_fp32_prefix_is_the_first_layer_and_the_input_path(exported_onnx):
 def test_fp16_agrees_with_pytorch_on_real_images(exported_onnx, embedded, pet_root):
     import onnxruntime as ort
 
-    from segedge.data.oxford_pet import load_split_arrays
+    from segedge.data.samples import load_split_arrays
 
     images, _, _ = load_split_arrays(pet_root, "test", embedded.preprocess, limit=100)
     session = ort.InferenceSession(to_fp16(onnx.load(str(exported_onnx))).SerializeToString(), providers=["CPUExecutionProvider"])

@@ -4,7 +4,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from segedge.export.lint import lint_tensorrt
+from segedge.onnx.lint import lint_tensorrt
 
 
 def model_of(nodes, inputs, outputs, opset=17, initializers=()):

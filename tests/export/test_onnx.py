@@ -10,9 +10,9 @@ import torch
 
 from segedge.data.transforms import PreprocessConfig
 from segedge.errors import InputError, ModelFormatError
-from segedge.export.lint import lint_tensorrt
-from segedge.export.metadata import load_onnx, read_metadata
-from segedge.export.onnx import export_onnx
+from segedge.onnx.lint import lint_tensorrt
+from segedge.onnx.metadata import load_onnx, read_metadata
+from segedge.onnx.export import export_onnx
 from segedge.models.checkpoint import Checkpoint
 from segedge.models.registry import create_model
 from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
@@ -53,7 +53,7 @@ def test_metadata_carries_the_deployment_contract(exported_onnx, embedded):
 
 
 def test_onnx_runtime_matches_pytorch_on_real_images_at_any_batch(exported_onnx, embedded, pet_root):
-    from segedge.data.oxford_pet import load_split_arrays
+    from segedge.data.samples import load_split_arrays
 
     images, _, _ = load_split_arrays(pet_root, "test", embedded.preprocess, limit=5)
     with torch.no_grad():
@@ -108,8 +108,8 @@ def test_fp16_export_keeps_float32_io_and_tracks_pytorch(tmp_path, embedded):
 
 
 def test_fp16_keeps_exactly_the_first_conv_layer_in_fp32(exported_onnx):
-    from segedge.export.fp16 import to_fp16
-    from segedge.export.layers import conv_layers
+    from segedge.onnx.fp16 import to_fp16
+    from segedge.onnx.layers import conv_layers
 
     for kept in (0, 1, 2):
         model = to_fp16(onnx.load(str(exported_onnx)), fp32_layers=kept)

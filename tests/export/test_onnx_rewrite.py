@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from segedge.errors import ExportError, InputError
-from segedge.export.lint import lint_tensorrt
-from segedge.export.onnx import rewrite_onnx
-from segedge.export.onnx_rewrite import outputs_identical, rewrite_unpool
+from segedge.onnx.lint import lint_tensorrt
+from segedge.onnx.export import rewrite_onnx
+from segedge.onnx.rewrite import outputs_identical, rewrite_unpool
 
 
 def pool_unpool_graph(n, c, h, w, k, opset=17, **pool_attrs) -> onnx.ModelProto:
@@ -69,7 +69,7 @@ def test_inexpressible_pools_are_named():
 
 @pytest.mark.slow
 def test_pytorch_dynamo_export_of_segnet_is_rewritten_for_both_targets(tmp_path, embedded):
-    from segedge.export.metadata import quiet_exporter
+    from segedge.onnx.metadata import quiet_exporter
 
     with quiet_exporter():
         program = torch.onnx.export(

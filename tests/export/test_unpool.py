@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from segedge.errors import ExportError
-from segedge.export.unpool import ExactMaxPool2d, ExactMaxUnpool2d, make_exportable, tie_heavy_probe
+from segedge.onnx.unpool import ExactMaxPool2d, ExactMaxUnpool2d, make_exportable, tie_heavy_probe
 from segedge.models.registry import create_model
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]

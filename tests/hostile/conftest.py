@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -133,6 +134,11 @@ def kit(tmp_path_factory):
     os.symlink(k["loop"], k["loop"])  # a symlink to itself
     k["garbage_pt"] = root / "garbage.pt"
     k["garbage_pt"].write_bytes(b"\x80\x04 garbage that is not a pickle")
+    # issue 24 (second review): a checkpoint named like an IR's weights, a second model, all-NaN weights
+    k["ckpt_bin"] = root / "ckpt.bin"
+    k["ckpt_bin"].write_bytes((Path(__file__).resolve().parents[2] / "segedge" / "models" / "weights" / "segnet-dsc.pt").read_bytes())
+    k["ref_onnx"] = tiny_onnx(root / "ref.onnx", weight=0.3)
+    k["nan_onnx"] = tiny_onnx(root / "nan.onnx", weight=float("nan"))
     for name in ("frames", "bomb_folder", "corrupt_folder"):
         os.chmod(k[name], 0o555)
     return k
@@ -190,3 +196,35 @@ def refusal():
 @pytest.fixture
 def take_snapshot():
     return snapshot
+
+
+@pytest.fixture
+def find_leftovers():
+    """The :func:`leftovers` finder."""
+    return leftovers
+
+
+def _mount_tmpfs(folder: Path, size: str, *options: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs (a full or read-only disk) needs root")
+    folder.mkdir(exist_ok=True)
+    opts = ",".join((f"size={size}", *options))
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mounts a small tmpfs (size, options) under tmp_path; unmounted after the test."""
+    mounted = []
+
+    def mount(size: str = "64k", *options: str) -> Path:
+        folder = tmp_path / f"mnt{len(mounted)}"
+        _mount_tmpfs(folder, size, *options)
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

@@ -25,39 +25,13 @@ from segedge.data.images import read_image, read_label_map
 from segedge.data.oxford_pet import OxfordPet
 from segedge.data.sources import ImageFilesSource, open_source, redact_url
 from segedge.errors import CheckpointError, DataError, ExportError, InputError, SourceError
-from segedge.export.metadata import self_contained
-from segedge.export.onnx import compare_logits
+from segedge.onnx.metadata import self_contained
+from segedge.onnx.export import compare_logits
 from segedge.runtime.sinks import MaskSink, StatsSink, VideoSink
 
 ROOT = Path(__file__).resolve().parents[2]
 cli = CliRunner()
 FRAME = {"frame": 0, "infer_ms": 1.0}
-
-
-def _mount_tmpfs(folder: Path, size: str, *options: str) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs (a full or read-only disk) needs root")
-    folder.mkdir(exist_ok=True)
-    opts = ",".join((f"size={size}", *options))
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """Mounts a small tmpfs (size, options) under tmp_path; unmounted after the test."""
-    mounted = []
-
-    def mount(size: str = "64k", *options: str) -> Path:
-        folder = tmp_path / f"mnt{len(mounted)}"
-        _mount_tmpfs(folder, size, *options)
-        mounted.append(folder)
-        return folder
-
-    yield mount
-    for folder in mounted:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 # ---- symlink-following writes ------------------------------------------------------------------

@@ -106,9 +106,32 @@ CASES += [
     ("train-data-not-pet", lambda k, w: ["train", str(k["frames"]), "-o", str(w / "t.pt")], 2),
     ("download-data-onto-a-file", lambda k, w: ["download-data", str(w / "earlier.onnx")], 2),
 ]
+# issue 24 (second review), items 9-11: IR files over inputs, the reference as an output, Triton
+# addresses, deploy outputs, NaN weights, a timing cache over an input
+IR = lambda k, w, xml, *extra: ["export", str(k["onnx"]), "-o", str(w / "m.onnx"), "--openvino-ir", str(xml), *extra]  # noqa: E731
+CASES += [
+    ("export-openvino-bin-is-the-checkpoint", lambda k, w: ["export", str(k["ckpt_bin"]), "-o", str(w / "m.onnx"), "--openvino-ir", str(k["ckpt_bin"].with_suffix(".xml"))], 2),
+    ("export-openvino-bin-is-the-checkpoint-force", lambda k, w: ["export", str(k["ckpt_bin"]), "-o", str(w / "m.onnx"), "--openvino-ir", str(k["ckpt_bin"].with_suffix(".xml")), "--force"], 2),
+    ("export-openvino-xml-exists", lambda k, w: IR(k, w, w / "old.xml"), 2),
+    ("export-openvino-bin-exists", lambda k, w: IR(k, w, w / "earlier.xml"), 2),
+    ("export-openvino-bin-is-the-onnx-output", lambda k, w: ["export", str(k["onnx"]), "-o", str(w / "m.bin"), "--openvino-ir", str(w / "m.xml")], 2),
+    ("export-all-nan-onnx", lambda k, w: ["export", str(k["nan_onnx"]), "-o", str(w / "n.onnx")], 2),
+    ("run-stats-is-the-reference", lambda k, w: ["run", "-s", str(k["frames"]), "-e", str(k["onnx"]), "--reference", str(k["ref_onnx"]), "--stats", str(k["ref_onnx"]), "--force"], 2),
+    ("run-triton-port-out-of-range", lambda k, w: ["run", "-s", str(k["frames"]), "-e", "triton://127.0.0.1:99999/m"], 2),
+    ("run-triton-password-bad-port", lambda k, w: ["run", "-s", str(k["frames"]), "-e", "triton://user:hunter2@127.0.0.1:99999/m"], 2),
+    ("run-triton-password-unreachable", lambda k, w: ["run", "-s", str(k["frames"]), "-e", "triton://user:hunter2@127.0.0.1:9/m"], 4),
+    ("deploy-deepstream-output-exists", lambda k, w: ["deploy", "deepstream", str(k["onnx"]), "-o", str(w / "ds")], 2),
+    ("deploy-deepstream-output-is-the-model", lambda k, w: ["deploy", "deepstream", str(k["onnx"]), "-o", str(k["onnx"]), "--force"], 2),
+    ("deploy-triton-output-is-the-model", lambda k, w: ["deploy", "triton", str(k["onnx"]), "-o", str(k["onnx"])], 2),
+    ("deploy-triton-model-exists", lambda k, w: ["deploy", "triton", str(k["onnx"]), "-o", str(w / "repo")], 2),
+    ("build-engine-timing-cache-is-the-model", lambda k, w: ["build-engine", str(k["onnx"]), "-o", str(w / "m.engine"), "--timing-cache", str(k["onnx"])], 2),
+    ("build-engine-timing-cache-is-the-sidecar", lambda k, w: ["build-engine", str(k["onnx"]), "-o", str(w / "m.engine"), "--timing-cache", str(w / "m.engine.json")], 2),
+    ("build-engine-timing-cache-is-the-calib-cache", lambda k, w: ["build-engine", str(k["onnx"]), "-o", str(w / "m.engine"), "--precision", "int8", "--calib-data", str(k["frames"]), "--timing-cache", str(w / "c.json"), "--calib-cache", str(w / "c.json")], 2),
+]
 # usage errors: one line, exit 2, for every command
-for command in ("demo", "train", "export", "calibrate", "build-engine", "inspect", "run", "report", "download-data", "doctor", "bench"):
-    CASES.append((f"usage-unknown-option-{command}", lambda k, w, c=command: [c, "--no-such-option"], 2))
+for command in ("demo", "train", "export", "calibrate", "build-engine", "inspect", "run", "report", "download-data", "doctor", "bench",
+                "serve", "deploy triton", "deploy deepstream"):
+    CASES.append((f"usage-unknown-option-{command.replace(' ', '-')}", lambda k, w, c=command: [*c.split(), "--no-such-option"], 2))
 CASES += [
     ("usage-unknown-command", lambda k, w: ["no-such-command"], 2),
     ("usage-bad-precision", lambda k, w: ["build-engine", str(k["onnx"]), "-o", str(w / "x.onnx"), "--precision", "int4"], 2),
@@ -131,6 +154,12 @@ def workspace(tmp_path):
     report = tmp_path / "old-report"
     report.mkdir()
     (report / "report.json").write_text("{}")
+    (tmp_path / "earlier.bin").write_bytes(b"earlier IR weights")
+    (tmp_path / "old.xml").write_bytes(b"<net>an earlier IR</net>")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "labels.txt").write_text("an earlier deployment\n")
+    (tmp_path / "repo" / "tiny").mkdir(parents=True)
+    (tmp_path / "repo" / "tiny" / "config.pbtxt").write_text("an earlier model")
     return tmp_path
 
 
@@ -151,3 +180,5 @@ def test_hostile_case(case, kit, workspace, refusal, take_snapshot, monkeypatch)
 
 def test_there_are_at_least_100_cases():
     assert len(CASES) >= 100 and len({c[0] for c in CASES}) == len(CASES)
+    assert sum(name.startswith(("export-openvino", "run-stats-is-the-reference", "run-triton", "deploy-", "export-all-nan",
+                                "build-engine-timing")) for name, _, _ in CASES) == 17  # issue 24's cases

@@ -40,7 +40,7 @@ def test_a_callable_needs_num_classes():
 
 
 def test_a_runner_scores_like_its_own_argmax(embedded, pet_root):
-    from segedge.data.oxford_pet import load_split_arrays
+    from segedge.data.samples import load_split_arrays
     from segedge.runtime.torch_runner import TorchRunner
 
     images, labels, _ = load_split_arrays(pet_root, "test", embedded.preprocess, limit=4)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from segedge.cli.main import app
 from segedge.errors import BackendUnavailableError, InputError, ModelFormatError
-from segedge.contract import Backend
+from segedge.contract import Backend, Target
 from segedge.runtime.factory import load_runner, resolve_backend
 
 openvino = pytest.importorskip("openvino", reason="openvino is not installed (pip install 'segedge[openvino]')")
@@ -75,7 +75,7 @@ def test_fp32_agrees_with_pytorch_on_real_images(exported_onnx, pet_batch, torch
 
 @pytest.mark.slow
 def test_fp16_onnx_runs_and_agrees(exported_onnx, tmp_path, pet_batch, torch_labels):
-    from segedge.export.fp16 import convert_fp16
+    from segedge.onnx.fp16 import convert_fp16
 
     fp16 = convert_fp16(exported_onnx, tmp_path / "fp16.onnx")
     with OpenVINORunner(fp16) as runner:
@@ -171,7 +171,7 @@ def test_a_graph_without_metadata_gets_the_default_preprocessing_at_its_size(tmp
 
 
 def test_missing_openvino_names_the_extra(monkeypatch, tmp_path):
-    from segedge.export.openvino_ir import import_openvino
+    from segedge.onnx.openvino_ir import import_openvino
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # what an environment without the package gives
     with pytest.raises(BackendUnavailableError, match=r"segedge\[openvino\]"):
@@ -180,7 +180,7 @@ def test_missing_openvino_names_the_extra(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_ir_keeps_the_contract_and_the_results(exported_onnx, tmp_path, embedded):
-    from segedge.export.openvino_ir import save_ir
+    from segedge.onnx.openvino_ir import save_ir
 
     xml = save_ir(exported_onnx, tmp_path / "model.xml")
     assert xml.with_suffix(".bin").is_file()
@@ -188,7 +188,7 @@ def test_ir_keeps_the_contract_and_the_results(exported_onnx, tmp_path, embedded
     with load_runner(xml) as from_ir, OpenVINORunner(exported_onnx) as from_onnx:
         assert isinstance(from_ir, OpenVINORunner)
         assert from_ir.preprocess_config == embedded.preprocess and from_ir.classes == embedded.classes
-        assert from_ir.metadata["segedge.target"] == "tensorrt"
+        assert from_ir.contract.target == Target.TENSORRT and from_ir.contract.declared
         np.testing.assert_allclose(from_ir.infer(batch), from_onnx.infer(batch), atol=1e-4)
     with pytest.raises(InputError, match="--force"):
         save_ir(exported_onnx, xml)

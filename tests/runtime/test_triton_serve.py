@@ -166,3 +166,16 @@ def test_unreachable_server_is_one_line_exit_4(tmp_path, libby_video, one_line_e
     result = cli.invoke(app, ["run", "--engine", f"triton://127.0.0.1:{port}/dsc", "--source", str(libby_video), "--max-frames", "2"])
     assert result.exit_code == 4
     assert "cannot reach Triton" in one_line_error(result)
+
+
+def test_credentials_in_the_address_are_sent_and_never_shown(served, libby_video, tmp_path):
+    """Issue 24, item 11: a password in triton://user:pass@host/... showed in the run summary and on
+    the --serve page (both print the runner's name). It is sent as basic authentication instead."""
+    from segedge.runtime.triton_runner import TritonRunner
+
+    url = f"triton://user:hunter2@127.0.0.1:{served['port']}/dsc"
+    with TritonRunner(url) as runner:
+        assert "hunter2" not in runner.name and "user" not in runner.name and runner.address == f"127.0.0.1:{served['port']}"
+    result = cli.invoke(app, ["run", "--engine", url, "--source", str(libby_video), "--max-frames", "3", "--stats", str(tmp_path / "s.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output and "hunter2" not in (tmp_path / "s.jsonl").read_text()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from segedge.data.oxford_pet import CLASS_PALETTE
-from segedge.runtime.overlay import Overlay, Upsample
+from segedge.contract import Upsample
+from segedge.runtime.overlay import Overlay
 from segedge.runtime.sinks import Sink
 
 
@@ -49,7 +50,7 @@ def test_linear_and_nearest_differ_only_near_class_boundaries():
     logits = smooth_logits(3)
     mask = logits.argmax(0).astype(np.uint8)
     h, w = 480, 854
-    linear, nearest = Overlay(), Overlay(upsample=Upsample.nearest)
+    linear, nearest = Overlay(), Overlay(upsample=Upsample.NEAREST)
     linear.draw(np.zeros((h, w, 3), np.uint8), mask, logits)
     nearest.draw(np.zeros((h, w, 3), np.uint8), mask, logits)
     differs = linear.full_mask != nearest.full_mask

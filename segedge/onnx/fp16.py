@@ -39,9 +39,10 @@ from onnx import TensorProto
 
 from segedge._io import atomic_path
 from segedge.errors import ExportError
-from segedge.export.layers import conv_layers
+from segedge.onnx.layers import conv_layers
 from segedge.contract import Contract, Precision
-from segedge.export.metadata import load_onnx
+from segedge.onnx.metadata import load_onnx
+from segedge.onnx.artifact import OnnxArtifact
 
 # Op types the converter leaves in FP32 (passed explicitly: its default blocks Max, see above).
 OP_BLOCK_LIST: tuple[str, ...] = ()
@@ -108,7 +109,7 @@ def _remove_redundant_casts(converted: onnx.ModelProto, original: onnx.ModelProt
         graph.initializer.remove(init)
 
 
-def to_fp16(model: onnx.ModelProto, fp32_layers: int = 1) -> onnx.ModelProto:
+def to_fp16(model: onnx.ModelProto, fp32_layers: int = 1, contract: Contract | None = None) -> onnx.ModelProto:
     """An FP16 copy of a model with float32 input/output and ``segedge.precision=fp16``.
 
     Args:
@@ -126,7 +127,7 @@ def to_fp16(model: onnx.ModelProto, fp32_layers: int = 1) -> onnx.ModelProto:
     import onnx_ir as ir
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    contract = Contract.from_onnx(model)
+    contract = contract or Contract.from_onnx(model)
     kept = fp32_prefix(model, fp32_layers)
     try:
         converted = convert_float_to_float16(
@@ -147,14 +148,21 @@ def to_fp16(model: onnx.ModelProto, fp32_layers: int = 1) -> onnx.ModelProto:
     return converted
 
 
-def convert_fp16(onnx_path: str | os.PathLike[str], output: str | os.PathLike[str]) -> Path:
+def convert_fp16(onnx_path: str | os.PathLike[str] | OnnxArtifact, output: str | os.PathLike[str]) -> Path:
     """Write an FP16 copy of an FP32 ONNX file (see :func:`to_fp16`), atomically.
+
+    Args:
+        onnx_path: the FP32 ONNX, or that file already opened (:func:`~segedge.onnx.artifact.open_onnx`).
+        output: destination ``.onnx``.
 
     Raises:
         ModelFormatError: unreadable input.
         ExportError: the converter or the checker failed.
     """
-    converted = to_fp16(load_onnx(onnx_path))
+    if isinstance(onnx_path, OnnxArtifact):
+        converted = to_fp16(onnx_path.model, contract=onnx_path.contract)
+    else:
+        converted = to_fp16(load_onnx(onnx_path))
     with atomic_path(output) as tmp:
         onnx.save(converted, str(tmp))
     return Path(output)

@@ -5,17 +5,17 @@ From a checkpoint (default exporter ``torch.onnx.export(dynamo=True)``):
 
 1. export the model as it is; PyTorch's exporter writes MaxPool with ``Indices`` and turns
    ``max_unpool2d`` into index arithmetic and a ``ScatterND``, which TensorRT rejects;
-2. rewrite every pool/unpool pair at graph level (:mod:`segedge.export.onnx_rewrite`):
+2. rewrite every pool/unpool pair at graph level (:mod:`segedge.onnx.rewrite`):
    the ``standard`` form for ``--target tensorrt`` (default) or ONNX's ``MaxUnpool`` for
    ``--target onnxruntime``, and check the rewritten graph bit-identical to the exported one
    in ONNX Runtime;
-3. embed the deployment contract (:mod:`segedge.export.metadata`), convert to FP16 if asked,
-   run ``onnx.checker`` (full check) and the TensorRT lint (:mod:`segedge.export.lint`);
+3. embed the deployment contract (:mod:`segedge.onnx.metadata`), convert to FP16 if asked,
+   run ``onnx.checker`` (full check) and the TensorRT lint (:mod:`segedge.onnx.lint`);
 4. compare ONNX Runtime against the original PyTorch model (max |diff|, argmax agreement);
 5. rename into place (nothing is written on failure).
 
 The legacy TorchScript exporter (``exporter="legacy"``) cannot emit ``max_unpool2d`` at
-all; it exports the module-swapped model (:mod:`segedge.export.unpool`) instead.
+all; it exports the module-swapped model (:mod:`segedge.onnx.unpool`) instead.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ import segedge
 from segedge._io import atomic_path, check_output
 from segedge.data.transforms import PreprocessConfig, preprocess
 from segedge.errors import ExportError, InputError
-from segedge.export.lint import LintReport, lint_tensorrt
+from segedge.onnx.lint import LintReport, lint_tensorrt
 from segedge.contract import Contract, Precision, Resize, Target
-from segedge.export.options import Exporter
-from segedge.export.metadata import file_sha256, load_onnx, quiet_exporter, read_metadata
-from segedge.export.onnx_rewrite import outputs_identical, rewrite_unpool
-from segedge.export.unpool import make_exportable, tie_heavy_probe
+from segedge.onnx.options import Exporter
+from segedge.onnx.metadata import check_finite_weights, file_sha256, load_onnx, quiet_exporter, read_metadata
+from segedge.onnx.rewrite import outputs_identical, rewrite_unpool
+from segedge.onnx.unpool import make_exportable, tie_heavy_probe
 from segedge.models.checkpoint import Checkpoint, load_checkpoint, size_multiple
 
 DEFAULT_OPSET = 17  # the newest opset TensorRT 8.6 to 11 all parse
@@ -151,9 +151,7 @@ def onnx_contract(model: onnx.ModelProto, source: str = "ONNX model") -> Contrac
     Raises:
         ModelFormatError: malformed metadata, or no metadata and a dynamic input size.
     """
-    dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
-    size = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims[2:4]) if len(dims) == 4 else (None, None)
-    return Contract.from_onnx(model, source, fallback_size=size)
+    return Contract.from_onnx(model, source)  # a missing record falls back to the graph's own input size
 
 
 def _output_classes(model: onnx.ModelProto) -> int | None:
@@ -204,7 +202,7 @@ def _export_graph(model: torch.nn.Module, example: torch.Tensor, opset: int, exp
 def _finish(model: onnx.ModelProto, precision: Precision, lint: bool, target: Target) -> tuple[onnx.ModelProto, LintReport | None]:
     """FP16 conversion, checker and lint on an in-memory model; returns what is to be saved."""
     if precision is Precision.FP16:
-        from segedge.export.fp16 import to_fp16
+        from segedge.onnx.fp16 import to_fp16
 
         model = to_fp16(model)
     try:
@@ -341,7 +339,7 @@ def rewrite_onnx(
 
     Raises:
         InputError: bad option or output path.
-        ModelFormatError: unreadable ONNX.
+        ModelFormatError: unreadable ONNX, or NaN/infinite weights (as a checkpoint's are refused).
         ExportError: a pair the rewrite cannot express exactly, a rewritten graph that is
             not bit-identical, checker or lint failure.
     """
@@ -354,6 +352,7 @@ def rewrite_onnx(
         raise InputError(f"target must be one of {[t.value for t in Target]}, precision one of {[p.value for p in PRECISIONS]}")
     output = check_output_path(output, force, source)
     original = load_onnx(source)
+    check_finite_weights(original, source)
     with quiet_exporter():
         rewritten, sites = rewrite_unpool(original, TARGETS[target])
         if sites and not outputs_identical(original, rewritten):

@@ -18,6 +18,7 @@ from typing import Iterator
 
 import onnx
 
+from segedge._io import private_directory
 from segedge.contract import read_props, write_props
 from segedge.errors import ModelFormatError
 
@@ -62,55 +63,27 @@ def load_onnx(path: str | os.PathLike[str], load_external_data: bool = True) -> 
     return model
 
 
-_FLOAT_TYPES = ("tensor(float)", "tensor(float16)")
-
-
-def check_segmentation_io(
-    path: str | os.PathLike[str], inputs, outputs, classes: tuple[str, ...] | None = None, has_metadata: bool = True,
-) -> None:
-    """Check that a loaded ONNX looks like a segmentation network segedge can run: one
-    float ``(N, 3, H, W)`` image input and a float ``(N, C, H, W)`` score output whose C is
-    the number of ``classes``.
-
-    Args:
-        path: the model file, for messages.
-        inputs, outputs: ONNX Runtime's ``session.get_inputs()`` / ``get_outputs()`` (objects
-            with ``name``, ``shape`` (ints or symbolic names) and ``type`` such as
-            ``"tensor(float)"``).
-        classes: the class names the model is taken to predict (None: the channel count is
-            not checked).
-        has_metadata: whether the classes came from segedge metadata (else the Oxford-IIIT
-            Pet classes are assumed, and the message says so).
+def check_finite_weights(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """Refuse an ONNX whose floating-point weights (initializers) hold NaN or infinity, as a
+    checkpoint with such weights is refused (:func:`segedge.models.checkpoint.load_checkpoint`):
+    every output would be NaN, and NaN's argmax is class 0 everywhere, which a parity check
+    between two such graphs cannot tell from agreement.
 
     Raises:
-        ModelFormatError: what differs (exit code 2), e.g. a 1-channel or int64 input, a
-            classifier's ``(N, 1000)`` output, 21 output channels for 3 assumed classes.
+        ModelFormatError: the first such initializer, by name (one line).
     """
-    if len(inputs) != 1:
-        raise ModelFormatError(f"{path} has {len(inputs)} inputs; expected one (N, 3, H, W) image input")
-    shape, kind = list(inputs[0].shape), inputs[0].type
-    if kind not in _FLOAT_TYPES:
-        raise ModelFormatError(f"{path}: input {inputs[0].name} is {kind}; expected float32 or float16 (N, 3, H, W) pixels")
-    if len(shape) != 4:
-        raise ModelFormatError(f"{path}: input {inputs[0].name} has shape {shape}; expected (N, 3, H, W)")
-    if isinstance(shape[1], int) and shape[1] != 3:
-        raise ModelFormatError(f"{path}: input {inputs[0].name} has {shape[1]} channels; expected 3 (an RGB or BGR image)")
-    if not outputs:
-        raise ModelFormatError(f"{path} has no output")
-    out_shape, out_kind = list(outputs[0].shape), outputs[0].type
-    if out_kind not in _FLOAT_TYPES:
-        raise ModelFormatError(f"{path}: output {outputs[0].name} is {out_kind}; expected float32 or float16 class scores")
-    if len(out_shape) != 4:
-        raise ModelFormatError(
-            f"{path}: output {outputs[0].name} has shape {out_shape}; expected per-pixel class scores (N, C, H, W) "
-            "(a classifier or detector is not a segmentation network)"
-        )
-    if classes is not None and isinstance(out_shape[1], int) and out_shape[1] != len(classes):
-        origin = "its segedge metadata names" if has_metadata else "without segedge metadata the Oxford-IIIT Pet classes are assumed:"
-        raise ModelFormatError(
-            f"{path}: output {outputs[0].name} has {out_shape[1]} class channels but {origin} {len(classes)} "
-            f"({', '.join(classes)}); export it with `segedge export` so it carries its classes"
-        )
+    from onnx import numpy_helper
+
+    import numpy as np
+
+    for initializer in model.graph.initializer:
+        if initializer.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16):
+            continue
+        values = numpy_helper.to_array(initializer)
+        if not np.isfinite(values.astype(np.float32, copy=False)).all():
+            raise ModelFormatError(
+                f"{path}: weight {initializer.name} holds NaN or infinite values (a diverged training run?); it cannot be deployed"
+            )
 
 
 def uses_external_data(model: onnx.ModelProto) -> bool:
@@ -144,9 +117,7 @@ def self_contained(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise ModelFormatError(f"{path}: cannot read its external weight data: {str(exc).splitlines()[0][:200]}") from None
     if model.ByteSize() >= 2**31:
         raise ModelFormatError(f"{path}: weights over 2 GB cannot be made single-file; segedge handles models below 2 GB")
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="segedge-onnx-") as work:
+    with private_directory("onnx") as work:
         single = Path(work) / path.name
         onnx.save(model, str(single))
         yield single
