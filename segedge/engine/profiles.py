@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from segedge.contract import MAX_ASPECT, Resize, aspect_size
 from segedge.errors import InputError
 
 Shape = tuple[int, int, int, int]  # (N, C, H, W)
@@ -56,6 +57,7 @@ class InputSpec:
     width: int | None  # fixed width in pixels, None when symbolic
     default_size: tuple[int, int]  # (H, W) used for default profiles: the fixed size or the trained size
     size_multiple: int = 16  # symbolic H and W must be multiples of this (2 ** pooling stages)
+    aspect: bool = False  # the contract feeds each frame at its own aspect (resize="aspect"): default profiles cover it
 
     @property
     def dynamic_hw(self) -> bool:
@@ -88,7 +90,8 @@ def onnx_input_spec(model, contract=None) -> InputSpec:
     contract = contract or Contract.from_onnx(model)
     trained = contract.input_size
     default = (dims[2] or trained[0], dims[3] or trained[1])
-    return InputSpec(inputs[0].name, dims[0], dims[1], dims[2], dims[3], default, contract.size_multiple or 16)
+    aspect = contract.preprocess.resize == Resize.ASPECT and None in (dims[2], dims[3])
+    return InputSpec(inputs[0].name, dims[0], dims[1], dims[2], dims[3], default, contract.size_multiple or 16, aspect)
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,11 @@ class Profile:
 def resolve_profile(spec: InputSpec, min_shape: Shape | None = None, opt_shape: Shape | None = None, max_shape: Shape | None = None) -> Profile:
     """The profile to build: the given shapes, defaults for the rest, all checked against the ONNX.
 
-    Defaults: batch 1 / 1 / 8 (or the ONNX's fixed batch) at ``spec.default_size``.
+    Defaults: batch 1 / 1 / 8 (or the ONNX's fixed batch) at ``spec.default_size``; for a model
+    fed at each frame's aspect (``spec.aspect``), every size :func:`~segedge.contract.aspect_size`
+    can give: min ``S x S``, opt ``S x 16:9`` (e.g. 256x448, the camera's usual frame), max
+    ``3S x 3S`` (a 3:1 frame either way up, :data:`~segedge.contract.MAX_ASPECT`), ``S`` the
+    trained short side.
 
     Args:
         spec: the ONNX input (:func:`onnx_input_spec`).
@@ -133,14 +140,20 @@ def resolve_profile(spec: InputSpec, min_shape: Shape | None = None, opt_shape: 
     h, w = spec.default_size
     c = spec.channels
 
-    def default(batch: int) -> Shape:
-        return (spec.batch or batch, c, h, w)
+    def default(batch: int, size: tuple[int, int] = (h, w)) -> Shape:
+        return (spec.batch or batch, c, *size)
 
+    sizes = {"--min-shape": (h, w), "--opt-shape": (h, w), "--max-shape": (h, w)}
+    if spec.aspect:
+        short = min(h, w)
+        longest = aspect_size(short, int(short * MAX_ASPECT), short, spec.size_multiple)[1]
+        sizes = {"--min-shape": (short, short), "--opt-shape": aspect_size(9, 16, short, spec.size_multiple),
+                 "--max-shape": (longest, longest)}
     given = {"--min-shape": min_shape, "--opt-shape": opt_shape, "--max-shape": max_shape}
     shapes = {
-        "--min-shape": min_shape or default(DEFAULT_MIN_BATCH),
-        "--opt-shape": opt_shape or default(DEFAULT_OPT_BATCH),
-        "--max-shape": max_shape or default(DEFAULT_MAX_BATCH),
+        "--min-shape": min_shape or default(DEFAULT_MIN_BATCH, sizes["--min-shape"]),
+        "--opt-shape": opt_shape or default(DEFAULT_OPT_BATCH, sizes["--opt-shape"]),
+        "--max-shape": max_shape or default(DEFAULT_MAX_BATCH, sizes["--max-shape"]),
     }
     for option, shape in shapes.items():
         text = format_shape(shape)

@@ -71,3 +71,18 @@ def test_onnx_without_a_single_image_input(onnx_factory):
     bad = onnx_factory("rank3.onnx", ["batch", 3, 128])
     with pytest.raises(ModelFormatError, match=r"one \(N, 3, H, W\) input"):
         onnx_input_spec(onnx.load(str(bad)))
+
+
+def test_a_model_fed_at_each_frames_aspect_gets_a_profile_covering_every_aspect():
+    """An aspect contract feeds a 16:9 frame at 256x448 and a 3:1 portrait one at 768x256: the
+    default profile must contain every size aspect_size can give, with 16:9 as the tuned-for one."""
+    from segedge.contract import aspect_size
+
+    spec = InputSpec("input", None, 3, None, None, (256, 256), 32, aspect=True)
+    profile = resolve_profile(spec)
+    assert profile.min == (1, 3, 256, 256) and profile.opt == (1, 3, 256, 448) and profile.max == (8, 3, 768, 768)
+    for frame in ((480, 854), (720, 1280), (480, 640), (854, 480), (272, 640), (100, 3000), (3000, 100)):
+        assert profile.contains((1, 3, *aspect_size(*frame, 256, 32))), frame
+    stretch = resolve_profile(InputSpec("input", None, 3, None, None, (256, 256), 32))
+    assert stretch.opt == (1, 3, 256, 256)
+    assert not stretch.contains((1, 3, 256, 448))  # without the aspect contract: the trained size only
