@@ -217,3 +217,32 @@ def test_export_openvino_ir_writes_an_ir_the_runner_loads(exported_onnx, tmp_pat
         assert runner.backend == "openvino" and runner.preprocess_config == embedded.preprocess
     line = one_line_error(cli.invoke(app, ["export", str(exported_onnx), "-o", str(tmp_path / "n.onnx"), "--openvino-ir", str(tmp_path / "n.bin")]))
     assert "NAME.xml" in line
+
+
+def test_a_model_of_any_input_size_runs_each_aspect_as_onnx_runtime_does(tmp_path, tiny_checkpoint):
+    """A symbolic height/width ONNX (a model fed at each frame's aspect) is compiled by OpenVINO
+    for each input shape it meets, and agrees with ONNX Runtime at every one."""
+    import dataclasses
+
+    import onnx
+    import torch
+
+    from segedge.models.checkpoint import Checkpoint
+    from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    preprocess = dataclasses.replace(tiny_checkpoint.preprocess, resize="aspect")
+    ckpt = Checkpoint(tiny_checkpoint.model, "tiny", preprocess, tiny_checkpoint.classes)
+    path = tmp_path / "any-size.onnx"
+    axes = {0: "batch", 2: "height", 3: "width"}
+    torch.onnx.export(ckpt.model, (torch.zeros(1, 3, *preprocess.size),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": axes, "logits": axes})
+    model = onnx.load(str(path))
+    ckpt.contract.replace(dynamic=("batch", "height", "width"), target="tensorrt").write_onnx(model)
+    onnx.save(model, str(path))
+    openvino, onnxruntime = OpenVINORunner(path), OnnxRuntimeRunner(path)
+    rng = np.random.default_rng(0)
+    for frame in ((90, 160), (120, 160), (160, 90)):
+        image = rng.integers(0, 256, (*frame, 3), np.uint8)
+        batch = openvino.preprocess(image)
+        assert batch.shape[2:] == openvino.input_size(*frame) != preprocess.size
+        np.testing.assert_allclose(openvino.infer(batch), onnxruntime.infer(batch), atol=1e-4)
