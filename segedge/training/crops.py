@@ -29,7 +29,7 @@ def load_aspect_split(
     neighbour), RGB in [0, 1] (mean/std are applied at the model's input, after augmentation).
 
     Returns:
-        One ``(image, labels)`` pair per readable sample: ``(3, h, w)`` float32 and ``(h, w)``
+        One ``(image, labels)`` pair per readable sample: ``(h, w, 3)`` float32 and ``(h, w)``
         uint8 class indices, with ``min(h, w) == min(config.size)``.
 
     Raises:
@@ -50,7 +50,7 @@ def load_aspect_split(
         image = cv2.resize(sample.image, size, interpolation=INTERPOLATIONS[config.interpolation])
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if config.channel_order == "RGB" else image
         labels = cv2.resize(sample.labels, size, interpolation=cv2.INTER_NEAREST)
-        pairs.append((np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) * np.float32(config.scale), labels))
+        pairs.append((image.astype(np.float32) * np.float32(config.scale), labels))
         if progress is not None:
             progress(len(pairs), total)
     if not pairs:
@@ -62,10 +62,12 @@ def random_crops(
     pairs: list[tuple[np.ndarray, np.ndarray]], indices: list[int], side: int, generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One ``side x side`` crop of each chosen pair, at a random offset along its longer side
-    (``generator`` is None: the centred crop).
+    (``generator`` is None: the centred crop). A pair whose shorter side is not ``side`` is
+    first resized to it (bilinear for the image, nearest neighbour for the labels): the
+    multi-scale training of :class:`~segedge.training.loop.TrainConfig` ``train_sizes``.
 
     Args:
-        pairs: from :func:`load_aspect_split` (shorter side ``side``).
+        pairs: from :func:`load_aspect_split`.
         indices: which pairs, in batch order.
         side: crop side in pixels.
         generator: source of randomness.
@@ -78,6 +80,12 @@ def random_crops(
     for k, i in enumerate(indices):
         image, label = pairs[i]
         h, w = label.shape
+        if min(h, w) != side:
+            scale = side / min(h, w)
+            size = (max(side, round(w * scale)), max(side, round(h * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            label = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
+            h, w = label.shape
 
         def offset(extent: int) -> int:
             if extent <= side:
@@ -87,6 +95,6 @@ def random_crops(
             return int(torch.randint(0, extent - side + 1, (1,), generator=generator))
 
         y, x = offset(h), offset(w)
-        images[k] = torch.from_numpy(image[:, y : y + side, x : x + side])
+        images[k] = torch.from_numpy(image[y : y + side, x : x + side].transpose(2, 0, 1))
         labels[k] = torch.from_numpy(label[y : y + side, x : x + side].astype(np.int64))
     return images, labels

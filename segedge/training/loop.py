@@ -87,6 +87,7 @@ class TrainConfig:
     pretrained: bool = True  # start an encoder that has ImageNet weights (segnet-lite0) from them, unless init_from
     encoder_lr_scale: float = 1.0  # the pretrained encoder's learning rate as a fraction of lr
     freeze_encoder_bn: bool = False  # keep the encoder's BatchNorm statistics (eval mode) while fine-tuning
+    train_sizes: tuple[int, ...] = ()  # aspect models: each batch's crop side drawn from these (multi-scale); () = the input size
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def __post_init__(self) -> None:
@@ -101,6 +102,9 @@ class TrainConfig:
             raise InputError(f"unknown amp {self.amp!r}; choose one of auto, {', '.join(AMP_DTYPES)}")
         if not (0 <= self.p_paste and 0 <= self.p_zoom and self.p_paste + self.p_zoom <= 1):
             raise InputError(f"p_paste and p_zoom must be >= 0 with a sum <= 1, got {self.p_paste} and {self.p_zoom}")
+        self.train_sizes = tuple(int(v) for v in self.train_sizes)
+        if any(v < 32 for v in self.train_sizes):
+            raise InputError(f"train_sizes must be at least 32 pixels, got {self.train_sizes}")
         if not 0 < self.encoder_lr_scale <= 1:
             raise InputError(f"encoder_lr_scale must lie in (0, 1], got {self.encoder_lr_scale}")
         for name in ("p_onto_image", "p_recolour", "p_empty", "p_synthetic", "p_mesh", "p_scene_recolour"):
@@ -247,8 +251,10 @@ def train(
     normalize = _normalizer(config.preprocess)
     aspect = config.preprocess.resize == Resize.ASPECT.value
     if aspect:  # each image at its own aspect, short side S; every step crops S x S (segedge.training.crops)
-        pairs = load_aspect_split(data_root, config.train_split, pixels, config.limit, lambda d, t: report("load train", d, t))
         side = min(config.preprocess.size)
+        sides = config.train_sizes or (side,)
+        stored = dataclasses.replace(pixels, height=max(sides), width=max(sides))  # the largest crop is never upscaled
+        pairs = load_aspect_split(data_root, config.train_split, stored, config.limit, lambda d, t: report("load train", d, t))
         centre_x, centre_y = random_crops(pairs, list(range(len(pairs))), side)
         train_x, train_y = centre_x.numpy(), centre_y.numpy().astype(np.uint8)
     else:
@@ -267,6 +273,7 @@ def train(
         if config.background_video:
             backgrounds = torch.cat([backgrounds, video_backgrounds(config.background_video, pixels, seed=config.seed)])
         log.info("robust recipe: %d pet-free backgrounds", len(backgrounds))
+    scaled_backgrounds: dict[int, torch.Tensor] = {}
     model = create_model(config.model)
     pretrained = nn.ModuleList(model.pretrained_modules()) if hasattr(model, "pretrained_modules") else None
     encoder = pretrained
@@ -313,14 +320,22 @@ def train(
         for step in range(steps):
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             if aspect:
-                x, y = random_crops(pairs, index.tolist(), side, generator)
+                crop = sides[int(torch.randint(len(sides), (1,), generator=generator))] if len(sides) > 1 else side
+                x, y = random_crops(pairs, index.tolist(), crop, generator)
             else:
                 x, y = torch.from_numpy(train_x[index.numpy()]), train_labels[index]
             x, y = augment(x, y, config, generator)
             if config.recipe == Recipe.ROBUST.value:
                 from segedge.training.augment import robust_augment
 
-                x, y = robust_augment(x, y, backgrounds, generator, **{name: getattr(config, name) for name in ROBUST_OPTIONS})
+                if x.shape[-1] != backgrounds.shape[-1] and len(backgrounds):  # a multi-scale batch: backgrounds at its size
+                    if x.shape[-1] not in scaled_backgrounds:
+                        scaled_backgrounds[x.shape[-1]] = torch.nn.functional.interpolate(
+                            backgrounds, size=x.shape[-2:], mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+                    batch_backgrounds = scaled_backgrounds[x.shape[-1]]
+                else:
+                    batch_backgrounds = backgrounds
+                x, y = robust_augment(x, y, batch_backgrounds, generator, **{name: getattr(config, name) for name in ROBUST_OPTIONS})
             x, y = normalize(x).to(device).contiguous(memory_format=torch.channels_last), y.to(device)
             with torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 loss = loss_fn(model(x).float(), y)
