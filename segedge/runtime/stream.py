@@ -299,7 +299,7 @@ class Stream:
             "flicker": self.post.flicker,
         }
         if self.batched:
-            info["batch"] = slot.batch_size
+            info["batch"], info["dropped"] = slot.batch_size, self.stats.dropped
         if self.gt is not None:
             info["iou"], info["object_iou"] = self.gt.ious(slot.index, full)
             self.stats.iou.append(info["iou"])
