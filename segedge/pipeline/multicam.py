@@ -54,12 +54,14 @@ def _expand(value: Path, name: str, suffix: str, option: str, file_suffixes: tup
     return value / f"{name}{suffix}"
 
 
-def _folder_for(value: Path | None, option: str, inputs: list[Path | None]) -> None:
-    """Create the folder an option names (not a pattern), checked as an output folder."""
+def _folder_for(value: Path | None, option: str, inputs: list[Path | None], created: list[Path]) -> None:
+    """Create the folder an option names (not a pattern), checked as an output folder; what
+    was created is appended to ``created``."""
     if value is None or NAME in str(value) or value.is_dir():
         return
     check_output(value, inputs, directory=True, option=option)
-    value.mkdir(exist_ok=True)
+    value.mkdir()
+    created.append(value)
 
 
 def plan_sources(
@@ -89,10 +91,24 @@ def plan_sources(
             output of another source or option, or a per-source mask folder that is a link.
     """
     inputs = [*(Path(s) for s in specs if os.path.lexists(s)), *(inputs or [])]
-    for value, option in ((output, "-o/--output"), (stats, "--stats")):
-        if value is not None and NAME not in str(value) and value.suffix.lower() not in (VIDEO_SUFFIXES if option == "-o/--output" else STATS_SUFFIXES):
-            _folder_for(value, option, inputs)
-    _folder_for(masks, "--save-masks", inputs)
+    created: list[Path] = []  # folders made here, removed again (empty) when a check fails
+    try:
+        for value, option in ((output, "-o/--output"), (stats, "--stats")):
+            if value is not None and NAME not in str(value) and value.suffix.lower() not in (VIDEO_SUFFIXES if option == "-o/--output" else STATS_SUFFIXES):
+                _folder_for(value, option, inputs, created)
+        _folder_for(masks, "--save-masks", inputs, created)
+        return _plan(specs, output, stats, masks, inputs, force)
+    except BaseException:
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
+
+
+def _plan(specs: list[str], output: Path | None, stats: Path | None, masks: Path | None, inputs: list[Path | None],
+          force: bool) -> list[SourcePlan]:
     plans = [SourcePlan(spec, name) for spec, name in zip(specs, source_names(specs))]
     count = len(plans)
     seen: dict[Path, str] = {}
