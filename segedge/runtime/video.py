@@ -30,6 +30,10 @@ the main thread restores capture order before delivery.
 
 ``pipelined=False`` runs the same stages one after another in one thread: the naive loop
 the benchmark compares against.
+
+The per-source parts (slot ring, reader, reconnects, delivery) live in
+:mod:`segedge.runtime.stream`; given several sources, :func:`run_live` runs them together
+with one batching inference stage (:mod:`segedge.runtime.multicam`).
 """
 
 from __future__ import annotations
