@@ -28,6 +28,7 @@ def run_several(
         SourceError: no source could be opened, no frame was processed, or (at the end,
             after every output was finalised) a source failed.
     """
+    from segedge.data.sources import check_pipeline, is_gstreamer_pipeline
     from segedge.errors import InputError, SourceError
     from segedge.pipeline.multicam import open_sources, plan_sources
     from segedge.runtime.factory import live_parallelism, load_runner
@@ -38,6 +39,9 @@ def run_several(
         raise InputError(f"--sequential runs one source, {len(specs)} were given; drop --sequential or give one --source")
     if gt_masks is not None:
         raise InputError(f"--gt-masks scores one source against its masks, {len(specs)} were given; give one --source with it")
+    for spec in specs:  # before anything is loaded or written: no retry can fix these
+        if is_gstreamer_pipeline(spec):
+            check_pipeline(spec)
     auto_workers, auto_threads = live_parallelism(engine, provider, backend)
     workers = workers or auto_workers
     threads = threads or auto_threads

@@ -219,8 +219,26 @@ def gstreamer_support() -> str | None:
 
 
 def is_gstreamer_pipeline(spec: str) -> bool:
-    """A GStreamer launch line (elements joined by ``!``) rather than a path, URL or index."""
-    return "!" in spec and not Path(spec).exists()
+    """A GStreamer launch line (elements joined by `` ! ``) rather than a path, URL or index."""
+    return re.search(r"\s!\s", spec) is not None and not Path(spec).exists()
+
+
+def check_pipeline(pipeline: str) -> None:
+    """Whether OpenCV here can open the GStreamer ``pipeline`` (checked before any work).
+
+    Raises:
+        BackendUnavailableError: this OpenCV was built without GStreamer (:func:`gstreamer_support`).
+        InputError: the pipeline has no ``appsink`` (OpenCV reads frames from one).
+    """
+    shown = redact_url(" ".join(pipeline.split()))
+    if gstreamer_support() is None:
+        raise BackendUnavailableError(
+            f"source {shown!r} is a GStreamer pipeline, but OpenCV {cv2.__version__} here was built without GStreamer "
+            f"(check: {GSTREAMER_CHECK}); install an OpenCV built with it (JetPack's on a Jetson, or the distribution's "
+            "python3-opencv) instead of the opencv-python wheels"
+        )
+    if "appsink" not in pipeline:
+        raise InputError(f"GStreamer pipeline {shown!r} has no appsink; end it with '! videoconvert ! video/x-raw,format=BGR ! appsink drop=1'")
 
 
 class GStreamerSource(CaptureSource):
@@ -240,16 +258,8 @@ class GStreamerSource(CaptureSource):
     """
 
     def __init__(self, pipeline: str):
-        shown = redact_url(" ".join(pipeline.split()))
-        if gstreamer_support() is None:
-            raise BackendUnavailableError(
-                f"source {shown!r} is a GStreamer pipeline, but OpenCV {cv2.__version__} here was built without GStreamer "
-                f"(check: {GSTREAMER_CHECK}); install an OpenCV built with it (JetPack's on a Jetson, or the distribution's "
-                "python3-opencv) instead of the opencv-python wheels"
-            )
-        if "appsink" not in pipeline:
-            raise InputError(f"GStreamer pipeline {shown!r} has no appsink; end it with '! videoconvert ! video/x-raw,format=BGR ! appsink drop=1'")
-        super().__init__(pipeline, f"GStreamer pipeline {shown}", live=True, decode_threads=0)
+        check_pipeline(pipeline)
+        super().__init__(pipeline, f"GStreamer pipeline {redact_url(' '.join(pipeline.split()))}", live=True, decode_threads=0)
 
     def _open_url(self) -> cv2.VideoCapture:
         return cv2.VideoCapture(self.target, cv2.CAP_GSTREAMER)
@@ -283,7 +293,7 @@ def source_name(spec: str | int) -> str:
     if text.isdigit():
         name = f"camera{text}"
     elif is_gstreamer_pipeline(text):
-        name = text.split("!")[0].split()[0] if text.split("!")[0].split() else "gstreamer"
+        name = (text.split("!")[0].split() or ["gstreamer"])[0]
     elif "://" in text:
         name = redact_url(text).split("://", 1)[1].split("?")[0]
     else:

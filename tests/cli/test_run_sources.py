@@ -180,7 +180,7 @@ PIPELINE = "videotestsrc num-buffers=20 ! video/x-raw,width=320,height=240 ! vid
 
 @pytest.mark.skipif(gstreamer_support() is not None, reason="this OpenCV has GStreamer: the missing-GStreamer line cannot be shown")
 def test_a_gstreamer_pipeline_without_gstreamer_is_one_line(tmp_path, videos, one_line_error):
-    for argv in (["-s", PIPELINE], ["-s", videos[1], "-s", PIPELINE, "-o", str(tmp_path)]):
+    for argv in (["-s", PIPELINE], ["-s", videos[1], "-s", PIPELINE, "-o", str(tmp_path / "out"), "--save-masks", str(tmp_path / "masks")]):
         result = cli.invoke(app, ["run", *argv])
         line = one_line_error(result)
         assert result.exit_code == 4, line  # backend unavailable (README's exit-code table)
