@@ -15,6 +15,10 @@ the default backend, workers and upsampling, each writing its MP4 and ``--stats`
   the control that separates what batching gives from what running the sources side by side
   gives.
 
+First, what a batch costs: CPU ms per frame of ``runner.infer`` on one thread at batch 1, 2, 4
+and 8 (process CPU time, interleaved rounds, medians), the figure that decides whether batching
+can pay on this CPU at all.
+
 The table gives, per source, the median FPS alone and together, its deviation from the mean
 per-source rate together (the issue's bar: within 10%, no source starved), and its p99
 latency (capture to written, the summary's end-to-end row) alone and together; then the
@@ -67,6 +71,29 @@ def build_int8(work: Path, form: str) -> Path:
     target = "onnxruntime" if form == "cpu" else "tensorrt"
     fp32 = export_onnx(ckpt, work / f"segnet-dsc.{target}.onnx", target=target).path
     return quantize_int8(fp32, work / f"segnet-dsc.{target}.int8.onnx", calibration).path
+
+
+def batch_cost(artifact: Path, sizes: tuple[int, ...], rounds: int, calls: int = 10) -> dict[int, float]:
+    """CPU ms per frame of one-thread inference at each batch size (medians over interleaved rounds)."""
+    import time
+
+    import numpy as np
+
+    from segedge.runtime.factory import load_runner
+
+    runner = load_runner(artifact, threads=1, spin=False)
+    inputs = {n: np.random.default_rng(n).random((n, 3, *runner.preprocess_config.size), dtype=np.float32) for n in sizes}
+    for batch in inputs.values():  # warm-up
+        runner.infer(batch)
+    costs: dict[int, list[float]] = {n: [] for n in sizes}
+    for _ in range(rounds):
+        for n, batch in inputs.items():
+            start = time.process_time()
+            for _ in range(calls):
+                runner.infer(batch)
+            costs[n].append((time.process_time() - start) / calls / n * 1000)
+    runner.close()
+    return {n: statistics.median(values) for n, values in costs.items()}
 
 
 def _segedge(arguments: list[str]) -> str:
@@ -134,6 +161,9 @@ def main() -> None:
                   f"{args.rounds} rounds; INT8 {args.form} form")
     work = Path(tempfile.mkdtemp(prefix="segedge-multicam-"))
     artifact = build_int8(work, args.form)
+    costs = batch_cost(artifact, (1, 2, 4, 8), args.rounds)
+    console.print("CPU ms per frame of one-thread inference by batch size: "
+                  + ", ".join(f"batch {n}: {ms:.2f} ({ms / costs[1]:.2f}x of batch 1)" for n, ms in costs.items()), highlight=False)
     alone: dict[str, list[Run]] = {video.stem: [] for video in videos}
     together: list[Run] = []
     unbatched: list[Run] = []
