@@ -175,6 +175,16 @@ def test_options_of_one_source_are_refused_with_several(videos, libby_dir, one_l
     assert result.exit_code == 2 and "--source" in one_line_error(result)
 
 
+def test_each_source_has_its_own_drift_monitor(tmp_path, videos):
+    result = cli.invoke(app, ["run", *_sources(videos[:2]), "--reference", "auto", "--reference-every", "5", "--max-frames", "10",
+                              "--stats", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for name in NAMES[:2]:
+        records = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        assert [r["drift"]["frame"] for r in records if "drift" in r] == [0, 5]  # a file: every due frame scored
+        assert f"{name}: agreement with segnet-dsc.pt" in result.output
+
+
 PIPELINE = "videotestsrc num-buffers=20 ! video/x-raw,width=320,height=240 ! videoconvert ! video/x-raw,format=BGR ! appsink"
 
 

@@ -306,3 +306,17 @@ def test_segment_splits_a_batch_by_input_size_and_max_batch(tiny_checkpoint, tmp
     assert sorted(s[0] for s in runner.calls) == [1, 2] and [r[0].shape for r in results] == [(90, 160), (120, 160), (90, 160)]
     fixed = Recording(OnnxRuntimeRunner(tiny_onnx_writer(tiny_checkpoint, tmp_path / "b1.onnx", batch=1)))
     assert len(fixed.segment(frames)) == 3 and [s[0] for s in fixed.calls] == [1, 1, 1]
+
+
+def test_each_sources_monitor_names_its_alert_panels(tmp_path, tiny_checkpoint):
+    from segedge.report.monitor import DriftMonitor
+
+    reference = TorchRunner(tiny_checkpoint)
+    monitor = DriftMonitor(reference, every=1, window=1, alert_below=100.0, alert_dir=tmp_path, wait=True, name="yard")
+    monitor.start(reference)
+    batch = reference.preprocess(np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8))
+    logits = -reference.infer(batch)  # a candidate that disagrees everywhere
+    monitor.offer(0, batch, logits)
+    summary = monitor.close()
+    assert summary.alerts and summary.alerts[0].panel == tmp_path / "drift-alert-yard-000000.png"
+    assert cv2.imread(str(summary.alerts[0].panel)) is not None
