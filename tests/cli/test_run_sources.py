@@ -118,6 +118,27 @@ def test_a_file_cut_mid_run_ends_its_source_and_the_others_go_on(tmp_path, libby
         assert frame_count(out / f"{name}.mp4") == 150 and len((out / f"{name}.jsonl").read_text().splitlines()) == 150
 
 
+@pytest.mark.slow
+def test_ctrl_c_finalises_every_sources_outputs(tmp_path, videos):
+    import signal
+
+    out, masks = tmp_path / "out", tmp_path / "masks"
+    out.mkdir()
+    command = [sys.executable, "-m", "segedge.cli.main", "run", *_sources(videos[:2]), "--loop", "-o", str(out), "--stats", str(out),
+               "--save-masks", str(masks)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal delivers it
+    deadline = time.time() + 300
+    while time.time() < deadline and not all((masks / n).is_dir() and len(list((masks / n).glob("*.png"))) >= 20 for n in NAMES[:2]):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted" in output, output
+    for name in NAMES[:2]:
+        frames = frame_count(out / f"{name}.mp4")
+        assert frames >= 20 and frames == len((out / f"{name}.jsonl").read_text().splitlines())
+
+
 def test_one_file_for_several_sources_is_refused(tmp_path, videos, one_line_error):
     result = cli.invoke(app, ["run", *_sources(videos[:2]), "-o", str(tmp_path / "out.mp4")])
     line = one_line_error(result)
