@@ -8,81 +8,32 @@ from typing import Annotated, Optional
 import typer
 
 from segedge.cli.common import console, fail, handle_errors
+from segedge.cli.live_summary import DRIFT_EXIT_CODE, print_drift_summary, print_live_stats  # noqa: F401 (print_drift_summary: re-exported)
 from segedge.contract import Backend, Provider, Upsample
-
-DRIFT_EXIT_CODE = 6  # --fail-below: the run finished, but drifted too far from its reference
-
-
-def print_live_stats(stats, label: str) -> None:
-    """Summary table of a live run: frames, FPS, per-stage p50/p99 ms, drops, flicker, IoU."""
-    from rich.table import Table
-
-    notes = []
-    if stats.skipped:
-        notes.append(f"{stats.skipped} corrupt frames skipped" + (f" (first: {stats.skip_reason})" if stats.skip_reason else ""))
-    if stats.dropped:
-        notes.append(f"{stats.dropped} stale live frames dropped")
-    if stats.reconnects:
-        notes.append(f"{stats.reconnects} reconnects")
-    if stats.mean_flicker is not None:
-        notes.append(f"flicker {100 * stats.mean_flicker:.2f}% of pixels per frame")
-    title = f"{label}: {stats.frames} frames in {stats.seconds:.1f} s = {stats.fps:.1f} FPS" + "".join(f", {n}" for n in notes)
-    table = Table(title=title)
-    table.add_column("stage")
-    table.add_column("p50 ms", justify="right")
-    table.add_column("p99 ms", justify="right")
-    for stage, hist in stats.histograms.items():
-        if hist.total:
-            table.add_row("end-to-end latency" if stage == "latency" else stage, f"{hist.percentile(50):.2f}", f"{hist.percentile(99):.2f}")
-    console.print(table)
-    if stats.iou:
-        per_frame = " ".join("-" if v != v else f"{100 * v:.0f}" for v in stats.object_iou)
-        console.print(
-            f"IoU against ground truth, mean over {len(stats.iou)} frames: object (pet or border) {100 * stats.mean_object_iou:.2f}%, "
-            f"pet only {100 * stats.mean_iou:.2f}%; object IoU per frame (%): {per_frame}"
-        )
-    if stats.drift is not None:
-        print_drift_summary(stats.drift)
-
-
-def print_drift_summary(summary) -> None:
-    """The drift monitor's closing lines: mean, p5 and worst-frame agreement, frames scored and skipped."""
-    sampled = "adaptive sampling" if summary.every == 0 else ("every frame" if summary.every == 1 else f"1 frame in {summary.every}")
-    skipped = f", {summary.skipped} skipped while the reference was busy" if summary.skipped else ""
-    if not summary.scored:
-        console.print(f"agreement with {summary.reference}: no frame scored ({summary.due} due{skipped})")
-        return
-    iou = ", ".join(f"{k} {100 * v:.2f}%" for k, v in summary.iou.items() if v == v)
-    policy = "a file: the loop waits for the reference" if summary.waited else "live: frames skipped while the reference is busy"
-    console.print(
-        f"agreement with {summary.reference} ({sampled}, {summary.scored} of {summary.due} due frames scored{skipped}; {policy}): "
-        f"mean {100 * summary.mean:.2f}%, p5 {100 * summary.p5:.2f}%, worst {100 * summary.worst:.2f}% at frame {summary.worst_frame}; "
-        f"IoU vs reference {iou}; logit error max {summary.logits_error['max']:.3g}, p99 {summary.logits_error['p99']:.3g}"
-    )
-    for alert in summary.alerts:
-        console.print(f"drift alert at frame {alert.frame}: running agreement {100 * alert.running:.2f}%" + (f", panel {alert.panel}" if alert.panel else ""))
 
 
 @handle_errors
 def run_command(
-    source: Annotated[str, typer.Option("--source", "-s", help="Camera index (0), video file, rtsp:// or http:// URL, image folder or glob.")],
+    source: Annotated[Optional[list[str]], typer.Option("--source", "-s", metavar="SOURCE", help="Camera index (0), video file, rtsp:// or http:// URL, image folder, glob, or a GStreamer pipeline ending in appsink (needs an OpenCV built with GStreamer). Repeat it for several sources, batched into one inference call.")] = None,
+    sources_file: Annotated[Optional[Path], typer.Option("--sources", metavar="FILE", help="A text file of sources, one a line (blank lines and # comments skipped), as Ultralytics reads a .streams file; adds to --source.")] = None,
     engine: Annotated[Optional[Path], typer.Option("--engine", "-e", help="Artifact: .pt (PyTorch), .onnx (ONNX Runtime or OpenVINO, see --backend), .xml (OpenVINO IR) or .engine (TensorRT), or a served model: triton://HOST:PORT/MODEL (HTTP), triton+grpc://HOST:PORT/MODEL; default: the embedded segnet-dsc.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the annotated video here (.mp4, finalised even on Ctrl-C or an error).")] = None,
-    show: Annotated[bool, typer.Option("--show", help="Show a window (q or Esc quits, space pauses).")] = False,
-    serve: Annotated[Optional[int], typer.Option("--serve", min=1, max=65535, help="Serve an MJPEG stream and a live page on this port.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the annotated video here (.mp4, finalised even on Ctrl-C or an error). Several sources: a folder (DIR/NAME.mp4) or a pattern with {name} (out/{name}.mp4).")] = None,
+    show: Annotated[bool, typer.Option("--show", help="Show a window (q or Esc quits, space pauses); several sources: one window each.")] = False,
+    serve: Annotated[Optional[int], typer.Option("--serve", min=1, max=65535, help="Serve an MJPEG stream and a live page on this port; several sources: a grid of every source with its figures (/stream/K each).")] = None,
     host: Annotated[str, typer.Option(help="Address --serve binds to (0.0.0.0 exposes the camera to the network).")] = "127.0.0.1",
-    save_masks: Annotated[Optional[Path], typer.Option(help="Write each frame's class map as DIR/NNNNNN.png (0 pet, 1 background, 2 border).")] = None,
-    stats_file: Annotated[Optional[Path], typer.Option("--stats", help="Write per-frame statistics as JSON lines.")] = None,
-    gt_masks: Annotated[Optional[Path], typer.Option(help="Per-frame binary ground-truth masks (sorted files): prints pet IoU per frame and mean.")] = None,
+    save_masks: Annotated[Optional[Path], typer.Option(help="Write each frame's class map as DIR/NNNNNN.png (0 pet, 1 background, 2 border). Several sources: DIR/NAME/NNNNNN.png, or a pattern with {name}.")] = None,
+    stats_file: Annotated[Optional[Path], typer.Option("--stats", help="Write per-frame statistics as JSON lines. Several sources: a folder (DIR/NAME.jsonl) or a pattern with {name}.")] = None,
+    gt_masks: Annotated[Optional[Path], typer.Option(help="Per-frame binary ground-truth masks (sorted files): prints pet IoU per frame and mean (one source only).")] = None,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes to draw, e.g. pet or pet,border.")] = None,
     outline: Annotated[bool, typer.Option("--outline", help="Draw class boundaries instead of filled regions.")] = False,
     smooth: Annotated[float, typer.Option(min=0.0, max=0.99, help="Temporal smoothing of class probabilities (0 off; 0.5 halves the weight of each new frame).")] = 0.0,
     realtime: Annotated[bool, typer.Option("--realtime", help="Pace a file at its frame rate and drop frames that come too late, like a camera.")] = False,
     loop: Annotated[bool, typer.Option("--loop", help="Restart a file at its end.")] = False,
-    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames.")] = None,
-    sequential: Annotated[bool, typer.Option("--sequential", help="Naive one-thread loop instead of the pipeline (for comparison).")] = False,
-    workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime, OpenVINO or PyTorch on a CPU, one for GPU backends).")] = 0,
+    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames (per source).")] = None,
+    max_batch: Annotated[Optional[int], typer.Option(min=1, help="Several sources: frames per inference call at most (default: the number of sources, within the artifact's batch range).")] = None,
+    sequential: Annotated[bool, typer.Option("--sequential", help="Naive one-thread loop instead of the pipeline (for comparison; one source only).")] = False,
+    workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime, OpenVINO or PyTorch on a CPU, one for GPU backends); several sources: batches inferred in parallel.")] = 0,
     threads: Annotated[int, typer.Option(min=0, help="Intra-op threads per worker, ONNX Runtime, OpenVINO or PyTorch on a CPU (0: auto, 1 when there are several workers).")] = 0,
     provider: Annotated[Provider, typer.Option(help="ONNX Runtime execution provider for .onnx artifacts.")] = Provider.CPU,
     decode_threads: Annotated[int, typer.Option(min=0, help="FFmpeg decoder threads for videos and streams (0: FFmpeg's default, one per core; 1 leaves the cores to inference).")] = 1,
@@ -108,17 +59,40 @@ def run_command(
     agreement and the worst recent frame, --stats gets one line per scored frame (agreement,
     IoU per class against the reference, logit error), the --serve page plots it, and the
     summary gives mean, p5 and worst-frame agreement. Exit code 6 with --fail-below.
+
+    Several sources (--source repeated, or --sources FILE): the frames the sources have ready
+    are batched into one inference call (at most one per source, only frames fed at the same
+    input size, within the artifact's batch range), files advancing together and cameras never
+    held back. Each source has its own output, --stats file and --save-masks folder (named by
+    source), HUD, FPS, reconnects and drift monitor; a source that ends or fails does not stop
+    the others, and the summary has a row per source and the aggregate. The --serve page
+    shows every source in a grid. Exit code 5 at the end when a source failed.
     """
     from segedge._io import check_output, resolved
-    from segedge.data.sources import open_source
+    from segedge.data.sources import open_source, read_sources_file
     from segedge.errors import InputError, SourceError
     from segedge.runtime.factory import live_parallelism, load_runner
     from segedge.runtime.postprocess import GroundTruth
     from segedge.runtime.sinks import VIDEO_SUFFIXES, MaskSink, MjpegServer, StatsSink, VideoSink
     from segedge.runtime.video import LiveOptions, require_display, run_live
 
+    specs = list(source or []) + (read_sources_file(sources_file) if sources_file is not None else [])
+    if not specs:
+        raise InputError("no source: give --source (repeat it for several) or --sources FILE")
     if show:
         require_display()  # before any window: Qt aborts the process without a display
+    if len(specs) > 1:
+        from segedge.cli.run_many import run_several
+
+        return run_several(
+            specs, engine=engine, output=output, show=show, serve=serve, host=host, save_masks=save_masks, stats_file=stats_file,
+            gt_masks=gt_masks, alpha=alpha, classes=classes, outline=outline, smooth=smooth, realtime=realtime, loop=loop,
+            max_frames=max_frames, max_batch=max_batch, sequential=sequential, workers=workers, threads=threads, provider=provider,
+            decode_threads=decode_threads, backend=backend, upsample=upsample, force=force, reference=reference,
+            reference_every=reference_every, reference_nice=reference_nice, alert_window=alert_window, alert_below=alert_below,
+            fail_below=fail_below,
+        )
+    source = specs[0]
     if output is not None and output.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"--output {output}: expected a video file name ({', '.join(VIDEO_SUFFIXES)})")
     auto_workers, auto_threads = live_parallelism(engine, provider, backend)

@@ -1,5 +1,5 @@
-"""Frame sources for the live loop: webcam index (V4L2), video file, RTSP/HTTP URL, image
-folder, image glob or a single image. All deliver ``(H, W, 3)`` uint8 BGR frames.
+"""Frame sources for the live loop: webcam index (V4L2), video file, RTSP/HTTP URL, GStreamer
+pipeline, image folder, image glob or a single image. All deliver ``(H, W, 3)`` uint8 BGR frames.
 
 A source is read with :meth:`FrameSource.read_into`, which decodes into a caller-owned
 buffer when the size allows (no allocation per frame), or by plain iteration. Live sources
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import re
 import threading
 from pathlib import Path
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 
 from segedge.data.images import IMAGE_SUFFIXES, list_images, read_image
-from segedge.errors import DataError, SourceError
+from segedge.errors import BackendUnavailableError, DataError, InputError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,116 @@ class CaptureSource(FrameSource):
         self.capture.release()
 
 
+GSTREAMER_CHECK = 'python -c "import cv2; print(cv2.getBuildInformation())" | grep GStreamer'
+
+
+def gstreamer_support() -> str | None:
+    """What OpenCV's build information says of GStreamer when it was built with it (``"YES
+    (1.20.3)"``), else ``None`` (the ``opencv-python`` wheels from PyPI are built without)."""
+    found = re.search(r"^\s*GStreamer:\s*(.+?)\s*$", cv2.getBuildInformation(), re.MULTILINE)
+    return found.group(1) if found and found.group(1).upper().startswith("YES") else None
+
+
+def is_gstreamer_pipeline(spec: str) -> bool:
+    """A GStreamer launch line (elements joined by `` ! ``) rather than a path, URL or index."""
+    return re.search(r"\s!\s", spec) is not None and not Path(spec).exists()
+
+
+def check_pipeline(pipeline: str) -> None:
+    """Whether OpenCV here can open the GStreamer ``pipeline`` (checked before any work).
+
+    Raises:
+        BackendUnavailableError: this OpenCV was built without GStreamer (:func:`gstreamer_support`).
+        InputError: the pipeline has no ``appsink`` (OpenCV reads frames from one).
+    """
+    shown = redact_url(" ".join(pipeline.split()))
+    if gstreamer_support() is None:
+        raise BackendUnavailableError(
+            f"source {shown!r} is a GStreamer pipeline, but OpenCV {cv2.__version__} here was built without GStreamer "
+            f"(check: {GSTREAMER_CHECK}); install an OpenCV built with it (JetPack's on a Jetson, or the distribution's "
+            "python3-opencv) instead of the opencv-python wheels"
+        )
+    if "appsink" not in pipeline:
+        raise InputError(f"GStreamer pipeline {shown!r} has no appsink; end it with '! videoconvert ! video/x-raw,format=BGR ! appsink drop=1'")
+
+
+class GStreamerSource(CaptureSource):
+    """A GStreamer pipeline opened with OpenCV's GStreamer backend (``cv2.CAP_GSTREAMER``), as
+    jetson-inference's videoSource opens CSI cameras and hardware decoders: for example
+    ``nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=30/1 !
+    nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1``
+    on a Jetson. Read as a live source (newest frame wins, reopened with back-off).
+
+    Args:
+        pipeline: the launch line; it must end in an ``appsink`` (OpenCV reads frames from it).
+
+    Raises:
+        BackendUnavailableError: this OpenCV was built without GStreamer (:func:`gstreamer_support`).
+        InputError: the pipeline has no ``appsink``.
+        SourceError: GStreamer cannot start the pipeline.
+    """
+
+    def __init__(self, pipeline: str):
+        check_pipeline(pipeline)
+        super().__init__(pipeline, f"GStreamer pipeline {redact_url(' '.join(pipeline.split()))}", live=True, decode_threads=0)
+
+    def _open_url(self) -> cv2.VideoCapture:
+        return cv2.VideoCapture(self.target, cv2.CAP_GSTREAMER)
+
+
+def read_sources_file(path: str | os.PathLike[str]) -> list[str]:
+    """The sources of a text file, one a line (as Ultralytics reads a ``.streams`` file):
+    surrounding spaces stripped, blank lines and lines starting with ``#`` skipped.
+
+    Raises:
+        InputError: the file is missing, unreadable, not text, or lists no source.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--sources {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); expected a text file, one source a line") from None
+    specs = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if not specs:
+        raise InputError(f"--sources {path} lists no source; expected one camera index, file, URL or pipeline a line")
+    return specs
+
+
+def source_name(spec: str | int) -> str:
+    """A short name for a source, safe as a file name: ``camera0``, a file's or folder's stem,
+    a URL's host and path without credentials, a pipeline's first element.
+
+    Only ``A-Z a-z 0-9 . _ -`` are kept (others become ``_``), never a leading dot, at most
+    48 characters; ``source`` when nothing is left.
+    """
+    text = str(spec).strip()
+    if text.isdigit():
+        name = f"camera{text}"
+    elif is_gstreamer_pipeline(text):
+        name = (text.split("!")[0].split() or ["gstreamer"])[0]
+    elif "://" in text:
+        name = redact_url(text).split("://", 1)[1].split("?")[0]
+    else:
+        path = Path(text)
+        if any(ch in text for ch in "*?[") and not path.exists():
+            path = path.parent
+        name = path.stem if path.suffix and not path.is_dir() else path.name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:48].strip("._-")
+    return name or "source"
+
+
+def source_names(specs: list[str]) -> list[str]:
+    """:func:`source_name` of each spec, made unique (``libby``, ``libby-2``, ...)."""
+    names: list[str] = []
+    for spec in specs:
+        base = name = source_name(spec)
+        n = 1
+        while name in names:
+            n += 1
+            name = f"{base}-{n}"
+        names.append(name)
+    return names
+
+
 class ImageFilesSource(FrameSource):
     """A sorted list of image files, read one by one; unreadable files are skipped and counted."""
 
@@ -236,16 +347,21 @@ def open_source(spec: str | int, decode_threads: int = 1) -> FrameSource:
 
     Args:
         spec: camera index (``0`` or ``"0"``), ``rtsp://``/``http(s)://`` URL, video file,
-            image file, image directory, or a glob such as ``"frames/*.jpg"``.
+            image file, image directory, a glob such as ``"frames/*.jpg"``, or a GStreamer
+            pipeline ending in ``appsink`` (see :class:`GStreamerSource`).
         decode_threads: FFmpeg decoder threads for videos and URLs (see
             :class:`CaptureSource`; 0: FFmpeg's default).
 
     Raises:
         SourceError: nothing matches, or OpenCV cannot open it.
+        BackendUnavailableError: a GStreamer pipeline where OpenCV has no GStreamer.
+        InputError: a GStreamer pipeline without ``appsink``.
     """
     text = str(spec)
     if text.isdigit():
         return CaptureSource(int(text), f"camera {text}", live=True)
+    if is_gstreamer_pipeline(text):
+        return GStreamerSource(text)
     if "://" in text:
         return CaptureSource(text, f"stream {redact_url(text)}", live=True, decode_threads=decode_threads)
     path = Path(text)

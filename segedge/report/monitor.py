@@ -190,6 +190,8 @@ class DriftMonitor:
         on_result: called with each :class:`FrameDrift`, from the monitor's worker thread.
         wait: the live loop waits for the reference instead of skipping frames (offline
             checks; the live FPS then falls to the reference's pace).
+        name: the source's name when several sources run, each with its monitor: alert panels
+            are then ``drift-alert-NAME-NNNNNN.png`` and alert lines name the source.
         nice: scheduling niceness of the worker thread on Linux (19: the lowest priority,
             it runs on CPU time nothing else wants; 0: the same as the loop).
 
@@ -207,6 +209,7 @@ class DriftMonitor:
         on_result: Callable[[FrameDrift], None] | None = None,
         wait: bool = False,
         nice: int = 19,
+        name: str | None = None,
     ):
         if every < 0:
             raise InputError(f"--reference-every must be >= 0 (0: adaptive), got {every}")
@@ -217,7 +220,7 @@ class DriftMonitor:
         self.reference, self.every, self.window = reference, every, window
         self.alert_below = alert_below
         self.alert_dir = Path(alert_dir) if alert_dir is not None else Path.cwd()
-        self.on_result, self.wait, self.nice = on_result, wait, nice
+        self.on_result, self.wait, self.nice, self.name = on_result, wait, nice, name
         self._cond = threading.Condition()
         self._free: list[_Buffer] = []
         self._pending: _Buffer | None = None
@@ -426,7 +429,8 @@ class DriftMonitor:
         candidate = buffer.logits[0].argmax(0).astype(np.uint8)
         model = self._candidate or self.reference
         panel = worst_case_panels(input_image(buffer.batch, model), reference, candidate, None, model.contract.palette)
-        path: Path | None = self.alert_dir / f"drift-alert-{buffer.frame:06d}.png"
+        stem = f"drift-alert-{self.name}-{buffer.frame:06d}" if self.name else f"drift-alert-{buffer.frame:06d}"
+        path: Path | None = self.alert_dir / f"{stem}.png"
         ok, encoded = cv2.imencode(".png", panel)
         try:
             if not ok:
@@ -437,8 +441,8 @@ class DriftMonitor:
             path = None
         where = f"; panel {path}" if path else ""
         log.warning(
-            "drift alert at frame %d: agreement with the reference %.2f%% over the last %d scored frames, below %g%%%s",
-            result.frame, 100 * result.running, self.window, self.alert_below, where,
+            "drift alert%s at frame %d: agreement with the reference %.2f%% over the last %d scored frames, below %g%%%s",
+            f" on {self.name}" if self.name else "", result.frame, 100 * result.running, self.window, self.alert_below, where,
         )
         with self._cond:
             self._summary.alerts.append(DriftAlert(result.frame, result.running, path))

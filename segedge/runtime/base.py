@@ -7,7 +7,7 @@ from __future__ import annotations
 import abc
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, overload
 
 import numpy as np
 
@@ -135,29 +135,66 @@ class Runner(abc.ABC):
         (:meth:`input_size` of the images)."""
         return self.infer(self.preprocess(images)).argmax(1).astype(np.uint8)
 
-    def segment(self, frame: np.ndarray, alpha: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-        """Segment one BGR frame into a class map and an overlay, both at the frame's size.
+    @overload
+    def segment(self, frame: np.ndarray, alpha: float = 0.5) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @overload
+    def segment(self, frame: Sequence[np.ndarray], alpha: float = 0.5) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+    def segment(self, frame, alpha=0.5):
+        """Segment one BGR frame, or a batch of frames (from several cameras, of any sizes),
+        into class maps and overlays at each frame's own size.
+
+        A batch is inferred in as few calls as the artifact allows: frames are grouped by
+        the input size they are fed at (:meth:`input_size`: one group for a model of fixed
+        size; frames of different aspect ratios feed a model of any input size at different
+        sizes, and only frames of one size share a call), each group split into calls of at
+        most :attr:`max_batch` frames, and the results returned in the order given.
 
         Args:
-            frame: ``(H, W, 3)`` uint8 BGR image, any size (as OpenCV decodes it).
+            frame: one ``(H, W, 3)`` uint8 BGR image, any size (as OpenCV decodes it); or a
+                sequence of them (or an ``(N, H, W, 3)`` array).
             alpha: overlay opacity in [0, 1].
 
         Returns:
             ``(class_map, overlay)``: ``(H, W)`` uint8 class indices (nearest-neighbour
             upsampled from the model resolution) and the ``(H, W, 3)`` uint8 BGR frame with
-            the contract's palette blended in.
+            the contract's palette blended in; for a batch, a list of them in input order.
 
         Raises:
-            InputError: not an ``(H, W, 3)`` uint8 image.
+            InputError: not an ``(H, W, 3)`` uint8 image (or a batch of them).
         """
         from segedge.runtime.overlay import Overlay
 
-        if not isinstance(frame, np.ndarray) or frame.ndim != 3:
-            raise InputError(f"expected one (H, W, 3) uint8 BGR frame, got {getattr(frame, 'shape', type(frame).__name__)}")
-        mask = self.predict(frame)[0]
-        painter = Overlay(self.contract.palette, alpha)
-        overlay = painter.draw(frame.copy(), mask)
-        return painter.full_mask.copy(), overlay
+        if isinstance(frame, np.ndarray) and frame.ndim == 3:
+            mask = self.predict(frame)[0]
+            painter = Overlay(self.contract.palette, alpha)
+            overlay = painter.draw(frame.copy(), mask)
+            return painter.full_mask.copy(), overlay
+        if not isinstance(frame, (list, tuple)) and not (isinstance(frame, np.ndarray) and frame.ndim == 4):
+            raise InputError(f"expected one (H, W, 3) uint8 BGR frame or a sequence of them, got {getattr(frame, 'shape', type(frame).__name__)}")
+        frames = list(frame)
+        for index, image in enumerate(frames):
+            if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) == 0:
+                raise InputError(f"frame {index} of the batch is not an (H, W, 3) uint8 BGR image: {getattr(image, 'dtype', type(image).__name__)} "
+                                 f"{getattr(image, 'shape', '')}")
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(frames):
+            groups.setdefault(self.input_size(*image.shape[:2]), []).append(index)
+        masks: list[np.ndarray | None] = [None] * len(frames)
+        for size, indices in groups.items():
+            step = self.max_batch or len(indices)
+            for start in range(0, len(indices), step):
+                chunk = indices[start : start + step]
+                batch = self.preprocess([frames[i] for i in chunk], out=np.empty((len(chunk), 3, *size), np.float32))
+                for i, mask in zip(chunk, self.infer(batch).argmax(1).astype(np.uint8)):
+                    masks[i] = mask
+        results = []
+        for image, mask in zip(frames, masks):
+            painter = Overlay(self.contract.palette, alpha)
+            overlay = painter.draw(image.copy(), mask)
+            results.append((painter.full_mask.copy(), overlay))
+        return results
 
     def close(self) -> None:
         """Release backend resources (sessions, device memory)."""

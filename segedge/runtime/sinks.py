@@ -24,6 +24,8 @@ import numpy as np
 from segedge._io import atomic_write_bytes, settle, temp_file
 from segedge.data.sources import redact_url
 from segedge.errors import InputError, SourceError
+from segedge.runtime.pages import GRID_PAGE, PAGE
+from segedge.runtime.stats import LatencyHistogram
 
 
 class Sink:
@@ -215,92 +217,6 @@ class StatsSink(Sink):
 
 
 
-# The live page: plain HTML, CSS and JavaScript, nothing fetched from elsewhere. It polls
-# /stats once a second and draws with inline SVG: figures rounded, FPS and latency over the
-# last minutes, and (with a drift monitor) agreement with the reference over the frames.
-# Values from the server only ever reach the page through textContent and SVG attributes.
-_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>segedge live</title>
-<style>
-body{font-family:system-ui,sans-serif;background:#14161a;color:#e8e8e8;margin:16px}
-h1{font-size:20px;margin:0 0 2px}.src{color:#9aa0a6;margin:0 0 12px;word-break:break-all}
-.wrap{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
-#view{max-width:min(100%,854px);border:1px solid #333;background:#000}
-.side{flex:1;min-width:340px;max-width:560px}
-.cards{display:grid;grid-template-columns:repeat(3,1fr);gap:8px;margin-bottom:12px}
-.card{background:#1f2329;border-radius:6px;padding:8px 10px}.card b{display:block;font-size:22px;font-variant-numeric:tabular-nums}
-.card span{color:#9aa0a6;font-size:12px}
-h2{font-size:14px;color:#c9cdd2;margin:12px 0 4px}svg{background:#1f2329;border-radius:6px;width:100%;height:150px}
-svg text{fill:#9aa0a6;font-size:11px}.legend{font-size:12px;color:#9aa0a6}.legend i{display:inline-block;width:10px;height:3px;margin:0 4px 3px 10px}
-table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}td,th{padding:2px 10px 2px 0;text-align:right}th:first-child,td:first-child{text-align:left}
-.off{color:#9aa0a6;font-size:13px}.alert{color:#ff6b6b}
-</style></head><body>
-<h1>segedge live</h1><p class="src" id="source">$title</p>
-<div class="wrap"><img src="/stream" id="view" alt="live view">
-<div class="side">
-<div class="cards">
-<div class="card"><b id="fps">-</b><span>FPS</span></div>
-<div class="card"><b id="latency">-</b><span>latency ms (capture to drawn)</span></div>
-<div class="card"><b id="infer">-</b><span>inference ms</span></div>
-<div class="card"><b id="frame">-</b><span>frame</span></div>
-<div class="card"><b id="agreement">-</b><span>agreement with reference</span></div>
-<div class="card"><b id="worst">-</b><span>worst recent frame</span></div>
-</div>
-<h2>speed <span class="legend"><i style="background:#4fc3f7"></i>FPS<i style="background:#ffb74d"></i>latency ms</span></h2>
-<svg id="perf" viewBox="0 0 500 150" preserveAspectRatio="none"></svg>
-<h2>agreement with the reference, % of pixels, per scored frame <span class="legend"><i style="background:#81c784"></i>frame<i style="background:#e0e0e0"></i>running</span></h2>
-<svg id="drift" viewBox="0 0 500 150" preserveAspectRatio="none"></svg>
-<p class="off" id="drift-off">no drift monitor: start segedge run with --reference to compare with PyTorch live</p>
-<table id="iou"></table>
-</div></div>
-<script>
-const NS="http://www.w3.org/2000/svg";
-function fmt(v,d){return (v===null||v===undefined||!isFinite(v))?"-":Number(v).toFixed(d)}
-function set(id,text){document.getElementById(id).textContent=text}
-function el(name,attrs,text){const e=document.createElementNS(NS,name);for(const k in attrs)e.setAttribute(k,attrs[k]);if(text!==undefined)e.textContent=text;return e}
-// series: [{points:[[x,y],...],color,axis:0|1}], axes: [[lo,hi,label],...] (left, optional right)
-function plot(svg,series,axes,xs){
-  while(svg.firstChild)svg.removeChild(svg.firstChild);
-  const W=500,H=150,L=34,R=axes.length>1?34:8,T=8,B=18;
-  if(!xs.length){svg.appendChild(el("text",{x:L,y:H/2},"waiting for data"));return}
-  const x0=Math.min(...xs),x1=Math.max(...xs),sx=v=>L+(x1>x0?(v-x0)/(x1-x0):0.5)*(W-L-R);
-  for(let g=0;g<=4;g++){const y=T+g*(H-T-B)/4;svg.appendChild(el("line",{x1:L,x2:W-R,y1:y,y2:y,stroke:"#2c323a"}))}
-  axes.forEach((a,i)=>{const x=i?W-R+3:2;
-    svg.appendChild(el("text",{x:x,y:T+9},fmt(a[1],a[3]||0)));svg.appendChild(el("text",{x:x,y:H-B},fmt(a[0],a[3]||0)))});
-  svg.appendChild(el("text",{x:L,y:H-4},"frame "+Math.round(x0)));
-  svg.appendChild(el("text",{x:W-R,y:H-4,"text-anchor":"end"},"frame "+Math.round(x1)));
-  for(const s of series){const a=axes[s.axis||0],span=(a[1]-a[0])||1;
-    const pts=s.points.filter(p=>p[1]!==null&&isFinite(p[1])).map(p=>sx(p[0]).toFixed(1)+","+(T+(1-(p[1]-a[0])/span)*(H-T-B)).toFixed(1)).join(" ");
-    if(pts)svg.appendChild(el("polyline",{points:pts,fill:"none",stroke:s.color,"stroke-width":1.6,"vector-effect":"non-scaling-stroke","class":s.name}));
-    if(s.dots&&s.points.length<=200)for(const p of pts.split(" "))if(p){const q=p.split(",");svg.appendChild(el("circle",{cx:q[0],cy:q[1],r:2.2,fill:s.color}))}}
-}
-function range(values,pad,floor){const v=values.filter(x=>x!==null&&isFinite(x));if(!v.length)return[0,1];
-  let lo=Math.min(...v),hi=Math.max(...v);const m=Math.max((hi-lo)*pad,1e-6);lo=floor!==undefined?Math.max(floor,lo-m):lo-m;return[lo,hi+m]}
-async function tick(){
-  let s;try{s=await (await fetch("/stats",{cache:"no-store"})).json()}catch(e){return}
-  const f=s.latest||{};
-  set("fps",fmt(f.fps,1));set("latency",fmt(f.latency_ms,1));set("infer",fmt(f.infer_ms,1));set("frame",f.frame===undefined?"-":String(f.frame));
-  const h=s.history||[],x=h.map(r=>r.frame);
-  const fr=range(h.map(r=>r.fps),0.1,0),lr=range(h.map(r=>r.latency_ms),0.1,0);
-  plot(document.getElementById("perf"),[{name:"fps",points:h.map(r=>[r.frame,r.fps]),color:"#4fc3f7",axis:0},{name:"latency",points:h.map(r=>[r.frame,r.latency_ms]),color:"#ffb74d",axis:1}],
-       [[fr[0],fr[1],"FPS",0],[lr[0],lr[1],"ms",0]],x);
-  const d=s.drift||[];
-  document.getElementById("drift-off").style.display=d.length||s.monitor?"none":"block";
-  if(!d.length&&!s.monitor)return;
-  const last=d[d.length-1];
-  if(last){set("agreement",fmt(last.running_pct,1)+" %");
-    let w=d.slice(-(s.window||10)).reduce((a,b)=>b.agreement_pct<a.agreement_pct?b:a);set("worst","#"+w.frame+"  "+fmt(w.agreement_pct,1)+" %")}
-  const ar=range(d.map(r=>r.agreement_pct),0.1);ar[1]=Math.min(100,ar[1]);
-  plot(document.getElementById("drift"),[{name:"agreement",points:d.map(r=>[r.frame,r.agreement_pct]),color:"#81c784",dots:true},{name:"running",points:d.map(r=>[r.frame,r.running_pct]),color:"#e0e0e0"}],
-       [[ar[0],ar[1],"%",1]],d.map(r=>r.frame));
-  const table=document.getElementById("iou");while(table.firstChild)table.removeChild(table.firstChild);
-  if(last&&last.iou){const head=table.insertRow();["class","IoU vs reference %"].forEach(x=>{const th=document.createElement("th");th.textContent=x;head.appendChild(th)});
-    for(const k in last.iou){const r=table.insertRow();r.insertCell().textContent=k;r.insertCell().textContent=fmt(last.iou[k],2)}
-    const r=table.insertRow();r.insertCell().textContent="logit error max";r.insertCell().textContent=fmt(last.logits_error_max,3)}
-}
-tick();setInterval(tick,1000);
-</script></body></html>"""
-
-
 def _rounded(value: Any, digits: int = 2) -> Any:
     """Floats rounded to ``digits`` decimals, inside dicts and lists too (for the page)."""
     if isinstance(value, float):
@@ -310,6 +226,23 @@ def _rounded(value: Any, digits: int = 2) -> Any:
     if isinstance(value, (list, tuple)):
         return [_rounded(v, digits) for v in value]
     return value
+
+
+class _Channel:
+    """One source's share of the server: its newest JPEG, latest figures and history."""
+
+    def __init__(self, name: str, history: int, drift_history: int):
+        self.name = name
+        self.jpeg: bytes | None = None
+        self.sequence = 0
+        self.clients = 0
+        self.stats: dict[str, Any] = {}
+        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=history)
+        self.drift: collections.deque[dict[str, Any]] = collections.deque(maxlen=drift_history)
+        self.latency = LatencyHistogram()
+        self.last_sample = -1.0
+        self.ended = False
+        self.failed = False
 
 
 class MjpegServer(Sink):
@@ -327,6 +260,13 @@ class MjpegServer(Sink):
     "latency_ms", "infer_ms"}], "drift": [{"frame", "agreement_pct", "running_pct", "iou"
     (percent per class), "logits_error_max"}], "monitor": bool, "window": int}``.
 
+    With ``sources`` (several sources in one run), the server is not a sink itself: each
+    source writes through its own :meth:`sink`, ``/`` is a grid with one tile per source (its
+    stream from ``/stream/K``, FPS, latency p50/p99, inference time, batch size, frame,
+    agreement, an FPS plot) and the aggregate rate, and ``/stats`` is ``{"sources": [{"name",
+    "latest", "history", "drift", "latency_p99_ms", "ended", "failed"}], "monitor", "window"}``.
+    The server stops when every source's sink is closed.
+
     JPEG encoding happens only while a client watches. Binds to ``host`` (127.0.0.1 unless
     told otherwise: the stream shows whatever the camera sees).
 
@@ -336,6 +276,7 @@ class MjpegServer(Sink):
         title: what is shown (e.g. ``"model.onnx (onnxruntime int8) on video clip.mp4"``).
         quality: JPEG quality, 1-100.
         monitor_window: the drift monitor's running window (scored frames), if one runs.
+        sources: the names of several sources, shown as text in their tiles (``None``: one source).
 
     Raises:
         SourceError: the port cannot be bound.
@@ -345,30 +286,28 @@ class MjpegServer(Sink):
     DRIFT_HISTORY = 600  # scored frames kept for the agreement plot
     SAMPLE_S = 0.25  # seconds between speed samples
 
-    def __init__(self, port: int, host: str = "127.0.0.1", title: str = "", quality: int = 80, monitor_window: int | None = None):
+    def __init__(self, port: int, host: str = "127.0.0.1", title: str = "", quality: int = 80, monitor_window: int | None = None,
+                 sources: list[str] | None = None):
         self.quality = quality
-        self._jpeg: bytes | None = None
-        self._stats: dict[str, Any] = {}
-        self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=self.HISTORY)
-        self._drift: collections.deque[dict[str, Any]] = collections.deque(maxlen=self.DRIFT_HISTORY)
+        self.grid = sources is not None
+        self._channels = [_Channel(name, self.HISTORY, self.DRIFT_HISTORY) for name in (sources if sources is not None else [title])]
         self._monitor_window = monitor_window
         self._started = time.monotonic()
-        self._last_sample = -1.0
-        page = _PAGE.replace("$title", html.escape(redact_url(title))).encode()
-        self._sequence = 0
-        self._clients = 0
+        page = (GRID_PAGE if self.grid else PAGE).replace("$title", html.escape(redact_url(title))).encode()
         self._cond = threading.Condition()
         self._closed = False
+        self._open_sinks = 0
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server API)
+                channel = server._stream_channel(self.path)
                 if self.path == "/":
                     self._send(200, "text/html; charset=utf-8", page)
                 elif self.path == "/stats":
                     self._send(200, "application/json", server._stats_json())
-                elif self.path == "/stream":
-                    server._stream(self)
+                elif channel is not None:
+                    server._stream(self, channel)
                 else:
                     self._send(404, "text/plain", b"not found")
 
@@ -394,21 +333,36 @@ class MjpegServer(Sink):
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="segedge-mjpeg", daemon=True)
         self._thread.start()
 
-    def _stream(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+    def _stream_channel(self, path: str) -> _Channel | None:
+        """The channel ``/stream`` (the first) or ``/stream/K`` names, else ``None``."""
+        if path == "/stream":
+            return self._channels[0]
+        head, _, index = path.rpartition("/")
+        if head == "/stream" and index.isdigit() and int(index) < len(self._channels):
+            return self._channels[int(index)]
+        return None
+
+    def sink(self, index: int) -> Sink:
+        """The sink of source ``index`` (several sources); the server stops when all are closed."""
+        with self._cond:
+            self._open_sinks += 1
+        return _ChannelSink(self, self._channels[index])
+
+    def _stream(self, handler: http.server.BaseHTTPRequestHandler, channel: _Channel) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         handler.send_header("Cache-Control", "no-cache")
         handler.end_headers()
         with self._cond:
-            self._clients += 1
+            channel.clients += 1
         seen = -1
         try:
             while True:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._closed or self._sequence != seen, timeout=5.0)
+                    self._cond.wait_for(lambda: self._closed or channel.sequence != seen, timeout=5.0)
                     if self._closed:
                         return
-                    jpeg, seen = self._jpeg, self._sequence
+                    jpeg, seen = channel.jpeg, channel.sequence
                 if jpeg is None:
                     continue
                 handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpeg)).encode() + b"\r\n\r\n")
@@ -417,43 +371,85 @@ class MjpegServer(Sink):
             pass
         finally:
             with self._cond:
-                self._clients -= 1
+                channel.clients -= 1
 
     def _stats_json(self) -> bytes:
         with self._cond:
-            body = {"latest": _rounded(self._stats), "history": list(self._history), "drift": list(self._drift),
-                    "monitor": self._monitor_window is not None, "window": self._monitor_window}
+            if not self.grid:
+                channel = self._channels[0]
+                body = {"latest": _rounded(channel.stats), "history": list(channel.history), "drift": list(channel.drift),
+                        "monitor": self._monitor_window is not None, "window": self._monitor_window}
+            else:
+                body = {"sources": [{"name": c.name, "latest": _rounded(c.stats), "history": list(c.history), "drift": list(c.drift),
+                                     "latency_p99_ms": round(c.latency.percentile(99), 2) if c.latency.total else None,
+                                     "ended": c.ended, "failed": c.failed} for c in self._channels],
+                        "monitor": self._monitor_window is not None, "window": self._monitor_window}
         return json.dumps(body, allow_nan=False).encode()
 
     def drift(self, record: dict[str, Any]) -> None:
+        self._drift(self._channels[0], record)
+
+    def _drift(self, channel: _Channel, record: dict[str, Any]) -> None:
         pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
         entry = {"frame": record["frame"], "agreement_pct": pct(record["agreement"]), "running_pct": pct(record["running_agreement"]),
                  "iou": {k: pct(v) for k, v in record["iou"].items()}, "logits_error_max": _rounded(record["logits_error"].get("max"), 4)}
         with self._cond:
-            self._drift.append(entry)
+            channel.drift.append(entry)
 
     def write(self, frame: np.ndarray, full_mask: np.ndarray, info: dict[str, Any]) -> None:
+        self._write(self._channels[0], frame, info)
+
+    def _write(self, channel: _Channel, frame: np.ndarray, info: dict[str, Any]) -> None:
         now = time.monotonic() - self._started
+        if info.get("latency_ms") is not None:
+            channel.latency.add(info["latency_ms"])
         with self._cond:
-            self._stats = info
-            if now - self._last_sample >= self.SAMPLE_S:
-                self._last_sample = now
-                self._history.append(_rounded({"t": now, "frame": info.get("frame"), "fps": info.get("fps"),
-                                               "latency_ms": info.get("latency_ms"), "infer_ms": info.get("infer_ms")}))
-            watching = self._clients > 0
+            channel.stats = info
+            if now - channel.last_sample >= self.SAMPLE_S:
+                channel.last_sample = now
+                channel.history.append(_rounded({"t": now, "frame": info.get("frame"), "fps": info.get("fps"),
+                                                 "latency_ms": info.get("latency_ms"), "infer_ms": info.get("infer_ms")}))
+            watching = channel.clients > 0
         if not watching:
             return
         ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if ok:
             with self._cond:
-                self._jpeg = encoded.tobytes()
-                self._sequence += 1
+                channel.jpeg = encoded.tobytes()
+                channel.sequence += 1
                 self._cond.notify_all()
+
+    def _channel_closed(self, channel: _Channel, failed: bool) -> None:
+        with self._cond:
+            channel.ended, channel.failed = True, failed
+            self._open_sinks -= 1
+            last = self._open_sinks == 0
+        if last:
+            self.close()
 
     def close(self, failed: bool = False) -> Path | None:
         with self._cond:
+            if self._closed:
+                return None
             self._closed = True
             self._cond.notify_all()
         self.httpd.shutdown()
         self.httpd.server_close()
+        return None
+
+
+class _ChannelSink(Sink):
+    """What one of several sources writes to a shared :class:`MjpegServer`."""
+
+    def __init__(self, server: MjpegServer, channel: _Channel):
+        self.server, self.channel = server, channel
+
+    def write(self, frame: np.ndarray, full_mask: np.ndarray, info: dict[str, Any]) -> None:
+        self.server._write(self.channel, frame, info)
+
+    def drift(self, record: dict[str, Any]) -> None:
+        self.server._drift(self.channel, record)
+
+    def close(self, failed: bool = False) -> Path | None:
+        self.server._channel_closed(self.channel, failed)
         return None

@@ -94,3 +94,57 @@ class LiveStats:
     def mean_object_iou(self) -> float | None:
         """Mean object IoU (pet or border against the whole-animal mask), ``None`` without ground truth."""
         return float(np.nanmean(self.object_iou)) if self.object_iou else None
+
+
+def merged(histograms: list[LatencyHistogram]) -> LatencyHistogram:
+    """One histogram holding every sample of ``histograms`` (same bins, counts added)."""
+    total = LatencyHistogram()
+    for hist in histograms:
+        with hist._lock:
+            total.counts += hist.counts
+            total.total += hist.total
+            total.sum_ms += hist.sum_ms
+    return total
+
+
+@dataclass
+class MultiLiveStats:
+    """What a run over several sources did: one :class:`LiveStats` per source (its own frames,
+    seconds from the start to its own end, FPS, latency, drops, reconnects, error, drift) and
+    the inference batches they shared."""
+
+    names: list[str]  # the sources' names, in the order given
+    sources: list[LiveStats]  # per source, same order
+    seconds: float = 0.0  # wall time of the whole run
+    batches: dict[int, int] = field(default_factory=dict)  # frames per inference call -> calls
+    interrupted: bool = False  # stopped by Ctrl-C or the q / Esc key
+    signalled: bool = False  # stopped by Ctrl-C (SIGINT)
+
+    @property
+    def frames(self) -> int:
+        """Frames delivered, all sources together."""
+        return sum(s.frames for s in self.sources)
+
+    @property
+    def fps(self) -> float:
+        """Aggregate rate: every source's frames over the run's wall time."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def calls(self) -> int:
+        """Inference calls made."""
+        return sum(self.batches.values())
+
+    @property
+    def mean_batch(self) -> float:
+        """Mean frames per inference call."""
+        return sum(size * n for size, n in self.batches.items()) / self.calls if self.calls else 0.0
+
+    @property
+    def failed(self) -> list[str]:
+        """``"NAME: why"`` for each source that ended with an error."""
+        return [f"{name}: {s.error}" for name, s in zip(self.names, self.sources) if s.error]
+
+    def percentile_ms(self, stage: str, q: float) -> float:
+        """Percentile of a stage over every source's frames."""
+        return merged([s.histograms[stage] for s in self.sources]).percentile(q)
