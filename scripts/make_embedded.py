@@ -45,15 +45,15 @@ def _mean(values: list[float]) -> float:
     return sum(finite) / len(finite)
 
 
-def recipe_text(recipe: dict) -> str:
-    """The training recipe as the run's TrainConfig recorded it, in words."""
+def recipe_text(recipe: dict, amp: str) -> str:
+    """The training recipe as the run's TrainConfig recorded it, in words (``amp``: what ran)."""
     pre = recipe.get("preprocess", {})
     sizes = recipe.get("train_sizes") or [pre.get("height")]
     return (
         f"`segedge train PET_ROOT --model {recipe.get('model')}` (TrainConfig.for_model): the encoder starts from the ImageNet "
         f"weights and learns at {recipe.get('encoder_lr_scale')} x the decoder's rate (Adam lr {recipe.get('lr')}, StepLR "
         f"step {recipe.get('step_size')} gamma {recipe.get('gamma')}), batch {recipe.get('batch_size')}, cross-entropy, "
-        f"{recipe.get('epochs')} epochs, {recipe.get('amp')} autocast, seed {recipe.get('seed')}. Each training image "
+        f"{recipe.get('epochs')} epochs, {amp} autocast, seed {recipe.get('seed')}. Each training image "
         f"keeps its aspect (short side {max(sizes)} px, {pre.get('interpolation')} resize) and every batch takes random "
         f"square crops of side {', '.join(str(s) for s in sizes)} (drawn per batch: multi-scale), flipped with "
         f"p={recipe.get('hflip')}; then the robust recipe (`segedge/training/augment.py`): copy-paste of the pet with its "
@@ -98,6 +98,8 @@ def main() -> None:
     save_checkpoint(target, ckpt.model, ckpt.model_name, ckpt.preprocess, ckpt.classes, meta)
     params = sum(p.numel() for p in ckpt.model.parameters())
     seconds = sum(e.get("seconds", 0) for e in history)
+    ran = sorted({e.get("amp", "off") for e in history}) or ["off"]
+    amp = "/".join(ran) + (f" (`--amp {recipe.get('amp')}`)" if recipe.get("amp") not in ran else "")
 
     def figures(matrix) -> str:
         iou = matrix.iou_per_class()
@@ -136,7 +138,7 @@ video. Trained on 300 photos of 3 breeds: read "Where it fails" before relying o
   CVPR 2012; 600 real images of 3 breeds: Abyssinian, Bengal, american_bulldog, with official
   trimaps; CC BY-SA 4.0 per the dataset's site, annotations for research use). Trained on its
   `trainval` split ({meta['train_images']} images), evaluated on its `test` split ({count} images).
-- **Recipe**: {recipe_text(recipe)}. {meta['epochs_trained']} epochs, {seconds / 60:.0f} minutes on 2 CPU cores.
+- **Recipe**: {recipe_text(recipe, amp)}. {meta['epochs_trained']} epochs, {seconds / 60:.0f} minutes on 2 CPU cores.
 - **Test split of the sample** (PyTorch; every image resized to a square, as `segedge report --data` does):
   - at 128x128 (the article's input): {figures(article)};
   - at {own}x{own} (the model's own input size): {figures(native)}.
@@ -157,7 +159,8 @@ video. Trained on 300 photos of 3 breeds: read "Where it fails" before relying o
   but cats and dogs, so a bird can be called pet.
 
 ```bash
-python scripts/make_embedded.py {args.model} --data {args.data} --videos {args.videos} --gt-masks {args.gt_masks}
+segedge train {args.data} --model {NAME} -o runs/lite
+python scripts/make_embedded.py runs/lite/model.pt --data {args.data} --videos {args.videos} --gt-masks {args.gt_masks}
 segedge run -s ../shared/data/video/davis_libby_854x480.mp4 --gt-masks ../shared/data/davis-libby/masks
 python scripts/video_iou.py segedge/models/weights/segnet-lite0.pt --video ../shared/data/video/davis_libby_854x480.mp4 \\
     --gt-masks ../shared/data/davis-libby/masks --data ../shared/data/oxford-iiit-pet-sample --test-sizes 128 \\
@@ -165,7 +168,7 @@ python scripts/video_iou.py segedge/models/weights/segnet-lite0.pt --video ../sh
 ```
 
 Deployed variants (ONNX FP32/FP16, INT8 in both target forms, OpenVINO) and their speed:
-docs/benchmarks.md, "SegNet-Lite0". Made {datetime.date.today().isoformat()} from `{args.model}`.
+docs/benchmarks.md, "SegNet-Lite0". Made {datetime.date.today().isoformat()} from `{args.model}`, a run of the first command.
 """
     atomic_write_text(target.parent / "MODEL_CARD.md", card)
     print(f"wrote {target} and its model card: test pixel accuracy {100 * article.pixel_accuracy():.2f}% at 128, "

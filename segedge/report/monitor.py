@@ -458,7 +458,8 @@ def _recorded_checkpoint(candidate: Runner) -> tuple[str, str]:
 def find_reference_checkpoint(candidate: Runner) -> tuple[Path | None, str]:
     """The checkpoint an artifact was exported from, when it can be found here.
 
-    Looks for a ``.pt`` file whose SHA-256 equals the one recorded in the candidate's
+    A checkpoint candidate (a ``.pt`` file run in PyTorch) is its own reference. Otherwise
+    looks for a ``.pt`` file whose SHA-256 equals the one recorded in the candidate's
     contract (:attr:`Contract.checkpoint_sha256`): the embedded checkpoints, then the ``.pt``
     files beside the artifact (at most 1 GB each).
 
@@ -468,6 +469,8 @@ def find_reference_checkpoint(candidate: Runner) -> tuple[Path | None, str]:
     """
     from segedge.models.checkpoint import EMBEDDED, DEFAULT_MODEL
 
+    if candidate.artifact is not None and candidate.artifact.suffix == ".pt":
+        return candidate.artifact, f"reference: {candidate.artifact.name} itself (a checkpoint is the PyTorch model)"
     sha, model = _recorded_checkpoint(candidate)
     if not sha:
         return None, f"{candidate.name} records no checkpoint; reference: the embedded {DEFAULT_MODEL}"

@@ -23,7 +23,7 @@ def test_corrupt_image_as_source_is_named_and_ends_in_one_error_line(tmp_path, e
     out = tmp_path / "report"
     # the candidate loads (the embedded checkpoint), so the command really reaches the corrupt JPEG
     result = cli.invoke(app, ["report", "--candidates", str(embedded.path), "--data", str(folder), "-o", str(out)])
-    text = (result.stderr or "") + (result.stdout or "")
+    text = result.output  # stdout and stderr in the order they were written
     lines = [line for line in text.splitlines() if line.strip()]
     assert result.exit_code == 2 and "Traceback" not in text, text
     assert any("a.jpg" in line and "not a decodable image" in line for line in lines), text  # the file is named

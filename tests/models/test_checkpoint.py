@@ -60,6 +60,6 @@ def test_an_embedded_model_is_found_by_name_unless_a_file_has_that_name(tmp_path
     assert resolve_checkpoint("segnet-dsc") == EMBEDDED["segnet-dsc"]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "segnet-dsc").write_bytes(b"a file of that name wins")
-    assert resolve_checkpoint("segnet-dsc") == tmp_path / "segnet-dsc"
+    assert resolve_checkpoint("segnet-dsc").resolve() == (tmp_path / "segnet-dsc").resolve()
     with pytest.raises(CheckpointError):
         load_checkpoint("segnet-dsc")  # that file, which is no checkpoint
