@@ -1,7 +1,8 @@
 """Several cameras on one device (issue 26): ``segedge run`` over 4 sources at once, their frames
 batched into shared inference calls, against each source run alone.
 
-The embedded segnet-dsc is exported and quantized as ``run_e2e.py`` does (``--form cpu``: the
+The embedded default model (segnet-lite0; ``--model segnet-dsc`` for the article model) is exported and
+quantized as ``run_e2e.py`` does (``--form cpu``: the
 ONNX Runtime QLinearConv INT8 that ``build-engine --precision int8`` writes; ``--form tensorrt``:
 the Q/DQ INT8, which ``--backend auto`` gives to OpenVINO when it is installed; 64 trainval
 images of the Pet sample calibrate it). Then, in interleaved rounds, as child processes with
@@ -57,8 +58,8 @@ class Run:
     mean_batch: float = 1.0
 
 
-def build_int8(work: Path, form: str) -> Path:
-    """The embedded segnet-dsc as INT8 ONNX, calibrated on 64 Pet trainval images."""
+def build_int8(work: Path, form: str, model: str = "segnet-lite0") -> Path:
+    """The embedded ``model`` as INT8 ONNX, calibrated on 64 Pet trainval images."""
     import torch  # noqa: F401 (load order: torch before onnxruntime)
 
     from segedge.calibration.dataset import load_calibration_set
@@ -66,11 +67,11 @@ def build_int8(work: Path, form: str) -> Path:
     from segedge.models.checkpoint import load_checkpoint
     from segedge.onnx.export import export_onnx
 
-    ckpt = load_checkpoint()
+    ckpt = load_checkpoint(model)
     calibration = load_calibration_set(SHARED / "oxford-iiit-pet-sample", ckpt.preprocess, num_images=64)
     target = "onnxruntime" if form == "cpu" else "tensorrt"
-    fp32 = export_onnx(ckpt, work / f"segnet-dsc.{target}.onnx", target=target).path
-    return quantize_int8(fp32, work / f"segnet-dsc.{target}.int8.onnx", calibration).path
+    fp32 = export_onnx(ckpt, work / f"{model}.{target}.onnx", target=target).path
+    return quantize_int8(fp32, work / f"{model}.{target}.int8.onnx", calibration).path
 
 
 def batch_cost(artifact: Path, sizes: tuple[int, ...], rounds: int, calls: int = 10) -> dict[int, float]:
@@ -82,7 +83,8 @@ def batch_cost(artifact: Path, sizes: tuple[int, ...], rounds: int, calls: int =
     from segedge.runtime.factory import load_runner
 
     runner = load_runner(artifact, threads=1, spin=False)
-    inputs = {n: np.random.default_rng(n).random((n, 3, *runner.preprocess_config.size), dtype=np.float32) for n in sizes}
+    size = runner.input_size(480, 854)  # a 16:9 frame: 320x576 for a model fed at its aspect
+    inputs = {n: np.random.default_rng(n).random((n, 3, *size), dtype=np.float32) for n in sizes}
     for batch in inputs.values():  # warm-up
         runner.infer(batch)
     costs: dict[int, list[float]] = {n: [] for n in sizes}
@@ -143,6 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300, help="frames per source and run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
+    parser.add_argument("--model", default="segnet-lite0", help="embedded model: segnet-lite0 (the default) or segnet-dsc")
     parser.add_argument("--form", choices=("cpu", "tensorrt"), default="cpu", help="INT8 form: cpu (QLinearConv) or tensorrt (Q/DQ)")
     args = parser.parse_args()
     from rich.console import Console
@@ -160,7 +163,7 @@ def main() -> None:
     console.print(f"CPU: {cpu_info().describe()}; {os.cpu_count()} cores; {len(videos)} sources, {args.frames} frames each per run, "
                   f"{args.rounds} rounds; INT8 {args.form} form")
     work = Path(tempfile.mkdtemp(prefix="segedge-multicam-"))
-    artifact = build_int8(work, args.form)
+    artifact = build_int8(work, args.form, args.model)
     costs = batch_cost(artifact, (1, 2, 4, 8), args.rounds)
     console.print("CPU ms per frame of one-thread inference by batch size: "
                   + ", ".join(f"batch {n}: {ms:.2f} ({ms / costs[1]:.2f}x of batch 1)" for n, ms in costs.items()), highlight=False)
@@ -179,7 +182,7 @@ def main() -> None:
         result = run_together(artifact, videos, args.frames, work, max_batch=1)
         unbatched.append(result)
         console.print(f"round {round_index + 1}: {len(videos)} sources together, --max-batch 1: {result.fps:.1f} FPS in all", highlight=False)
-    table = Table(title=f"{len(videos)} sources in one segedge run vs each alone, segnet-dsc INT8 ({args.form} form), "
+    table = Table(title=f"{len(videos)} sources in one segedge run vs each alone, {args.model} INT8 ({args.form} form), "
                         f"{args.frames} frames per source, {args.rounds} interleaved rounds (medians), {os.cpu_count()} cores")
     for column in ("source", "FPS alone", "FPS together", "vs mean per-source FPS", "p99 ms alone", "p99 ms together"):
         table.add_column(column, justify="left" if column == "source" else "right")

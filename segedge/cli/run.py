@@ -31,7 +31,7 @@ def run_command(
     realtime: Annotated[bool, typer.Option("--realtime", help="Pace a file at its frame rate and drop frames that come too late, like a camera.")] = False,
     loop: Annotated[bool, typer.Option("--loop", help="Restart a file at its end.")] = False,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N frames (per source).")] = None,
-    max_batch: Annotated[Optional[int], typer.Option(min=1, help="Several sources: frames per inference call at most (default: the number of sources, within the artifact's batch range).")] = None,
+    max_batch: Annotated[Optional[int], typer.Option(min=1, help="Several sources: frames per inference call at most (default: the number of sources, within the artifact's batch range). On a CPU --max-batch 1 measured faster (docs/benchmarks.md); batching pays on accelerators.")] = None,
     sequential: Annotated[bool, typer.Option("--sequential", help="Naive one-thread loop instead of the pipeline (for comparison; one source only).")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Frames inferred in parallel (0: auto, one per core for ONNX Runtime, OpenVINO or PyTorch on a CPU, one for GPU backends); several sources: batches inferred in parallel.")] = 0,
     threads: Annotated[int, typer.Option(min=0, help="Intra-op threads per worker, ONNX Runtime, OpenVINO or PyTorch on a CPU (0: auto, 1 when there are several workers).")] = 0,
