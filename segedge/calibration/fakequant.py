@@ -170,23 +170,83 @@ def round_fp16(x):
     return x.half().float()
 
 
+def _ste_function():
+    """The autograd functions, built on first use (importing this module needs no torch)."""
+    global _Quantize, _Units
+    if _Quantize is not None:
+        return _Quantize, _Units
+    torch = _torch()
+
+    class Quantize(torch.autograd.Function):
+        """``clamp(round(x * multiplier), lo, hi) * scale``; backward: ``grad * slope`` where
+        the result is strictly inside ``(lo, hi) * scale``, else 0 (saturated or cut by a
+        folded ReLU). ``multiplier`` and ``slope`` may be per-channel ``(1, C, 1, 1)``
+        tensors; ``multiplier=None`` divides by ``divisor`` instead (QuantizeLinear divides)."""
+
+        @staticmethod
+        def forward(ctx, x, multiplier, divisor, lo, hi, scale, slope):
+            r = x * multiplier if multiplier is not None else x / divisor
+            r.round_().clamp_(lo, hi).mul_(scale)
+            ctx.save_for_backward(r, slope if isinstance(slope, torch.Tensor) else None)
+            ctx.bounds, ctx.slope = (lo * scale, hi * scale), slope
+            return r
+
+        @staticmethod
+        def backward(ctx, grad):
+            out, slope = ctx.saved_tensors
+            low, high = ctx.bounds
+            grad = grad * ((out > low) & (out < high))
+            return grad * (slope if slope is not None else ctx.slope), None, None, None, None, None, None
+
+    class Units(torch.autograd.Function):
+        """``round(x / scale)`` forward, ``grad / scale`` backward (a tensor already on the grid
+        of ``scale`` expressed in its integers)."""
+
+        @staticmethod
+        def forward(ctx, x, scale):
+            ctx.save_for_backward(scale if isinstance(scale, torch.Tensor) else None)
+            ctx.scale = scale
+            return (x / scale).round_()
+
+        @staticmethod
+        def backward(ctx, grad):
+            (scale,) = ctx.saved_tensors
+            return grad / (scale if scale is not None else ctx.scale), None
+
+    _Quantize, _Units = Quantize, Units
+    return _Quantize, _Units
+
+
+_Quantize = _Units = None
+
+
+def requantize(x, multiplier, zero_point: int, qmin: int, qmax: int, scale: float, slope=1.0):
+    """``(clamp(round(x * multiplier) + zp, qmin, qmax) - zp) * scale`` with the
+    straight-through gradient ``slope`` inside the range (the kernel's requantization step)."""
+    quantize, _ = _ste_function()
+    return quantize.apply(x, multiplier, None, qmin - zero_point, qmax - zero_point, scale, slope)
+
+
 def fake_quantize(x, q: ActivationQuant, fp16: bool = False):
     """Quantize and dequantize ``x`` (any shape, float32) as QuantizeLinear + DequantizeLinear do.
 
-    Rounds half to even (``torch.round``, as ONNX QuantizeLinear) and saturates to the integer
-    type. Gradient: straight through inside ``[(qmin - zp) s, (qmax - zp) s]``, zero outside.
-    With ``fp16`` the input, the scale and the result are FP16 values.
+    ``round(x / scale)`` half to even (ONNX QuantizeLinear divides and rounds so), plus the
+    zero point, saturated to the integer type. Gradient: straight through inside the range,
+    zero where saturated. With ``fp16`` the input, the scale and the result are FP16 values.
     """
-    torch = _torch()
+    quantize, _ = _ste_function()
     scale = float(np.float16(q.scale)) if fp16 else q.scale
     if fp16:
         x = round_fp16(x)
-    lo, hi = (q.qmin - q.zero_point) * scale, (q.qmax - q.zero_point) * scale
-    y = (torch.clamp(torch.round(x / scale) + q.zero_point, q.qmin, q.qmax) - q.zero_point) * scale
-    if fp16:
-        y = round_fp16(y)
-    inside = (x >= lo) & (x <= hi)
-    return torch.where(inside, x + (y - x).detach(), y.detach())
+    y = quantize.apply(x, None, scale, q.qmin - q.zero_point, q.qmax - q.zero_point, scale, 1.0)
+    return round_fp16(y) if fp16 else y
+
+
+def integer_units(x, scale):
+    """``x / scale`` rounded to the integers it stands for (``x`` already on the grid of
+    ``scale``: exact), gradient ``1 / scale``."""
+    _, units = _ste_function()
+    return units.apply(x, scale)
 
 
 def weight_scales(weight, qmax: int = 127):
@@ -235,11 +295,3 @@ def straight_through(value, exact, low=None, high=None):
     if low is None:
         return out
     return torch.where((value >= low) & (value <= high), out, exact.detach())
-
-
-def integer_units(x, scale):
-    """``x / scale`` rounded to the integers it stands for (``x`` already on the grid of
-    ``scale``: exact), straight-through gradient ``1 / scale``."""
-    torch = _torch()
-    units = x / scale
-    return straight_through(units, torch.round(units))

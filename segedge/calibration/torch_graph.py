@@ -34,6 +34,7 @@ from segedge.calibration.fakequant import (
     fake_quantize_bias,
     fake_quantize_weight,
     integer_units,
+    requantize,
     round_fp16,
     straight_through,
     weight_scales,
@@ -309,31 +310,33 @@ class OnnxGraphModule(nn.Module):
         if b is not None:  # rounded in float64, as quantize_bias_static divides
             b_units = straight_through(b / bias_step, torch.round(b.double() / bias_step.double()).float())
         acc = _conv(self, node, attrs, x_units, w_units, b_units)  # integer-valued, exact in float32 below 2^24
-        step = bias_step.view(1, -1, 1, 1)
-        value = acc * step  # float result, for the gradient
         multiplier = (bias_step / torch.tensor(yq.scale, dtype=torch.float32)).view(1, -1, 1, 1)
-        q = torch.clamp(torch.round(acc.detach() * multiplier) + yq.zero_point, yq.qmin, yq.qmax)
-        exact = (q - yq.zero_point) * yq.scale
-        return straight_through(value, exact, (yq.qmin - yq.zero_point) * yq.scale, (yq.qmax - yq.zero_point) * yq.scale)
+        # forward: the kernel's requantization; backward: d(acc * s_x s_w) / d acc inside the range
+        return requantize(acc, multiplier, yq.zero_point, yq.qmin, yq.qmax, yq.scale, bias_step.view(1, -1, 1, 1))
 
     def _qlinear_add(self, node: onnx.NodeProto, env: dict):
-        """QLinearAdd: ``(s_a / s_c)(q_a - z_a) + (s_b / s_c)(q_b - z_b)`` rounded, plus ``z_c``,
-        saturated (ONNX Runtime's reference kernel; its x86 kernel uses a 21-bit fixed-point
-        form of the same ratios)."""
+        """QLinearAdd as ONNX Runtime's x86 kernel computes it (MLAS
+        ``MlasQLinearAddKernelAvx2Helper_XNNFloatMultiply``): with ``r_a = s_a / s_c`` and
+        ``r_b = s_b / s_c`` in float32, ``fma(q_a, r_a, fma(q_b, r_b, z_c - (r_a z_a + r_b z_b)))``
+        rounded half to even, saturated. Gradient: that of ``a + b``."""
         a, b = (self._value(env, n) for n in node.input)
         (aq, bq), cq = self.plan.integer[node.output[0]], self.plan.activations[node.output[0]]
-        f32 = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
-        units = torch.round(a.detach() / aq.scale) * (f32(aq.scale) / f32(cq.scale)) + torch.round(b.detach() / bq.scale) * (
-            f32(bq.scale) / f32(cq.scale))
-        q = torch.clamp(torch.round(units) + cq.zero_point, cq.qmin, cq.qmax)
-        exact = (q - cq.zero_point) * cq.scale
-        return straight_through(a + b, exact, (cq.qmin - cq.zero_point) * cq.scale, (cq.qmax - cq.zero_point) * cq.scale)
+        f32 = np.float32
+        ratio_a, ratio_b = f32(aq.scale) / f32(cq.scale), f32(bq.scale) / f32(cq.scale)
+        const = f32(f32(cq.zero_point) - f32(f32(ratio_a * f32(aq.zero_point)) + f32(ratio_b * f32(bq.zero_point))))
+        with torch.no_grad():  # float64 holds each fused multiply-add exactly; one rounding to float32 after it
+            qa = torch.round(a / aq.scale).double() + aq.zero_point
+            qb = torch.round(b / bq.scale).double() + bq.zero_point
+            inner = (qb * float(ratio_b) + float(const)).float().double()
+            exact = (qa * float(ratio_a) + inner).float() - cq.zero_point
+        units = straight_through((a + b) / cq.scale, exact)
+        return requantize(units, 1.0, cq.zero_point, cq.qmin, cq.qmax, cq.scale, cq.scale)
 
     def forward(self, batch: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         """Run the graph on ``batch`` ``(N, 3, H, W)``; ``record``, when given, receives every
         tensor by name (for checks against the artifact, tensor by tensor)."""
         env: dict = {}
-        self._store(env, self._input, batch)
+        self._store(env, self._input, batch.contiguous(memory_format=torch.channels_last))  # mkldnn convolutions, ~2x on CPU
         integer = self.plan.integer if self.quantize else set()
         for node, attrs in zip(self._nodes, self._node_attrs):
             if node.output[0] in integer:
