@@ -59,10 +59,12 @@ class QuantPlan:
             (127, or 64 with ``reduce_range``).
         biases: Conv bias initializer -> ``(input tensor, weight)`` whose scales multiply
             into its int32 scale (CPU form only).
-        integer: FP32 tensors an integer kernel computes (QLinearConv, QLinearAdd) -> the
-            quantization of that kernel's inputs; their value is emulated from the integer
-            accumulation and requantization, not from a float result rounded afterwards
-            (see :mod:`segedge.calibration.torch_graph`).
+        integer: FP32 tensors an integer kernel computes (QLinearConv, QLinearAdd; in the
+            tensorrt form each INT8 Conv) -> the quantization of that kernel's inputs; their
+            value is emulated from the exact integer accumulation and the kernel's
+            requantization (CPU form) or float epilogue (tensorrt form), not from a float
+            convolution of dequantized tensors, whose summation order differs from kernel to
+            kernel (see :mod:`segedge.calibration.torch_graph`).
         fp16: FP16 tensors and scales between the quantized convolutions (tensorrt form
             on its FP16 base).
         target: ``tensorrt`` or ``onnxruntime``.
@@ -151,6 +153,18 @@ def plan_from_artifact(int8: onnx.ModelProto, fp32_tensors: set[str] | None = No
             activation(_float_name(node.output[0]), node.input[0], node.input[1])
         elif node.op_type.startswith("QLinear") or node.op_type in ("ConvInteger", "MatMulInteger"):
             raise ExportError(f"the INT8 artifact holds {node.op_type}, which segedge's fake quantization does not model")
+    # tensorrt form: a Conv whose input and weight both come through DequantizeLinear is an INT8
+    # convolution (int32 accumulation, float epilogue), its input the FP32 tensor the Q node read
+    produced = {out: node for node in int8.graph.node for out in node.output}
+    for node in int8.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2:
+            continue
+        dq_x, dq_w = produced.get(node.input[0]), produced.get(node.input[1])
+        if dq_x is None or dq_w is None or dq_x.op_type != "DequantizeLinear" or dq_w.op_type != "DequantizeLinear":
+            continue
+        q_x = produced.get(dq_x.input[0])
+        if q_x is not None and q_x.op_type == "QuantizeLinear" and q_x.input[0] in plan.activations:
+            plan.integer[node.output[0]] = [plan.activations[q_x.input[0]]]
     if fp32_tensors is not None:
         missing = sorted(set(plan.activations) - fp32_tensors)
         if missing:

@@ -39,7 +39,7 @@ from segedge.calibration.fakequant import (
     straight_through,
     weight_scales,
 )
-from segedge.errors import ExportError
+from segedge.errors import ExportError, InputError
 
 _DTYPES = {
     onnx.TensorProto.FLOAT: torch.float32, onnx.TensorProto.FLOAT16: torch.float32, onnx.TensorProto.DOUBLE: torch.float32,
@@ -208,6 +208,20 @@ OPS = {
 }
 
 
+def check_supported(model: onnx.ModelProto, path: object = "the model") -> None:
+    """Refuse a graph with an operator :data:`OPS` does not run.
+
+    Raises:
+        InputError: naming the operators, and that post-training INT8 still works.
+    """
+    unsupported = sorted({n.op_type for n in model.graph.node} - set(OPS) - {"Constant"})
+    if unsupported:
+        raise InputError(
+            f"--qat runs the FP32 graph in PyTorch and {path} holds {', '.join(unsupported)}, which it does not run "
+            f"(it covers the {len(OPS)} operators of segedge's exports); calibrate without --qat for post-training INT8"
+        )
+
+
 def _key(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]", "_", name)
 
@@ -224,15 +238,13 @@ class OnnxGraphModule(nn.Module):
             ``None``: the FP32 graph as it is.
 
     Raises:
-        ExportError: an operator :data:`OPS` does not cover.
+        InputError: an operator :data:`OPS` does not cover (:func:`check_supported`).
     """
 
     def __init__(self, model: onnx.ModelProto, plan: QuantPlan | None = None):
         super().__init__()
         graph = model.graph
-        unsupported = sorted({n.op_type for n in graph.node} - set(OPS) - {"Constant"})
-        if unsupported:
-            raise ExportError(f"segedge's QAT graph does not run {', '.join(unsupported)} (it covers {len(OPS)} operators of segedge's exports)")
+        check_supported(model)
         self.plan = plan or QuantPlan()
         self.quantize = plan is not None
         self._nodes = [n for n in graph.node if n.op_type != "Constant"]
@@ -299,9 +311,11 @@ class OnnxGraphModule(nn.Module):
         ``s_x s_w / s_y`` (that order, as its kernel), rounded half to even, plus ``z_y``,
         saturated. Gradient: that of the float convolution of the dequantized tensors."""
         x, w, b = (self._value(env, n) if n else None for n in (list(node.input) + [""])[:3])
-        (xq,), yq = self.plan.integer[node.output[0]], self.plan.activations[node.output[0]]
+        (xq,), yq = self.plan.integer[node.output[0]], self.plan.activations.get(node.output[0])
         qmax = self.plan.weights[node.input[1]]
         w_scale = weight_scales(w, qmax)
+        if yq is None:
+            return self._int8_conv(node, attrs, x, w, b, xq, qmax, w_scale)
         view = w_scale.view(-1, 1, 1, 1)
         w_units = straight_through(w / view, torch.clamp(torch.round(w / view), -qmax, qmax))
         x_units = integer_units(x, xq.scale)  # q_x - z_x
@@ -313,6 +327,21 @@ class OnnxGraphModule(nn.Module):
         multiplier = (bias_step / torch.tensor(yq.scale, dtype=torch.float32)).view(1, -1, 1, 1)
         # forward: the kernel's requantization; backward: d(acc * s_x s_w) / d acc inside the range
         return requantize(acc, multiplier, yq.zero_point, yq.qmin, yq.qmax, yq.scale, bias_step.view(1, -1, 1, 1))
+
+    def _int8_conv(self, node, attrs, x, w, b, xq, qmax, w_scale):
+        """The tensorrt form's INT8 convolution as an INT8 kernel runs it (TensorRT, OpenVINO):
+        int32 accumulation of ``q_x q_w``, then the float epilogue ``acc s_x s_w + b`` (FP16
+        scales, bias and result on the FP16 base). Gradient: that of the float convolution."""
+        fp16 = self.plan.fp16
+        s_x = float(np.float16(xq.scale)) if fp16 else xq.scale
+        s_w = round_fp16(w_scale) if fp16 else w_scale
+        view = w_scale.view(-1, 1, 1, 1)
+        w_units = straight_through(w / view, torch.clamp(torch.round(w / view), -qmax, qmax))
+        acc = _conv(self, node, attrs, integer_units(x, s_x), w_units)  # integer-valued, exact in float32 below 2^24
+        y = acc * (torch.tensor(s_x, dtype=torch.float32) * s_w).view(1, -1, 1, 1)
+        if b is not None:
+            y = y + (round_fp16(b) if fp16 else b).view(1, -1, 1, 1)
+        return round_fp16(y) if fp16 else y
 
     def _qlinear_add(self, node: onnx.NodeProto, env: dict):
         """QLinearAdd as ONNX Runtime's x86 kernel computes it (MLAS

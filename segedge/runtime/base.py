@@ -60,9 +60,11 @@ class Runner(abc.ABC):
 
     @property
     def name(self) -> str:
-        """Short label for tables: ``<artifact stem> (<backend> <precision>)``."""
+        """Short label for tables: ``<artifact stem> (<backend> <precision>)``; ``int8 QAT`` for
+        an INT8 artifact of quantization-aware training (its calibration record says so)."""
         stem = self.artifact.name if self.artifact else "model"
-        return f"{stem} ({self.backend} {self.precision})"
+        qat = " QAT" if self.contract.calibration.get("qat") else ""
+        return f"{stem} ({self.backend} {self.precision}{qat})"
 
     @property
     def size_mb(self) -> float | None:
