@@ -37,10 +37,18 @@ def libby_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def embedded():
+def default_model():
+    """The embedded default model, segnet-lite0 (ImageNet encoder, each frame at its own aspect)."""
     from segedge.models.checkpoint import load_checkpoint
 
     return load_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    from segedge.models.checkpoint import load_checkpoint
+
+    return load_checkpoint("segnet-dsc")  # the small article model: the fast fixture of most tests
 
 
 @pytest.fixture(scope="session")

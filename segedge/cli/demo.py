@@ -19,7 +19,7 @@ def demo_command(
 ) -> None:
     """Run export, FP32/INT8 build, live video and the drift report end to end, no download needed.
 
-    Uses the embedded segnet-dsc: export to ONNX (exact unpool rewrite, parity check), build FP32
+    Uses the embedded segnet-lite0: export to ONNX (exact unpool rewrite, parity check), build FP32
     and INT8 artifacts, segment a video with each, and write a drift report. With no options it needs no download: the video is made from
     scikit-image's real `chelsea` cat photo with simulated camera motion."""
     from segedge.cli.report import print_report_table

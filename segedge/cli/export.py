@@ -48,7 +48,7 @@ def _floats(option: str, text: str | None) -> list[float] | None:
 
 @handle_errors
 def export_command(
-    source: Annotated[Optional[Path], typer.Argument(help="A segedge checkpoint (.pt; default: the embedded segnet-dsc), or an ONNX file whose MaxPool-Indices + MaxUnpool / ScatterND unpools to rewrite.")] = None,
+    source: Annotated[Optional[Path], typer.Argument(help="A segedge checkpoint (.pt), an embedded model by name (segnet-lite0, the default; segnet-dsc), or an ONNX file whose MaxPool-Indices + MaxUnpool / ScatterND unpools to rewrite.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Destination .onnx (written atomically; its directory must exist).")] = Path("model.onnx"),
     target: Annotated[Target, typer.Option(help="tensorrt: standard ops any TensorRT parses; onnxruntime: MaxUnpool, about 2x faster in ONNX Runtime on a CPU.")] = Target.TENSORRT,
     precision: Annotated[Precision, typer.Option(help="fp32, or fp16 (FP16 inside, float32 input and output: what a strongly typed TensorRT network builds as FP16); int8 is `segedge calibrate` or `segedge build-engine --precision int8`.")] = Precision.FP32,

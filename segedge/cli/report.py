@@ -50,7 +50,7 @@ def report_command(
     gt_masks: Annotated[Optional[Path], typer.Option("--gt-masks", help="Per-frame binary masks for --video (a folder of PNGs, or a folder holding masks/): adds pet IoU per frame.")] = None,
     every: Annotated[int, typer.Option(min=1, help="Use every N-th frame of --video.")] = 1,
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for report.json, report.md, report.html and worst/*.png.")] = Path("report"),
-    reference: Annotated[Optional[Path], typer.Option("--reference", "-r", help="Reference checkpoint (.pt); default: the embedded segnet-dsc.")] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", "-r", help="Reference checkpoint (.pt), or an embedded model by name (segnet-dsc); default: the embedded segnet-lite0.")] = None,
     split: Annotated[str, typer.Option(help="Pet split to evaluate.")] = "test",
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate at most N images (and N video frames): a quick sample.")] = None,
     latency_runs: Annotated[int, typer.Option(min=1, help="Timed runs per model at batch 1 (batch 8: runs/4, at least 3), after --warmup untimed runs.")] = 50,

@@ -4,7 +4,7 @@ A checkpoint is a ``torch.save`` dict of tensors and plain values only, loaded w
 ``weights_only=True`` (no pickled code runs). Keys:
 
 - ``format`` ("segedge-checkpoint"), ``format_version`` (int)
-- ``model``: registry name (``segnet``, ``segnet-dsc``)
+- ``model``: registry name (``segnet``, ``segnet-dsc``, ``segnet-lite0``)
 - ``state_dict``: model weights and BatchNorm statistics
 - ``preprocess``: :class:`~segedge.data.transforms.PreprocessConfig` as a dict
 - ``classes``: class names in logit order
@@ -30,11 +30,14 @@ from torch import nn
 from segedge._io import atomic_path
 from segedge.contract import PET_CLASSES, Contract, PreprocessConfig
 from segedge.errors import CheckpointError, InputError
-from segedge.models.registry import create_model, list_models
+from segedge.models.registry import DEFAULT_MODEL, EMBEDDED_MODELS, create_model, list_models
 
 FORMAT = "segedge-checkpoint"
 FORMAT_VERSION = 1
-EMBEDDED_CHECKPOINT = Path(__file__).parent / "weights" / "segnet-dsc.pt"
+WEIGHTS = Path(__file__).parent / "weights"
+# trained weights shipped inside the package, by registry name: the default, and the article's SegNet-DSC
+EMBEDDED = {name: WEIGHTS / f"{name}.pt" for name in EMBEDDED_MODELS}
+EMBEDDED_CHECKPOINT = EMBEDDED[DEFAULT_MODEL]
 
 
 def size_multiple(model: nn.Module) -> int:
@@ -89,15 +92,29 @@ class Checkpoint:
         return cls(model.eval(), label, contract.preprocess, contract.classes, record, None, {}, contract.palette)
 
 
-def default_checkpoint() -> Path:
-    """Path of the embedded ``segnet-dsc`` checkpoint shipped inside the package.
+def default_checkpoint(name: str = DEFAULT_MODEL) -> Path:
+    """Path of an embedded checkpoint shipped inside the package: the default ``segnet-lite0``
+    (see its model card, ``segedge/models/weights/MODEL_CARD.md``) or the article's ``segnet-dsc``.
 
     Raises:
-        CheckpointError: the package was installed without its weights.
+        CheckpointError: an unknown name, or the package was installed without its weights.
     """
-    if not EMBEDDED_CHECKPOINT.is_file():
-        raise CheckpointError(f"the embedded checkpoint {EMBEDDED_CHECKPOINT} is missing; reinstall segedge")
-    return EMBEDDED_CHECKPOINT
+    if name not in EMBEDDED:
+        raise CheckpointError(f"no embedded model {name!r}; embedded: {', '.join(EMBEDDED)}")
+    if not EMBEDDED[name].is_file():
+        raise CheckpointError(f"the embedded checkpoint {EMBEDDED[name]} is missing; reinstall segedge")
+    return EMBEDDED[name]
+
+
+def resolve_checkpoint(spec: str | os.PathLike[str] | None) -> Path:
+    """A checkpoint path from what a user typed: ``None`` is the default embedded model, the
+    name of an embedded model (``segnet-dsc``) that is not also a file here is that model, and
+    anything else is a path."""
+    if spec is None:
+        return default_checkpoint()
+    if str(spec) in EMBEDDED and not Path(spec).exists():
+        return default_checkpoint(str(spec))
+    return Path(spec)
 
 
 def save_checkpoint(
@@ -150,7 +167,8 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None, model: nn.Module
     """Load a segedge checkpoint (or a bare article ``state_dict``) into an eval-mode model.
 
     Args:
-        path: ``.pt`` file; ``None`` loads the embedded ``segnet-dsc``.
+        path: ``.pt`` file; ``None`` loads the embedded default ``segnet-lite0``, an embedded
+            model's name (``segnet-dsc``) that model (see :func:`resolve_checkpoint`).
         model: the architecture to load the weights into, for a model that is not in the
             registry (default: the registry model the checkpoint names).
 
@@ -162,7 +180,7 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None, model: nn.Module
             that do not fit the named model (the first mismatching tensor is named), are not
             tensors, or hold NaN or infinity; an input size over the model-input limit.
     """
-    path = Path(path) if path is not None else default_checkpoint()
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:

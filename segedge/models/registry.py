@@ -11,6 +11,10 @@ from segedge.errors import InputError
 if TYPE_CHECKING:  # the registry itself imports no torch: `segedge --help` lists models without it
     from torch import nn
 
+# models shipped trained inside the package (segedge/models/weights/NAME.pt); the first is every command's default
+EMBEDDED_MODELS = ("segnet-lite0", "segnet-dsc")
+DEFAULT_MODEL = EMBEDDED_MODELS[0]
+
 _REGISTRY: dict[str, Callable[[], nn.Module]] = {}
 _PREPROCESS: dict[str, PreprocessConfig] = {}
 
@@ -104,14 +108,6 @@ def segnet_lite0_bilinear() -> nn.Module:
     from segedge.models.segnet_lite import SegNetLite, SegNetLiteConfig
 
     return SegNetLite(SegNetLiteConfig(upsample="bilinear"))
-
-
-@register_model("segnet-lite0-prior", LITE_PREPROCESS)
-def segnet_lite0_prior() -> nn.Module:
-    """SegNet-Lite0 with the ImageNet classifier's dog and cat log-probabilities per stride-32 cell as decoder input (experiment)."""
-    from segedge.models.segnet_lite import SegNetLite, SegNetLiteConfig
-
-    return SegNetLite(SegNetLiteConfig(imagenet_prior=True))
 
 
 def model_choices() -> type[Enum]:

@@ -42,7 +42,6 @@ class SegNetLiteConfig:
     num_classes: int = 3  # 0 pet, 1 background, 2 border (Oxford-IIIT Pet trimap order)
     decoder_widths: tuple[int, int, int, int] = (96, 64, 48, 32)  # decoder channels at strides 16, 8, 4, 2
     upsample: str = DecoderUpsample.UNPOOL.value  # unpool | bilinear
-    imagenet_prior: bool = False  # add log P(dog), log P(cat) of the ImageNet classifier per stride-32 cell to the decoder's input
     stages: int = 5  # the encoder halves the resolution 5 times: input sides must be multiples of 2 ** 5
 
     def __post_init__(self) -> None:
@@ -110,21 +109,10 @@ class SegNetLite(nn.Module):
             DecoderStage(cin, cskip, cout, config.upsample) for cin, cskip, cout in zip(ins, skips, config.decoder_widths)
         )
         self.classifier = nn.Conv2d(config.decoder_widths[-1], config.num_classes, 1)
-        if config.imagenet_prior:
-            from segedge.models.efficientnet_lite import ConvBNAct
-
-            self.head = ConvBNAct(FEATURE_CHANNELS[-1], 1280)
-            self.imagenet_fc = nn.Conv2d(1280, 1000, 1)
-            self.prior_mix = nn.Conv2d(FEATURE_CHANNELS[-1] + 2, FEATURE_CHANNELS[-1], 1)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         features = self.encoder(batch)  # strides 2, 4, 8, 16, 32
         x = features[-1]  # (N, 320, H/32, W/32)
-        if self.config.imagenet_prior:
-            logp = self.imagenet_fc(self.head(x)).log_softmax(1)  # (N, 1000, H/32, W/32)
-            dog = torch.logsumexp(logp[:, 151:269], 1, keepdim=True)  # ImageNet classes 151-268: dog breeds
-            cat = torch.logsumexp(logp[:, 281:286], 1, keepdim=True)  # 281-285: domestic cats
-            x = self.prior_mix(torch.cat([x, dog, cat], 1))
         for stage, skip in zip(self.decoder, features[-2::-1]):
             x = stage(x, skip)  # (N, width, H/16 .. H/2, ...)
         logits = self.classifier(x)  # (N, num_classes, H/2, W/2)
@@ -132,23 +120,10 @@ class SegNetLite(nn.Module):
 
     def pretrained_modules(self) -> list[nn.Module]:
         """The modules :meth:`load_imagenet_encoder` fills (fine-tuned at a lower learning rate)."""
-        return [self.encoder, self.head, self.imagenet_fc] if self.config.imagenet_prior else [self.encoder]
+        return [self.encoder]
 
     def load_imagenet_encoder(self, path: str | None = None) -> None:
         """Fill the encoder with TensorFlow's ImageNet weights (see
         :func:`segedge.models.efficientnet_lite.load_imagenet_weights`, which raises
         :class:`~segedge.errors.CheckpointError` when they are missing or altered)."""
         load_imagenet_weights(self.encoder, path)
-        if self.config.imagenet_prior:
-            from segedge.models.efficientnet_lite import imagenet_weights_path
-
-            source = torch.load(path or imagenet_weights_path(), map_location="cpu", weights_only=True)
-            self.head.conv.weight.data.copy_(source["_conv_head.weight"])
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                getattr(self.head.bn, name).data.copy_(source[f"_bn1.{name}"])
-            self.imagenet_fc.weight.data.copy_(source["_fc.weight"][:, :, None, None])
-            self.imagenet_fc.bias.data.copy_(source["_fc.bias"])
-            with torch.no_grad():  # start as the identity on the encoder's features, the prior weighted lightly
-                self.prior_mix.weight.zero_()
-                self.prior_mix.weight[:, : FEATURE_CHANNELS[-1], 0, 0] = torch.eye(FEATURE_CHANNELS[-1])
-                self.prior_mix.bias.zero_()

@@ -59,7 +59,7 @@ def export(
 
     Args:
         model: a :class:`~segedge.models.checkpoint.Checkpoint`, a ``.pt`` path, ``None``
-            (the embedded ``segnet-dsc``), any ``nn.Module`` mapping ``(N, 3, H, W)``
+            (the embedded default ``segnet-lite0``), any ``nn.Module`` mapping ``(N, 3, H, W)``
             float32 to ``(N, C, H, W)`` logits (give ``contract``), or a foreign ``.onnx``
             (its unpools rewritten, if any; ``contract`` embedded when given).
         output: destination ``.onnx`` (atomic).
@@ -159,7 +159,7 @@ def load(
 ) -> "Runner":
     """Any artifact as a :class:`~segedge.runtime.base.Runner`: ``.pt`` (PyTorch), ``.onnx``
     (ONNX Runtime), ``.engine`` (TensorRT), an in-memory checkpoint or ``nn.Module`` (with
-    ``contract``), or ``None`` for the embedded ``segnet-dsc``.
+    ``contract``), or ``None`` for the embedded default ``segnet-lite0``.
 
     The runner exposes ``runner.contract``, ``infer`` (batches), ``predict`` (class maps) and
     ``segment(frame) -> (class_map, overlay)``.

@@ -85,7 +85,8 @@ def run_demo(
     # With TensorRT, the standard-op form it parses; without, MaxUnpool, about 2x faster in ONNX Runtime.
     engines = engine_build_available()
     target = Target.TENSORRT if engines else Target.ONNXRUNTIME
-    exported = export_onnx(None, output / "segnet-dsc-fp32.onnx", target=target, force=True)  # also the FP32 artifact
+    name = reference.contract.model  # the embedded default, segnet-lite0
+    exported = export_onnx(None, output / f"{name}-fp32.onnx", target=target, force=True)  # also the FP32 artifact
     say(
         f"wrote {exported.path} ({target} form: {'TensorRT is installed' if target is Target.TENSORRT else 'no TensorRT here, so the form ONNX Runtime runs fastest'}), "
         f"{exported.nodes} nodes, parity vs PyTorch: {exported.parity.summary()}"
@@ -106,7 +107,7 @@ def run_demo(
         say(f"calibration: {calibration.summary()}")
         result = DemoResult(output, exported.path, [])
         for precision in (Precision.FP32, Precision.INT8):
-            built = build_artifact(exported.path, output / f"segnet-dsc-{precision}{'.engine' if engines else '.onnx'}", precision, calibration)
+            built = build_artifact(exported.path, output / f"{name}-{precision}{'.engine' if engines else '.onnx'}", precision, calibration)
             say(built.note)
             result.artifacts.append(built.engine or built.onnx)
 

@@ -184,7 +184,7 @@ def run_doctor(
     target = Target.TENSORRT if gpu and trt_problem is None else Target.ONNXRUNTIME
     exported = None
     try:
-        exported = export_onnx(None, workdir / "segnet-dsc-fp32.onnx", target=target, force=True).path
+        exported = export_onnx(None, workdir / "default-fp32.onnx", target=target, force=True).path
     except Exception as exc:  # noqa: BLE001 - e.g. onnxscript missing on a bare GPU machine: report, go on
         failed.append(f"ONNX export: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         skipped.append("ONNX Runtime and TensorRT rows: no exported ONNX")
@@ -197,7 +197,7 @@ def run_doctor(
         from segedge.runtime.openvino_runner import OpenVINORunner
 
         def openvino_row() -> Row:
-            standard = exported if target is Target.TENSORRT else export_onnx(None, workdir / "segnet-dsc-fp32-standard.onnx", target=Target.TENSORRT, force=True).path
+            standard = exported if target is Target.TENSORRT else export_onnx(None, workdir / "default-fp32-standard.onnx", target=Target.TENSORRT, force=True).path
             with OpenVINORunner(standard) as runner:
                 return measure(Row(f"openvino-cpu {Precision.FP32}"), runner, sample, reference, budget)
 
@@ -240,6 +240,6 @@ def _tensorrt_row(precision, exported, workdir, data, options, reference_runner,
         from segedge.calibration.dataset import load_calibration_set
 
         calibration = load_calibration_set(data, reference_runner.preprocess_config, num_images=64, seed=0)
-    result = build_artifact(exported, workdir / f"segnet-dsc-{precision}.engine", precision, calibration, engine_options=options)
+    result = build_artifact(exported, workdir / f"default-{precision}.engine", precision, calibration, engine_options=options)
     with TensorRTRunner(result.engine) as runner:
         return measure(Row(f"tensorrt {precision}"), runner, sample, reference, budget)

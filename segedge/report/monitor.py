@@ -459,28 +459,27 @@ def find_reference_checkpoint(candidate: Runner) -> tuple[Path | None, str]:
     """The checkpoint an artifact was exported from, when it can be found here.
 
     Looks for a ``.pt`` file whose SHA-256 equals the one recorded in the candidate's
-    contract (:attr:`Contract.checkpoint_sha256`): the embedded checkpoint, then the ``.pt``
+    contract (:attr:`Contract.checkpoint_sha256`): the embedded checkpoints, then the ``.pt``
     files beside the artifact (at most 1 GB each).
 
     Returns:
-        ``(path, note)``: the checkpoint (``None``: the embedded ``segnet-dsc``, either
-        because it is the recorded one or because the recorded one is not found) and one line
-        saying which was chosen and why.
+        ``(path, note)``: the checkpoint (``None``: the embedded default ``segnet-lite0``,
+        because the recorded one is not found) and one line saying which was chosen and why.
     """
-    from segedge.models.checkpoint import default_checkpoint
+    from segedge.models.checkpoint import EMBEDDED, DEFAULT_MODEL
 
     sha, model = _recorded_checkpoint(candidate)
     if not sha:
-        return None, f"{candidate.name} records no checkpoint; reference: the embedded segnet-dsc"
-    embedded = default_checkpoint()
-    if file_sha256(embedded) == sha:
-        return None, f"reference: the embedded segnet-dsc, the checkpoint {candidate.name} was exported from"
+        return None, f"{candidate.name} records no checkpoint; reference: the embedded {DEFAULT_MODEL}"
+    for name, embedded in EMBEDDED.items():
+        if embedded.is_file() and file_sha256(embedded) == sha:
+            return embedded, f"reference: the embedded {name}, the checkpoint {candidate.name} was exported from"
     folder = candidate.artifact.parent if candidate.artifact is not None else None
     for path in sorted(folder.glob("*.pt")) if folder is not None and folder.is_dir() else []:
         if path.is_file() and path.stat().st_size < 1 << 30 and file_sha256(path) == sha:
             return path, f"reference: {path}, the checkpoint {candidate.name} was exported from"
     return None, (f"the checkpoint {candidate.name} was exported from ({model or 'unknown model'}, sha256 {sha[:12]}...) "
-                  "is not beside it; reference: the embedded segnet-dsc (give --reference CHECKPOINT)")
+                  f"is not beside it; reference: the embedded {DEFAULT_MODEL} (give --reference CHECKPOINT)")
 
 
 def load_reference(spec: str | os.PathLike[str] | None, candidate: Runner) -> tuple[Runner, str]:

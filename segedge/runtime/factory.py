@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segedge.contract import Backend, Provider
+from segedge.models.registry import EMBEDDED_MODELS
 from segedge.errors import InputError
 
 if TYPE_CHECKING:  # keep this module free of NumPy and OpenCV for the CLI
@@ -67,7 +68,7 @@ def resolve_backend(artifact: str | os.PathLike[str] | None, backend: Backend | 
         return Backend.TRITON
     if backend is Backend.TRITON:
         raise InputError(f"--backend triton takes a triton://HOST:PORT/MODEL address, not {artifact}")
-    if artifact is None:
+    if artifact is None or (str(artifact) in EMBEDDED_MODELS and not Path(artifact).exists()):
         if backend not in (Backend.AUTO, Backend.TORCH):
             raise InputError(f"--backend {backend.value} needs an artifact; the embedded model runs in PyTorch")
         return Backend.TORCH
@@ -94,7 +95,8 @@ def load_runner(
 
     Args:
         artifact: ``.pt`` checkpoint, ``.onnx`` model, ``.xml`` OpenVINO IR or ``.engine``;
-            ``None`` loads the embedded ``segnet-dsc`` checkpoint in PyTorch; ``triton://HOST:PORT/MODEL``
+            ``None`` loads the embedded default ``segnet-lite0`` checkpoint in PyTorch, an embedded
+            model's name (``segnet-dsc``) that one; ``triton://HOST:PORT/MODEL``
             (HTTP) or ``triton+grpc://HOST:PORT/MODEL`` a model on a Triton server.
         provider: ONNX Runtime execution provider for ``.onnx`` (``cpu``, ``cuda``,
             ``tensorrt``).
@@ -117,7 +119,9 @@ def load_runner(
     if chosen is Backend.TORCH:
         from segedge.runtime.torch_runner import TorchRunner
 
-        return TorchRunner(None if artifact is None else Path(artifact), threads=threads)
+        from segedge.models.checkpoint import resolve_checkpoint
+
+        return TorchRunner(resolve_checkpoint(artifact), threads=threads)
     if chosen is Backend.OPENVINO:
         from segedge.runtime.openvino_runner import OpenVINORunner
 

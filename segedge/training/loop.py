@@ -275,8 +275,8 @@ def train(
         log.info("robust recipe: %d pet-free backgrounds", len(backgrounds))
     scaled_backgrounds: dict[int, torch.Tensor] = {}
     model = create_model(config.model)
-    pretrained = nn.ModuleList(model.pretrained_modules()) if hasattr(model, "pretrained_modules") else None
-    encoder = pretrained
+    # the part that starts from ImageNet weights (segnet-lite0's encoder): its own learning rate, optionally frozen BN
+    encoder = nn.ModuleList(model.pretrained_modules()) if hasattr(model, "pretrained_modules") else None
     if config.init_from:
         model.load_state_dict(load_checkpoint(config.init_from).model.state_dict())
     elif encoder is not None and config.pretrained and not resume:

@@ -42,9 +42,24 @@ def test_garbage_files_are_refused(tmp_path, content):
         load_checkpoint(path)
 
 
-def test_embedded_checkpoint_is_small_and_loads(embedded):
-    from segedge.models.checkpoint import EMBEDDED_CHECKPOINT
+def test_embedded_checkpoints_are_small_and_load(embedded, default_model):
+    from segedge.models.checkpoint import EMBEDDED, EMBEDDED_CHECKPOINT
 
-    assert EMBEDDED_CHECKPOINT.stat().st_size < 10e6
+    assert EMBEDDED_CHECKPOINT == EMBEDDED["segnet-lite0"] and EMBEDDED_CHECKPOINT.stat().st_size <= 15e6  # issue 23's budget
+    assert default_model.model_name == "segnet-lite0" and default_model.preprocess.resize == "aspect"
+    assert default_model.preprocess.mean == default_model.preprocess.std == (0.5, 0.5, 0.5)  # TensorFlow's Lite preprocessing
+    assert EMBEDDED["segnet-dsc"].stat().st_size < 10e6
     assert embedded.model_name == "segnet-dsc"
     assert embedded.preprocess.size == (128, 128)
+
+
+def test_an_embedded_model_is_found_by_name_unless_a_file_has_that_name(tmp_path, monkeypatch):
+    from segedge.models.checkpoint import EMBEDDED, resolve_checkpoint
+
+    assert resolve_checkpoint(None) == EMBEDDED["segnet-lite0"]
+    assert resolve_checkpoint("segnet-dsc") == EMBEDDED["segnet-dsc"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "segnet-dsc").write_bytes(b"a file of that name wins")
+    assert resolve_checkpoint("segnet-dsc") == tmp_path / "segnet-dsc"
+    with pytest.raises(CheckpointError):
+        load_checkpoint("segnet-dsc")  # that file, which is no checkpoint

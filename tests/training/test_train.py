@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from segedge.errors import CheckpointError, InputError
-from segedge.models.checkpoint import EMBEDDED_CHECKPOINT, load_checkpoint
+from segedge.models.checkpoint import EMBEDDED, load_checkpoint
 from segedge.training import TrainConfig, train
 from segedge.training.loop import augment
 
@@ -59,8 +59,8 @@ def test_robust_recipe_under_bf16_trains_and_records_throughput(tmp_path, pet_ro
 
 
 def test_init_from_starts_at_the_given_weights(tmp_path, pet_root):
-    embedded = load_checkpoint()
-    config = TrainConfig(model="segnet-dsc", epochs=1, batch_size=4, limit=4, init_from=str(EMBEDDED_CHECKPOINT), amp="off")
+    embedded = load_checkpoint("segnet-dsc")
+    config = TrainConfig(model="segnet-dsc", epochs=1, batch_size=4, limit=4, init_from=str(EMBEDDED["segnet-dsc"]), amp="off")
     train(pet_root, tmp_path / "a", config)
     scratch = TrainConfig(model="segnet-dsc", epochs=1, batch_size=4, limit=4, amp="off")
     train(pet_root, tmp_path / "b", scratch)
