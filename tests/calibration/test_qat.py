@@ -127,17 +127,25 @@ def test_tensorrt_form_fake_quantization_tracks_onnx_runtime(exported_onnx, cali
     assert np.mean(mine == theirs) >= 0.97
 
 
-def test_qat_writes_an_artifact_its_fake_quantization_reproduces(native_onnx, cpu_ptq, calibration, test_images, tmp_path):
+@pytest.fixture(scope="module")
+def cpu_qat(tmp_path_factory, native_onnx, cpu_ptq, calibration):
+    """One short QAT run from the CPU-form post-training artifact: (artifact, result)."""
+    ptq, ranges = cpu_ptq
+    out = tmp_path_factory.mktemp("qat-run") / "qat.onnx"
+    result = quantization_aware_training(native_onnx, ptq, ranges, out, calibration, QatData.from_calibration(calibration),
+                                         QatConfig(epochs=1, lr=1e-4, batch_size=4))
+    return out, result
+
+
+def test_qat_writes_an_artifact_its_fake_quantization_reproduces(native_onnx, cpu_ptq, cpu_qat, test_images):
     """One short QAT run: the artifact keeps the post-training activation scales, its weights
     moved, its record says QAT, and the fake quantization rebuilt from the written file alone
     (its dequantized weights in the FP32 graph) matches ONNX Runtime on held-out images."""
-    ptq, ranges = cpu_ptq
-    data = QatData.from_calibration(calibration)
-    result = quantization_aware_training(native_onnx, ptq, ranges, tmp_path / "qat.onnx", calibration, data,
-                                         QatConfig(epochs=1, lr=1e-4, batch_size=4))
+    ptq, _ = cpu_ptq
+    qat, result = cpu_qat
     assert result.fake_quant_agreement >= 0.999 and len(result.loss) == 1 and np.isfinite(result.loss[0])
     before = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(ptq)).graph.initializer}
-    after_model = onnx.load(str(tmp_path / "qat.onnx"))
+    after_model = onnx.load(str(qat))
     after = {i.name: numpy_helper.to_array(i) for i in after_model.graph.initializer}
     scales = [n for n in before if n.endswith("_scale") and ".weight" not in n]
     assert scales and all(np.array_equal(before[n], after[n]) for n in scales)  # activation scales: the calibration's
@@ -158,7 +166,7 @@ def test_qat_writes_an_artifact_its_fake_quantization_reproduces(native_onnx, cp
     graph = OnnxGraphModule(fp32, plan).eval()
     with torch.no_grad():
         mine = graph(torch.from_numpy(test_images)).numpy().argmax(1)
-    theirs = ort_session(tmp_path / "qat.onnx").run(None, {"input": test_images})[0].argmax(1)
+    theirs = ort_session(qat).run(None, {"input": test_images})[0].argmax(1)
     assert np.mean(mine == theirs) >= 0.999
 
 
@@ -169,17 +177,65 @@ def test_qat_config_refuses_nonsense():
         QatConfig(epochs=0)
 
 
-def test_calibrate_qat_cli(native_onnx, pet_root, tmp_path):
+def test_calibrate_qat_cli_with_max_drop(native_onnx, embedded, pet_root, tmp_path):
+    """`calibrate --qat 1 --max-drop D`: the post-training mixed-precision search runs first,
+    QAT trains from its artifact, and the held-out drop printed after QAT is the one the
+    written file scores against its FP32 model (recomputed here with ONNX Runtime)."""
     out = tmp_path / "qat.onnx"
     result = CliRunner().invoke(app, ["calibrate", str(native_onnx), "--calib-data", str(pet_root), "--num-images", "8",
-                                      "--qat", "1", "--qat-images", "8", "-o", str(out)])
+                                      "--qat", "1", "--qat-images", "8", "--max-drop", "100", "--eval-split", "test",
+                                      "--eval-limit", "4", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "fake quantization vs the written artifact" in result.output and "QAT: 1 epoch" in result.output
+    from segedge.pipeline.sensitivity import held_out_set, score_onnx
     from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
+    held = held_out_set(pet_root, embedded.preprocess, "test", 4)
+    drop = 100 * (score_onnx(native_onnx, held).pixel_accuracy - score_onnx(out, held).pixel_accuracy)
+    assert f"held-out pixel-accuracy drop after QAT: {drop:.2f} points (post-training: " in result.output, result.output
     with OnnxRuntimeRunner(out) as runner:
         assert runner.contract.calibration["qat"]["images"] == 8
-        assert "QAT" in runner.name
+        assert runner.contract.calibration["float_layers"] == []  # a 100-point bound keeps every layer INT8
+        assert runner.name == "qat.onnx (onnxruntime int8 QAT)"
+
+
+def test_report_and_bench_show_ptq_and_qat_side_by_side(native_onnx, cpu_ptq, cpu_qat, pet_root, tmp_path):
+    """`segedge report` with the FP32 export, its post-training INT8 and its QAT INT8: both INT8
+    rows name the FP32 export as the model they were made from, and their agreement with it is
+    the argmax agreement of the two ONNX Runtime sessions on the same images; `bench` times
+    both, each row named for what it is."""
+    import shutil
+
+    from segedge.report.drift import load_eval_data
+    from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    fp32, ptq, qat = tmp_path / "fp32.onnx", tmp_path / "ptq.onnx", tmp_path / "qat.onnx"
+    for source, copy in ((native_onnx, fp32), (cpu_ptq[0], ptq), (cpu_qat[0], qat)):
+        shutil.copy(source, copy)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", "--candidates", str(fp32), str(ptq), str(qat), "--data", str(pet_root),
+                                      "--limit", "6", "--latency-runs", "3", "--warmup", "1", "--worst", "0",
+                                      "--reference", "segnet-dsc", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    models = json.loads((out / "report.json").read_text())["models"]
+    names = [m["name"] for m in models[1:]]
+    assert names == ["fp32.onnx (onnxruntime fp32)", "ptq.onnx (onnxruntime int8)", "qat.onnx (onnxruntime int8 QAT)"]
+    assert models[1]["fp32_model"] is None and models[1]["fp32_agreement"] is None
+    images = [image for _, image, _ in load_eval_data(pet_root, limit=6)]
+    with OnnxRuntimeRunner(fp32) as runner:
+        fp32_pred = runner.infer(runner.preprocess(images)).argmax(1)
+    for model, path in zip(models[2:], (ptq, qat)):
+        with OnnxRuntimeRunner(path) as runner:
+            pred = runner.infer(runner.preprocess(images)).argmax(1)
+        assert model["fp32_model"] == names[0]
+        assert model["fp32_agreement"] == pytest.approx(float(np.mean(pred == fp32_pred)), abs=1e-12)
+    markdown = (out / "report.md").read_text()
+    assert "agreement vs FP32" in markdown and "qat.onnx (onnxruntime int8 QAT) against fp32.onnx" in markdown
+
+    bench = CliRunner().invoke(app, ["bench", str(ptq), str(qat), "--runs", "3", "--warmup", "1"])
+    assert bench.exit_code == 0, bench.output
+    cells = [line.split("│")[1].strip() for line in bench.output.splitlines() if line.startswith("│")]  # a long name wraps
+    assert " ".join(cells) == "ptq.onnx (onnxruntime int8) qat.onnx (onnxruntime int8 QAT)", bench.output
 
 
 @pytest.mark.parametrize("extra, words", [
