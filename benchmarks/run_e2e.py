@@ -2,8 +2,8 @@
 preprocess, inference, upsampling, overlay, MP4 encoding) per model and artifact, and a memory
 soak.
 
-For each model (the embedded segnet-dsc; segnet from --segnet CKPT, or freshly initialised:
-speed does not depend on the weights) the script builds, like the CLI does,
+For each model (the embedded segnet-lite0 and segnet-dsc; segnet from --segnet CKPT, or freshly
+initialised: speed does not depend on the weights) the script builds, like the CLI does,
 
 - ``fp32``: ``segedge export --target onnxruntime`` (MaxUnpool form), run by ONNX Runtime;
 - ``int8-cpu``: its INT8 (``build-engine --precision int8``: the CPU form, QLinearConv);
@@ -18,7 +18,10 @@ median per-round ratio to FP32 of the same model. ``--soak`` frames of one varia
 with the child's resident memory sampled every 0.25 s: the table gives it after 10% of the
 run, at the end, and the growth between (a leak grows with frames; a flat line does not).
 
-    python benchmarks/run_e2e.py [--segnet CKPT] [--frames 600] [--rounds 3] [--soak 5000]
+    python benchmarks/run_e2e.py [--models segnet-lite0,segnet-dsc,segnet] [--segnet CKPT] [--frames 600] [--rounds 3] [--soak 5000]
+
+segnet-lite0 keeps the frame's aspect: its artifacts have a symbolic height and width and run at
+the aspect-preserving size of the video (320x576 for 854x480).
 
 Prints the CPU and its ISA first. Read the ratios on a shared machine.
 """
@@ -55,17 +58,19 @@ def build_variants(segnet: str | None, work: Path, models: list[str]) -> list[Va
     from segedge.calibration.dataset import load_calibration_set
     from segedge.calibration.quantize import quantize_int8
     from segedge.onnx.export import export_onnx
-    from segedge.models.checkpoint import load_checkpoint
+    from segedge.models.checkpoint import EMBEDDED, load_checkpoint
     from segedge.models.registry import create_model
 
     variants = []
     for model in models:
-        if model == "segnet-dsc":
-            ckpt = load_checkpoint()
-        elif segnet and Path(segnet).is_file():
+        if model in EMBEDDED:
+            ckpt = load_checkpoint(model)
+        elif model == "segnet" and segnet and Path(segnet).is_file():
             ckpt = load_checkpoint(segnet)
+        elif model == "segnet":
+            ckpt = dataclasses.replace(load_checkpoint("segnet-dsc"), model=create_model("segnet").eval(), model_name="segnet")
         else:
-            ckpt = dataclasses.replace(load_checkpoint(), model=create_model("segnet").eval(), model_name="segnet")
+            raise SystemExit(f"--models: unknown model {model!r}; choose from {', '.join([*EMBEDDED, 'segnet'])}")
         calibration = load_calibration_set(SHARED / "oxford-iiit-pet-sample", ckpt.preprocess, num_images=64)
         native = export_onnx(ckpt, work / f"{model}.onnx", target="onnxruntime").path
         standard = export_onnx(ckpt, work / f"{model}.trt.onnx", target="tensorrt").path
@@ -113,12 +118,12 @@ def run(variant: Variant, video: Path, frames: int, out: Path, sample_rss: bool 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segnet", help="trained segnet checkpoint (default: fresh weights; speed only)")
-    parser.add_argument("--models", default="segnet,segnet-dsc", help="comma-separated: segnet, segnet-dsc")
+    parser.add_argument("--models", default="segnet-lite0,segnet-dsc", help="comma-separated: segnet-lite0, segnet-dsc, segnet")
     parser.add_argument("--video", default="davis_libby_854x480.mp4", help="clip in ../shared/data/video (looped)")
     parser.add_argument("--frames", type=int, default=600, help="frames per run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument("--soak", type=int, default=5000, help="frames of the memory soak (0: none)")
-    parser.add_argument("--soak-variant", default="segnet:int8, tensorrt form", help="MODEL:NAME-PREFIX of the variant to soak")
+    parser.add_argument("--soak-variant", default="segnet-lite0:int8, tensorrt form", help="MODEL:NAME-PREFIX of the variant to soak")
     args = parser.parse_args()
     from rich.console import Console
     from rich.table import Table

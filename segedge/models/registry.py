@@ -90,7 +90,7 @@ def segnet_dsc() -> nn.Module:
 
 
 # TensorFlow's EfficientNet-Lite preprocessing (pixels to [-1, 1]); each frame fed at its own aspect, short side 256
-LITE_PREPROCESS = PreprocessConfig(256, 256, "linear", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), resize="aspect")
+LITE_PREPROCESS = PreprocessConfig(320, 320, "linear", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), resize="aspect")
 
 
 @register_model("segnet-lite0", LITE_PREPROCESS)

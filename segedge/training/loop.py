@@ -140,8 +140,8 @@ class TrainConfig:
 # the learning rate (keeps what ImageNet taught it about dogs and cats of every coat), pasted pets
 # and whole scenes recoloured (the sample's breeds are ruddy, spotted or white).
 _LITE_RECIPE: dict[str, Any] = {
-    "recipe": Recipe.ROBUST.value, "epochs": 16, "batch_size": 16, "encoder_lr_scale": 0.1, "p_recolour": 0.8,
-    "p_scene_recolour": 0.3,
+    "recipe": Recipe.ROBUST.value, "epochs": 24, "batch_size": 16, "encoder_lr_scale": 0.1, "p_recolour": 0.8,
+    "p_scene_recolour": 0.3, "train_sizes": (128, 192, 256, 320),
 }
 MODEL_RECIPES: dict[str, dict[str, Any]] = {"segnet-lite0": _LITE_RECIPE, "segnet-lite0-bilinear": _LITE_RECIPE}
 

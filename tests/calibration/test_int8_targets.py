@@ -149,3 +149,28 @@ def test_onnxruntime_on_a_cpu_warns_only_about_the_tensorrt_form(tmp_path, nativ
         OnnxRuntimeRunner(trt).close()
     warned = [r.getMessage() for r in caplog.records if "laid out for TensorRT" in r.getMessage()]
     assert len(warned) == 1 and "trt.onnx" in warned[0] and "segedge export --target onnxruntime" in warned[0]
+
+
+def test_cpu_form_of_segnet_lite0_keeps_relu6_residuals_and_concats_in_integer_kernels(tmp_path, default_model, pet_root):
+    """EfficientNet-Lite's ReLU6 (Clip), residual Add and the decoder's Concat quantized too:
+    ONNX Runtime then runs the whole encoder on QLinear kernels, with no float Clip or Add
+    left and no DequantizeLinear/QuantizeLinear pair between two integer kernels (what made
+    the first CPU form of segnet-lite0 slower than its FP32)."""
+    import dataclasses
+
+    import numpy as np
+
+    from segedge.onnx.export import export_onnx
+    from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    small = dataclasses.replace(default_model.preprocess, height=128, width=128)
+    native = export_onnx(default_model, tmp_path / "lite.onnx", target="onnxruntime").path
+    calibration = load_calibration_set(pet_root, small, num_images=4)
+    quantize_int8(native, tmp_path / "lite-int8.onnx", calibration)
+    ops = optimized_ops(tmp_path / "lite-int8.onnx", tmp_path)
+    assert ops["QLinearConv"] >= 60 and ops["QLinearAdd"] >= 9, ops  # Lite0: 9 residual blocks
+    assert ops["Clip"] == ops["Add"] == 0, ops  # ReLU6 folded into the QLinearConv ranges
+    assert ops["Conv"] + ops["FusedConv"] == 0, ops
+    fp32 = OnnxRuntimeRunner(native).infer(calibration.images).argmax(1)
+    int8 = OnnxRuntimeRunner(tmp_path / "lite-int8.onnx").infer(calibration.images).argmax(1)
+    assert np.mean(int8 == fp32) > 0.9

@@ -14,7 +14,7 @@ cli = CliRunner()
 @pytest.mark.slow
 def test_export_prints_counts_lint_and_parity_then_inspect_reads_it_back(tmp_path):
     out = tmp_path / "m.onnx"
-    result = cli.invoke(app, ["export", "-o", str(out)])
+    result = cli.invoke(app, ["export", "segnet-dsc", "-o", str(out)])  # the embedded article model, by name
     assert result.exit_code == 0, result.stderr
     assert "4 unpool pairs rewritten" in result.stdout and "TensorRT lint: clean" in result.stdout
     assert "argmax agreement 100.000%" in result.stdout
@@ -26,6 +26,25 @@ def test_export_prints_counts_lint_and_parity_then_inspect_reads_it_back(tmp_pat
     assert info["parameters"] == 1_744_810
     # depthwise-separable convs at 128x128: a hand count of the 40 convolutions' MACs
     assert 1.0 < info["gmacs"] < 1.2
+
+
+@pytest.mark.slow
+def test_the_default_model_exports_with_symbolic_height_and_width_and_static_pads(tmp_path):
+    """segnet-lite0 is fed each frame at its own aspect: the export's height and width are
+    symbolic, and TensorFlow's SAME padding is folded into the convolutions (no Pad, no
+    Shape/Ceil chain computing it)."""
+    out = tmp_path / "lite.onnx"
+    result = cli.invoke(app, ["export", "-o", str(out), "--target", "onnxruntime"])
+    assert result.exit_code == 0, result.stderr
+    info = json.loads(cli.invoke(app, ["inspect", str(out), "--json"]).stdout)
+    assert info["metadata"]["model"] == "segnet-lite0"
+    assert info["inputs"][0]["shape"][2:] == ["32*height_blocks", "32*width_blocks"]
+    assert json.loads(info["metadata"]["preprocess"])["resize"] == "aspect"
+    assert "Pad" not in info["ops"] and "Ceil" not in info["ops"] and info["ops"]["MaxUnpool"] == 4
+    import onnx
+
+    pads = [list(a.ints) for n in onnx.load(str(out)).graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "pads"]
+    assert [0, 0, 1, 1] in pads and [1, 1, 2, 2] in pads  # stride 2, 3x3 and 5x5: TensorFlow's asymmetric SAME padding
 
 
 def test_inspect_counts_macs_of_a_known_conv(tmp_path):
