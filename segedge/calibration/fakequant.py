@@ -132,9 +132,18 @@ def plan_from_artifact(int8: onnx.ModelProto, fp32_tensors: set[str] | None = No
         return quant
 
     weight_max = 64 if reduce_range else 127
+    produced = {out: node for node in int8.graph.node for out in node.output}
+
+    def float_source(name: str) -> str:
+        """The FP32 graph's tensor behind ``name``: an FP16 base casts the graph input to FP16
+        (``graph_input_cast_0``) before quantizing it; the plan rounds that input to FP16 itself."""
+        while name in produced and produced[name].op_type == "Cast":
+            name = produced[name].input[0]
+        return name
+
     for node in int8.graph.node:
-        if node.op_type == "QuantizeLinear" and node.input[0] not in inits:
-            activation(node.input[0], node.input[1], node.input[2] if len(node.input) > 2 else "")  # the FP32 tensor is its input
+        if node.op_type == "QuantizeLinear" and node.input[0] not in inits:  # the FP32 tensor is its input
+            activation(float_source(node.input[0]), node.input[1], node.input[2] if len(node.input) > 2 else "")
         elif node.op_type == "DequantizeLinear" and node.input[0] in inits and node.input[0].endswith(QUANTIZED_SUFFIX):
             weight = constant(node.input[0])
             if weight.ndim == 4:  # a Conv weight (a bias stays float in the tensorrt form)
@@ -155,7 +164,6 @@ def plan_from_artifact(int8: onnx.ModelProto, fp32_tensors: set[str] | None = No
             raise ExportError(f"the INT8 artifact holds {node.op_type}, which segedge's fake quantization does not model")
     # tensorrt form: a Conv whose input and weight both come through DequantizeLinear is an INT8
     # convolution (int32 accumulation, float epilogue), its input the FP32 tensor the Q node read
-    produced = {out: node for node in int8.graph.node for out in node.output}
     for node in int8.graph.node:
         if node.op_type != "Conv" or len(node.input) < 2:
             continue
@@ -163,8 +171,8 @@ def plan_from_artifact(int8: onnx.ModelProto, fp32_tensors: set[str] | None = No
         if dq_x is None or dq_w is None or dq_x.op_type != "DequantizeLinear" or dq_w.op_type != "DequantizeLinear":
             continue
         q_x = produced.get(dq_x.input[0])
-        if q_x is not None and q_x.op_type == "QuantizeLinear" and q_x.input[0] in plan.activations:
-            plan.integer[node.output[0]] = [plan.activations[q_x.input[0]]]
+        if q_x is not None and q_x.op_type == "QuantizeLinear" and float_source(q_x.input[0]) in plan.activations:
+            plan.integer[node.output[0]] = [plan.activations[float_source(q_x.input[0])]]
     if fp32_tensors is not None:
         missing = sorted(set(plan.activations) - fp32_tensors)
         if missing:

@@ -241,6 +241,7 @@ def test_report_and_bench_show_ptq_and_qat_side_by_side(native_onnx, cpu_ptq, cp
 @pytest.mark.parametrize("extra, words", [
     (["--qat", "1", "--no-distill"], "labels"),
     (["--qat", "-1"], "--qat"),
+    (["--qat", "1", "--qat-lr", "0"], "learning rate"),
     (["--qat", "1", "--label-weight", "1", "--calib-data", "VIDEO"], "Pet root"),
 ])
 def test_calibrate_qat_wrong_input_is_one_line_exit_2(extra, words, native_onnx, pet_root, libby_video, tmp_path, one_line_error):
@@ -261,3 +262,34 @@ def test_calibrate_qat_refuses_a_graph_it_cannot_run(tmp_path, one_line_error, p
     result = CliRunner().invoke(app, ["calibrate", str(fp32), "--calib-data", str(pet_root), "--qat", "1", "-o", str(tmp_path / "x.onnx")])
     line = one_line_error(result)
     assert result.exit_code == 2 and "Sigmoid" in line, line
+
+
+def test_fp32_source_is_the_same_checkpoints_fp32_of_the_same_form(exported_onnx, native_onnx, cpu_ptq):
+    """The report pairs an INT8 candidate with the FP32 export of its own form (both FP32
+    forms present), never with the PyTorch reference, and leaves FP32 candidates unpaired."""
+    from segedge.report.drift import fp32_sources
+    from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+    from segedge.runtime.torch_runner import TorchRunner
+
+    with TorchRunner("segnet-dsc") as ref, OnnxRuntimeRunner(exported_onnx) as trt, OnnxRuntimeRunner(native_onnx) as ort, \
+            OnnxRuntimeRunner(cpu_ptq[0]) as int8:
+        assert fp32_sources([ref, trt, ort, int8]) == {3: 2}
+        assert fp32_sources([ref, int8, trt]) == {1: 2}  # only the other form there: still its FP32
+        assert fp32_sources([ref, int8]) == {}
+
+
+def test_tensorrt_form_plan_reaches_through_the_fp16_input_cast(tmp_path, pet_root):
+    """A model whose first Conv reads the graph input (segnet-lite0): the FP16 base quantizes
+    the input's FP16 cast, and the plan names the FP32 graph's input in its place."""
+    import segedge
+
+    contract = segedge.Contract(preprocess=segedge.PreprocessConfig(32, 32), classes=("a", "b"), model="direct-net")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
+    fp32 = segedge.export(net, tmp_path / "direct.onnx", contract).path
+    calibration = load_calibration_set(pet_root, contract.preprocess, num_images=4)
+    int8 = onnx.load(str(quantize_int8(fp32, tmp_path / "direct-int8.onnx", calibration, target="tensorrt").path))
+    quantized = {n.input[0] for n in int8.graph.node if n.op_type == "QuantizeLinear"}
+    assert any(name not in {i.name for i in int8.graph.input} and "cast" in name.lower() for name in quantized)  # the FP16 cast
+    graph = onnx.load(str(fp32))
+    plan = plan_from_artifact(int8, OnnxGraphModule(graph).tensor_names())
+    assert graph.graph.input[0].name in plan.activations and plan.fp16 and len(plan.integer) == 2
