@@ -106,12 +106,13 @@ def probe_segedge(s: Setup) -> None:
 
 def probe_pt2e(s: Setup) -> None:
     import torchao
+    from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         X86InductorQuantizer, get_default_x86_inductor_quantization_config)
 
     print(f"  torchao {torchao.__version__}")
-    exported = torch.export.export(s.model().train(), (s.x[:2],)).module()
+    exported = torch.export.export(s.model().train(), (s.x,)).module()  # batch 8, as every call below
     quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(is_qat=True))
     prepared = prepare_qat_pt2e(exported, quantizer)
     with torch.no_grad():
@@ -120,7 +121,7 @@ def probe_pt2e(s: Setup) -> None:
     kinds = collections.Counter((str(m.dtype), m.quant_min, m.quant_max, str(m.qscheme)) for m in fq)
     print(f"  fake quantizers: {len(fq)}: {dict(kinds)}")
     step = s.step_ms(prepared)
-    torch.ao.quantization.move_exported_model_to_eval(prepared)
+    move_exported_model_to_eval(prepared)
     print(f"  agree with the segedge onnxruntime artifact: {100 * s.agreement(prepared, 'onnxruntime'):.3f}%; step ms: {step:.0f}")
     converted = convert_pt2e(prepared)
     ops = collections.Counter(str(n.target) for n in converted.graph.nodes if "quantize" in str(n.target))
