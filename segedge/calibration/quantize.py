@@ -201,6 +201,8 @@ def quantize_int8(
     target: str | None = None,
     fp16_base: bool = True,
     reduce_range: bool | None = None,
+    ranges: dict | None = None,
+    record: dict | None = None,
 ) -> QuantizeResult:
     """Write an INT8 ONNX calibrated on ``calibration``, in the form of ``target``.
 
@@ -235,6 +237,13 @@ def quantize_int8(
             ``False`` keeps them FP32 at the model's opset.
         reduce_range: ``onnxruntime`` form only: 7-bit weights; ``None``: on x86-64 CPUs
             without VNNI/AMX (:func:`default_reduce_range`).
+        ranges: activation ranges to quantize with instead of calibrating (ONNX Runtime's
+            ``TensorsData`` JSON, the ``ranges`` record of a calibration cache): how
+            quantization-aware training (:mod:`segedge.calibration.qat`) writes its fine-tuned
+            weights with the post-training scales it trained against. ``calibration`` is then
+            only described in the metadata.
+        record: more entries for the artifact's calibration record (``qat``: what
+            quantization-aware training did).
 
     Returns:
         :class:`QuantizeResult`.
@@ -291,7 +300,7 @@ def quantize_int8(
             raise InputError(f"no quantizable layer or Conv node named {item!r} (layers: {', '.join(list(layers)[:6])}, ...)")
     float_layers = [n for n in layers if set(layers[n]) <= set(excluded)]
     key = lookup = None
-    if cache is not None:
+    if cache is not None and ranges is None:
         key = CalibrationKey(
             file_sha256(onnx_path), array_sha256(calibration.images), method,
             percentile if method == "percentile" else None, SETTINGS[target], target,
@@ -301,7 +310,9 @@ def quantize_int8(
         source = Path(onnx_path)
         prepared = Path(work) / "prepared.onnx"
         ranges_file = Path(work) / "ranges.json"
-        if lookup is not None and lookup.ranges is not None:
+        if ranges is not None:
+            ranges_file.write_text(json.dumps(ranges))
+        elif lookup is not None and lookup.ranges is not None:
             ranges_file.write_text(json.dumps(lookup.ranges))
         try:
             if fp16_base:
@@ -331,6 +342,7 @@ def quantize_int8(
                      "format": "QOperator (QLinearConv)" if cpu_form else "QDQ",
                      "activations": "uint8 asymmetric" if cpu_form else "int8 symmetric",
                      "base": (Precision.FP16 if fp16_base else Precision.FP32).value, "reduce_range": bool(reduce_range)}
+                    | (record or {})
                 )
                 extra = {k: v for k, v in contract.extra.items() if k != "fp32_nodes"} | {"calibration": record}
                 contract.replace(precision=Precision.INT8, extra=extra).write_onnx_step(quantized, "precision", "calibration")

@@ -30,6 +30,12 @@ def calibrate_command(
     eval_split: Annotated[str, typer.Option(help="Split scored for --sensitivity/--max-drop; calibration images are left out of it.")] = "trainval",
     eval_limit: Annotated[int, typer.Option(min=1, help="Held-out images scored per variant.")] = 100,
     plot: Annotated[Optional[Path], typer.Option(help="PNG bar chart of the sensitivity scan (default: OUTPUT with .sensitivity.png).")] = None,
+    qat: Annotated[int, typer.Option("--qat", min=0, help="Quantization-aware training: fine-tune the FP32 weights this many epochs with the rounding of the INT8 artifact in the forward pass (post-training scales kept), then write them through the same quantizer (0: post-training only).")] = 0,
+    qat_images: Annotated[int, typer.Option(min=1, help="--qat: training images drawn (seeded) from the --calib-data sources.")] = 300,
+    qat_lr: Annotated[float, typer.Option(min=0.0, help="--qat: Adam learning rate of the (BatchNorm-folded) convolution weights.")] = 1e-5,
+    qat_batch_size: Annotated[int, typer.Option(min=1, help="--qat: images per step.")] = 8,
+    distill: Annotated[bool, typer.Option("--distill/--no-distill", help="--qat: distil the FP32 model's logits (needs no labels; what agreement measures).")] = True,
+    label_weight: Annotated[float, typer.Option(min=0.0, help="--qat: weight of a cross-entropy on the Pet trimaps (a single Pet root as --calib-data; 0: none).")] = 0.0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing OUTPUT (an output that is an input is refused even so).")] = False,
 ) -> None:
     """Calibrate an FP32 ONNX and write its INT8 form for its target.
@@ -46,6 +52,11 @@ def calibrate_command(
     until the drop against the FP32 model is at most D points, and reports which ones and
     the resulting latency. Float layers run FP16 in the tensorrt form and FP32 in the
     onnxruntime form.
+
+    --qat N fine-tunes the FP32 weights for N epochs with the artifact's own rounding in the
+    forward pass (quantization-aware training; the FP32 model as teacher), starting from the
+    post-training scales (and the layers --max-drop keeps in float), and writes the result
+    through the same quantizer: same form, same scales, same runners.
     """
     from segedge._io import check_output, resolved
     from segedge.errors import InputError
@@ -58,12 +69,20 @@ def calibrate_command(
         check_output(plot, [*inputs, output, cache], force=True, option="--plot")
         if cache is not None and resolved(plot) == resolved(cache) or resolved(plot) == resolved(output):
             raise InputError(f"--plot {plot} is also another output of this command; give it its own file")
+    qat_config = None
+    if qat:
+        from segedge.calibration.qat import QatConfig
+        from segedge.data.oxford_pet import is_pet_root
+
+        qat_config = QatConfig(epochs=qat, lr=qat_lr, batch_size=qat_batch_size, distill=distill, label_weight=label_weight, seed=seed)
+        if label_weight > 0 and not (len(calib_data) == 1 and is_pet_root(calib_data[0])):
+            raise InputError("--label-weight trains on the Pet trimaps: give a single Oxford-IIIT Pet root as --calib-data")
     _calibrate(model, output, calib_data, num_images, every, seed, method, percentile, cache, sensitivity,
-               max_drop, eval_data, eval_split, eval_limit, plot, force, target)
+               max_drop, eval_data, eval_split, eval_limit, plot, force, target, qat_config, qat_images)
 
 
 def _calibrate(model, output, calib_data, num_images, every, seed, method, percentile, cache, sensitivity,
-               max_drop, eval_data, eval_split, eval_limit, plot, force, target) -> None:
+               max_drop, eval_data, eval_split, eval_limit, plot, force, target, qat_config=None, qat_images=300) -> None:
     from rich.table import Table
 
     from segedge.calibration.dataset import load_calibration_sets
@@ -82,8 +101,16 @@ def _calibrate(model, output, calib_data, num_images, every, seed, method, perce
         raise InputError(f"{model} is already quantized (Q/DQ nodes); calibrate the FP32 ONNX from `segedge export`")
     config = source.contract.preprocess
     model = source
+    if qat_config is not None:
+        from segedge.calibration.torch_graph import check_supported
+
+        check_supported(source.model, model.path)  # before a minute of calibration
     calibration = load_calibration_sets(calib_data, config, num_images=num_images, seed=seed, every=every)
     console.print(f"calibration: {calibration.summary()}")
+    if qat_config is not None:
+        _calibrate_qat(source, output, calib_data, calibration, method, percentile, cache, sensitivity, max_drop, eval_data,
+                       eval_split, eval_limit, plot, chosen, qat_config, qat_images, every)
+        return
     if not (sensitivity or max_drop is not None):
         result = quantize_int8(model, output, calibration, method.value, percentile, cache=cache, target=chosen)
         cached = f"; cache {cache}: {result.cache}" if cache else ""
@@ -129,3 +156,73 @@ def _calibrate(model, output, calib_data, num_images, every, seed, method, perce
         if not amp.met:
             raise typer.Exit(1)
     console.print(f"wrote {output}")
+
+
+def _calibrate_qat(source, output, calib_data, calibration, method, percentile, cache, sensitivity, max_drop, eval_data,
+                   eval_split, eval_limit, plot, chosen, config, qat_images, every) -> None:
+    """Post-training INT8 (mixed precision with --max-drop) to a work file, then QAT from it to OUTPUT."""
+    from pathlib import Path
+
+    from segedge._io import private_directory
+    from segedge.calibration.dataset import load_calibration_sets
+    from segedge.calibration.qat import QatData, quantization_aware_training, stored_ranges
+    from segedge.calibration.quantize import quantize_int8
+    from segedge.data.oxford_pet import is_pet_root
+    from segedge.errors import DataError
+    from segedge.pipeline.sensitivity import held_out_set, mixed_precision, score_onnx, sensitivity_scan
+
+    contract = source.contract.preprocess
+    if config.label_weight > 0:
+        from segedge.data.samples import DataSpec, load_arrays
+
+        images, labels, names = load_arrays(DataSpec(calib_data[0], "trainval", limit=qat_images, seed=config.seed), contract)
+        data, names = QatData(images, labels, f"Oxford-IIIT Pet trainval split in {calib_data[0]}"), list(names)
+    else:
+        train = load_calibration_sets(calib_data, contract, num_images=qat_images, seed=config.seed, every=every)
+        data, names = QatData.from_calibration(train), train.names
+    console.print(f"QAT training data: {len(data)} images from {data.source}")
+    held_out = None
+    if sensitivity or max_drop is not None:
+        root = eval_data or next((p for p in calib_data if is_pet_root(p)), None)
+        if root is None:
+            raise DataError("--sensitivity and --max-drop need labelled data: pass --eval-data PET_ROOT")
+        seen = type(calibration)(calibration.images[:0], calibration.source, [*calibration.names, *names])
+        try:  # neither calibration nor QAT training images are scored
+            held_out = held_out_set(root, contract, eval_split, eval_limit, exclude=seen)
+        except DataError:
+            raise DataError(f"no held-out image left in split {eval_split!r} of {root} once the calibration and QAT training "
+                            "images are removed; pass fewer --qat-images or --eval-split test") from None
+        console.print(f"held-out: {held_out.source}")
+    with private_directory("qat-ptq") as work, progress_bar() as progress:
+        ptq = Path(work) / "ptq.onnx"
+        ranges_file = Path(cache) if cache is not None else Path(work) / "ranges.json"
+        amp = None
+        if max_drop is not None or sensitivity:
+            ranking = sensitivity_scan(source, calibration, held_out, method.value, percentile, progress=progress, target=chosen) if sensitivity else None
+            if ranking is not None:
+                console.print(f"sensitivity: all-INT8 drop {ranking.int8_drop:.2f} points; most sensitive: "
+                              + ", ".join(f"{r.layer} ({r.recovered:+.2f})" for r in ranking.layers[:5]))
+            if max_drop is not None:
+                amp = mixed_precision(source, ptq, calibration, held_out, max_drop, method.value, percentile, ranking, progress, chosen)
+        if amp is None:
+            quantize_int8(source, ptq, calibration, method.value, percentile, cache=ranges_file, target=chosen)
+        else:
+            quantize_int8(source, ptq, calibration, method.value, percentile, cache=ranges_file, target=chosen,
+                          exclude=amp.float_layers)
+        result = quantization_aware_training(source, ptq, stored_ranges(ranges_file), output, calibration, data, config, progress)
+    losses = " -> ".join(f"{v:.4f}" for v in result.loss)
+    console.print(f"QAT: {result.epochs} epoch(s) on {result.images} images in {result.seconds:.0f} s (loss {losses}); {result.plan}")
+    console.print(f"fake quantization vs the written artifact in ONNX Runtime: argmax agreement {100 * result.fake_quant_agreement:.3f}% "
+                  f"on {min(8, result.images)} training images")
+    q = result.quantized
+    console.print(f"wrote {output}: {q.target} form, {q.int8_convs} INT8 convolutions, {q.method} ranges of the post-training "
+                  f"calibration" + (f", {len(q.float_layers)} layer(s) in float ({', '.join(q.float_layers)})" if q.float_layers else ""))
+    if held_out is not None:
+        fp32 = amp.float_score if amp is not None else score_onnx(source, held_out)
+        score = score_onnx(output, held_out)
+        drop = 100.0 * (fp32.pixel_accuracy - score.pixel_accuracy)
+        ptq_note = f" (post-training: {amp.drop:.2f})" if amp is not None else ""
+        console.print(f"held-out pixel-accuracy drop after QAT: {drop:.2f} points{ptq_note}")
+        if max_drop is not None and drop > max_drop:
+            console.print(f"NOT within --max-drop {max_drop}")
+            raise typer.Exit(1)

@@ -62,7 +62,8 @@ def report_command(
     """Report the accuracy drift of deployed artifacts against the PyTorch model, with speed.
 
     For the reference and every candidate: pixel accuracy, mIoU, the article's IoU, border F1, IoU per class and
-    argmax agreement with the reference, with deltas; logits error; the worst images; latency p50/p90/p99 and
+    argmax agreement with the reference, with deltas (and with the FP32 export an INT8 or FP16 candidate was made from,
+    when that export is a candidate too: post-training and QAT INT8 side by side); logits error; the worst images; latency p50/p90/p99 and
     throughput at batch 1 and 8, size and memory. With --video, agreement frame by frame. Writes report.json,
     report.md and a self-contained report.html."""
     from segedge._io import check_output, resolved

@@ -117,7 +117,8 @@ class _Scorer:
         self.per_image: list[float] = []
         self.worst: list[tuple[float, int, str, np.ndarray]] = []  # max-heap by -agreement
 
-    def update(self, batch, logits: np.ndarray, ref_logits: np.ndarray, ref_pred: np.ndarray, labels) -> None:
+    def update(self, batch, logits: np.ndarray, ref_logits: np.ndarray, ref_pred: np.ndarray, labels) -> np.ndarray:
+        """Score one batch; returns this model's class map ``(N, H, W)`` uint8."""
         pred = class_map(logits).astype(np.uint8)
         self.scores.update(pred, labels, ref_pred)
         if logits is not ref_logits:
@@ -129,6 +130,34 @@ class _Scorer:
                 truth = None if labels is None else labels[j]
                 item = (-agree, index, name, worst_case_panels(image, ref_pred[j], pred[j], truth, self.runner.contract.palette))
                 (heapq.heappushpop if len(self.worst) == self.worst_n else heapq.heappush)(self.worst, item)
+        return pred
+
+
+def fp32_sources(runners: Sequence[Runner]) -> dict[int, int]:
+    """For each quantized or half-precision candidate (index >= 1), the FP32 candidate it was
+    made from: an FP32 artifact of the same checkpoint (its contract's ``checkpoint_sha256``,
+    or the model name where none is recorded), of the same target form when there are
+    several. The PyTorch reference (index 0) is never one: agreement with it is the
+    ``agreement`` column already.
+
+    Returns:
+        ``{candidate index: FP32 candidate index}``; candidates with no FP32 match are absent.
+    """
+    from segedge.contract import Precision
+
+    def origin(runner: Runner) -> str:
+        return runner.contract.checkpoint_sha256 or f"model:{runner.contract.model}"
+
+    fp32 = [j for j, r in enumerate(runners) if j and r.precision is Precision.FP32]
+    found = {}
+    for i, runner in enumerate(runners):
+        if not i or runner.precision is Precision.FP32:
+            continue
+        same = [j for j in fp32 if origin(runners[j]) == origin(runner)]
+        same_form = [j for j in same if runners[j].contract.target == runner.contract.target]
+        if same_form or same:
+            found[i] = (same_form or same)[0]
+    return found
 
 
 def _slug(text: str) -> str:
@@ -191,6 +220,8 @@ def compare(
         measure_speed(runner, speed_images, runs=latency_runs, warmup=warmup, on_progress=lambda d, t, n=runner.name: report(f"speed {n}", d, t))
         for runner in runners
     ]
+    fp32_of = fp32_sources(runners)
+    same_as_fp32 = {i: [0, 0] for i in fp32_of}  # candidate index -> [pixels equal to its FP32 model's argmax, pixels]
     if data is not None:
         done = 0
         for batch in _batches(data, batch_size):
@@ -198,14 +229,21 @@ def compare(
             labels = np.stack([resize_labels(item[3], *size) for item in batch]) if data.labelled else None
             ref_logits = infer_batched(reference, images)
             ref_pred = class_map(ref_logits).astype(np.uint8)
+            preds = []
             for runner, scorer in zip(runners, scorers):
                 logits = ref_logits if runner is reference else infer_batched(runner, images)
-                scorer.update(batch, logits, ref_logits, ref_pred, labels)
+                preds.append(scorer.update(batch, logits, ref_logits, ref_pred, labels))
+            for i, j in fp32_of.items():
+                same_as_fp32[i][0] += int(np.count_nonzero(preds[i] == preds[j]))
+                same_as_fp32[i][1] += preds[i].size
             done += len(batch)
             report("score", done, max(done, data.size))
     rows = []
     for i, (runner, scorer, speed) in enumerate(zip(runners, scorers, speeds)):
         rows.append(_row(runner, scorer, speed, data, video, rows[0] if rows else None, i))
+        if i in fp32_of and same_as_fp32[i][1]:
+            rows[-1].fp32_model = runners[fp32_of[i]].name
+            rows[-1].fp32_agreement = same_as_fp32[i][0] / same_as_fp32[i][1]
     described = {
         "source": data.source if data else video.source,  # type: ignore[union-attr]
         "images": len(scorers[0].per_image) if data else video.frames,  # type: ignore[union-attr]

@@ -53,14 +53,19 @@ def article_line(report: DriftReport) -> str | None:
 
 
 def summary_table(report: DriftReport) -> Table:
-    """One row per model: accuracy with deltas (points) against the reference, agreement,
-    the worst image's agreement, logits error, batch-1 latency and size (the model name
+    """One row per model: accuracy with deltas (points) against the reference, agreement
+    (with the reference, and with the FP32 artifact an INT8 or FP16 model was made from when
+    that is a candidate too: PTQ and QAT side by side), the worst image's agreement, logits error, batch-1 latency and size (the model name
     carries the backend and precision)."""
     labelled = bool(report.data.get("labelled"))
     head = ["model"]
     if labelled:
         head += ["pixel accuracy", "mIoU", "article IoU", "border F1"]
-    head += ["agreement", "worst image", "|logit diff| max / p99", "p50 ms", "p99 ms", "MB"]
+    head += ["agreement"]
+    with_fp32 = any(m.fp32_agreement is not None for m in report.models)
+    if with_fp32:
+        head += ["agreement vs FP32"]
+    head += ["worst image", "|logit diff| max / p99", "p50 ms", "p99 ms", "MB"]
     rows = []
     for m in report.models:
         d = m.deltas
@@ -69,8 +74,10 @@ def summary_table(report: DriftReport) -> Table:
             row += [_pct(m.pixel_accuracy) + _delta(d.get("pixel_accuracy")), _pct(m.miou) + _delta(d.get("miou")),
                     _pct(m.article_iou) + _delta(d.get("article_iou")), _pct(m.border_f1) + _delta(d.get("border_f1"))]
         err = m.logits_error
+        row += [_pct(m.agreement, 3)]
+        if with_fp32:
+            row += [_pct(m.fp32_agreement, 3) if m.fp32_agreement is not None else ""]
         row += [
-            _pct(m.agreement, 3),
             _pct(min(m.per_image_agreement), 2) if m.per_image_agreement and not m.is_reference else "",
             f"{_num(err['max'], '.3g')} / {_num(err['p99'], '.3g')}" if err else "",
             f"{m.latency_ms['p50']:.2f}", f"{m.latency_ms['p99']:.2f}", _num(m.size_mb),
@@ -119,6 +126,10 @@ def _notes(report: DriftReport) -> list[str]:
         f"Latency: model call on a preprocessed batch, {runs} runs at batch 1 after warm-up. "
         "RSS +MB: growth of the process's resident memory during inference (an estimate).",
     ]
+    pairs = [f"{m.name} against {m.fp32_model}" for m in report.models if m.fp32_model]
+    if pairs:
+        notes.append("Agreement vs FP32 = pixels whose argmax class equals that of the FP32 artifact the model was made from "
+                     "(same checkpoint, same target form preferred): " + "; ".join(pairs) + ".")
     line = article_line(report)
     if line:
         notes.append(line)

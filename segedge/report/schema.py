@@ -37,6 +37,10 @@ model::
     speed                                             {latency: {"1"|"8": {batch, runs, warmup, p50, p90, p99, mean,
                                                       throughput, samples_ms: [float]}}, size_mb, peak_rss_delta_mb}
     size_mb                                           float|null
+    fp32_model                                        str|null, name of the FP32 candidate this (INT8 or FP16)
+                                                      model was made from: same checkpoint, same target form
+                                                      preferred (optional: older reports load as null)
+    fp32_agreement                                    float|null, pixels whose argmax equals fp32_model's (optional)
 
 video::
 
@@ -102,6 +106,8 @@ class ModelReport:
     iou_delta_per_class: dict[str, float | None] | None = None
     worst: list[WorstCase] = field(default_factory=list)
     speed: SpeedReport | None = None
+    fp32_model: str | None = None
+    fp32_agreement: float | None = None
 
 
 @dataclass
@@ -222,6 +228,9 @@ def validate_report(data: Any) -> None:
             need(key in model, f"models[{i}].{key}", "missing")
             need(isinstance(model[key], kinds) and not (kinds != (bool,) and isinstance(model[key], bool)),
                  f"models[{i}].{key}", f"unexpected type {type(model[key]).__name__}")
+        for key, kinds in (("fp32_model", (str, type(None))), ("fp32_agreement", _OPT_NUM)):  # optional fields
+            need(isinstance(model.get(key), kinds) and not isinstance(model.get(key), bool), f"models[{i}].{key}",
+                 f"unexpected type {type(model.get(key)).__name__}")
         need({"p50", "p99"} <= set(model["latency_ms"]), f"models[{i}].latency_ms", "needs p50 and p99")
         for j, case in enumerate(model["worst"]):
             need(isinstance(case, dict) and {"name", "index", "agreement", "image"} <= set(case), f"models[{i}].worst[{j}]", "needs name, index, agreement, image")

@@ -60,9 +60,15 @@ class Runner(abc.ABC):
 
     @property
     def name(self) -> str:
-        """Short label for tables: ``<artifact stem> (<backend> <precision>)``."""
+        """Short label for tables: ``<artifact stem> (<backend> <precision label>)``."""
         stem = self.artifact.name if self.artifact else "model"
-        return f"{stem} ({self.backend} {self.precision})"
+        return f"{stem} ({self.backend} {self.precision_label})"
+
+    @property
+    def precision_label(self) -> str:
+        """The precision as tables show it: ``int8 QAT`` for an INT8 artifact of
+        quantization-aware training (its calibration record says so), else the precision."""
+        return f"{self.precision} QAT" if self.contract.calibration.get("qat") else str(self.precision)
 
     @property
     def size_mb(self) -> float | None:

@@ -140,9 +140,9 @@ class OnnxRuntimeRunner(Runner):
 
     @property
     def name(self) -> str:
-        """``<artifact name> (onnxruntime <precision>)``; ``tf32`` in place of ``fp32`` where
-        the FP32 convolutions run in TF32 (see :attr:`fp32_math`)."""
-        label = "tf32" if self.fp32_math == "tf32" else self.precision
+        """``<artifact name> (onnxruntime <precision label>)``; ``tf32`` in place of ``fp32``
+        where the FP32 convolutions run in TF32 (see :attr:`fp32_math`)."""
+        label = "tf32" if self.fp32_math == "tf32" else self.precision_label
         return f"{self.artifact.name} ({self.backend} {label})"
 
     def close(self) -> None:

@@ -145,7 +145,7 @@ class Stream:
         self.errors: list[BaseException] = []
         self.overlay = Overlay(runner.contract.palette, alpha=options.alpha, classes=options.classes, outline=options.outline, upsample=options.upsample)
         self.post = Postprocessor(classes, h, w, options.smooth)
-        self.label = f"{runner.backend} {runner.precision}" if name is None else f"{name}  {runner.backend} {runner.precision}"
+        self.label = f"{runner.backend} {runner.precision_label}" if name is None else f"{name}  {runner.backend} {runner.precision_label}"
         self.batched = False  # several sources: each frame's statistics name its batch size
         self.finished = False  # finish() ran: sinks finalised
         self.frame_index = 0
