@@ -52,7 +52,7 @@ def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Destination .onnx (written atomically; its directory must exist).")] = Path("model.onnx"),
     target: Annotated[Target, typer.Option(help="tensorrt: standard ops any TensorRT parses; onnxruntime: MaxUnpool, about 2x faster in ONNX Runtime on a CPU.")] = Target.TENSORRT,
     precision: Annotated[Precision, typer.Option(help="fp32, or fp16 (FP16 inside, float32 input and output: what a strongly typed TensorRT network builds as FP16); int8 is `segedge calibrate` or `segedge build-engine --precision int8`.")] = Precision.FP32,
-    opset: Annotated[int, typer.Option(help="ONNX opset; 17 is the newest TensorRT 8.6 to 11 all parse.")] = 17,
+    opset: Annotated[int, typer.Option(help="ONNX opset; 17 is the newest TensorRT 8.6 to 11 all parse. PyTorch's exporter builds at opset 18 and keeps 18 where it cannot convert the graph down (segnet-lite0 here; TensorRT 10 and 11, JetPack 6, parse it); the line after the export names the opset written.")] = 17,
     dynamic_batch: Annotated[bool, typer.Option(help="Symbolic batch dimension.")] = True,
     dynamic_hw: Annotated[Optional[bool], typer.Option("--dynamic-hw/--static-hw", help="Symbolic height and width (multiples of the model's size multiple: 16 for segnet, 32 for segnet-lite0), or the trained size only. Default: symbolic for a model that keeps the frame's aspect (segnet-lite0: every frame is fed at its own aspect-preserving size), static otherwise.", show_default=False)] = None,
     exporter: Annotated[Exporter, typer.Option(help="dynamo (torch.onnx.export(dynamo=True)) or legacy (TorchScript, module-swapped model).")] = Exporter.DYNAMO,
