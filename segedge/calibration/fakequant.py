@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from segedge.contract import Precision, Target
 from segedge.errors import ExportError
 
 QUANTIZED_SUFFIX = "_quantized"
@@ -75,7 +76,7 @@ class QuantPlan:
     biases: dict[str, tuple[str, str]] = field(default_factory=dict)
     integer: dict[str, list[ActivationQuant]] = field(default_factory=dict)
     fp16: bool = False
-    target: str = "tensorrt"
+    target: str = Target.TENSORRT.value
 
     def summary(self) -> str:
         """One line: what the plan quantizes."""
@@ -108,7 +109,7 @@ def plan_from_artifact(int8: onnx.ModelProto, fp32_tensors: set[str] | None = No
     import json
 
     calibration = json.loads(record.get("segedge.calibration", "{}") or "{}")
-    plan = QuantPlan(target=calibration.get("target", "tensorrt"), fp16=calibration.get("base") == "fp16")
+    plan = QuantPlan(target=calibration.get("target", Target.TENSORRT.value), fp16=calibration.get("base") == Precision.FP16.value)
     reduce_range = bool(calibration.get("reduce_range"))
 
     def constant(name: str) -> np.ndarray:

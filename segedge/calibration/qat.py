@@ -43,6 +43,7 @@ import onnx
 from segedge._io import private_directory
 from segedge.calibration.dataset import CalibrationSet
 from segedge.calibration.quantize import QuantizeResult, quantize_int8
+from segedge.contract import Precision
 from segedge.errors import DataError, InputError
 from segedge.onnx.artifact import OnnxArtifact, open_onnx
 
@@ -260,7 +261,7 @@ def quantization_aware_training(
         result.quantized = quantize_int8(
             tuned, output, calibration, record.get("method", "percentile"), record.get("percentile") or 99.9,
             exclude=record.get("float_layers") or None, target=record.get("target"),
-            fp16_base=record.get("base", "fp16") == "fp16", reduce_range=record.get("reduce_range"),
+            fp16_base=record.get("base", Precision.FP16.value) == Precision.FP16.value, reduce_range=record.get("reduce_range"),
             ranges=ranges, record=result.record(config, data.source),
         )
     check = data.images[: min(8, len(data))]
