@@ -188,3 +188,14 @@ def test_the_alert_panel_shows_the_image_the_model_saw():
     batch = preprocess(frame, Preprocessing.preprocess_config)
     expected = cv2.resize(frame, (48, 32), interpolation=cv2.INTER_NEAREST)
     assert np.array_equal(input_image(batch, Preprocessing()), expected)
+
+
+def test_a_checkpoint_candidate_is_its_own_reference(embedded):
+    """`report --candidates segnet-dsc.pt` and `run -e segnet-dsc.pt --reference auto` compare the
+    checkpoint with itself, not with the embedded default segnet-lite0 (another model)."""
+    from segedge.report.monitor import find_reference_checkpoint
+
+    with TorchRunner(embedded.path) as candidate:
+        path, note = find_reference_checkpoint(candidate)
+    assert path == embedded.path, note
+    assert "itself" in note
