@@ -65,6 +65,10 @@ class QatConfig:
         label_weight: weight of the cross-entropy on labels (Pet trimaps; 0: none).
         hard_weight: weight of the cross-entropy against the FP32 model's own argmax (the
             class map the agreement counts; 0: none).
+        crop: train on random ``crop x crop`` windows of the images (one offset per batch)
+            instead of the whole images: the network is fully convolutional and the scales
+            are fixed, so the rounding is the same per pixel, and a step costs (crop / side)^2
+            as much; None: whole images. A multiple of the model's size multiple.
         hflip: also train on horizontally flipped images (each epoch flips half, seeded).
         seed: shuffling and flips.
     """
@@ -76,6 +80,7 @@ class QatConfig:
     temperature: float = 1.0
     label_weight: float = 0.0
     hard_weight: float = 0.0
+    crop: int | None = None
     hflip: bool = True
     seed: int = 0
 
@@ -88,8 +93,10 @@ class QatConfig:
             raise InputError(f"the QAT batch size must be >= 1, got {self.batch_size}")
         if self.temperature <= 0:
             raise InputError(f"the distillation temperature must be > 0, got {self.temperature}")
-        if self.label_weight < 0:
-            raise InputError(f"the label weight must be >= 0, got {self.label_weight}")
+        if self.label_weight < 0 or self.hard_weight < 0:
+            raise InputError(f"loss weights must be >= 0, got label {self.label_weight}, hard {self.hard_weight}")
+        if self.crop is not None and self.crop < 32:
+            raise InputError(f"the QAT crop must be at least 32 pixels, got {self.crop}")
         if not self.distill and self.label_weight == 0:
             raise InputError("QAT without distillation needs labels: give a label weight > 0 (Pet trimaps) or keep distillation on")
 
@@ -165,6 +172,20 @@ def _session(model: onnx.ModelProto | str | os.PathLike[str], fp16_qdq: bool = F
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
 
 
+def _window(size: tuple[int, int], crop: int | None, generator) -> tuple[slice, slice]:
+    """Rows and columns of one random ``crop x crop`` window of an ``(H, W)`` image (the whole
+    image when ``crop`` is None or not smaller)."""
+    import torch
+
+    def axis(extent: int) -> slice:
+        if crop is None or crop >= extent:
+            return slice(0, extent)
+        start = int(torch.randint(0, extent - crop + 1, (1,), generator=generator))
+        return slice(start, start + crop)
+
+    return axis(size[0]), axis(size[1])
+
+
 def quantization_aware_training(
     fp32: str | os.PathLike[str] | OnnxArtifact,
     ptq: str | os.PathLike[str],
@@ -232,6 +253,8 @@ def quantization_aware_training(
             index = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
             x = data.images[index].copy()
             x[flips[index]] = x[flips[index], :, :, ::-1]
+            window = _window(x.shape[2:], config.crop, generator)
+            x = np.ascontiguousarray(x[:, :, window[0], window[1]])
             logits = student(torch.from_numpy(x))
             loss = logits.new_zeros(())
             if teacher is not None:
@@ -244,6 +267,7 @@ def quantization_aware_training(
             if config.label_weight > 0:
                 labels = data.labels[index].copy()
                 labels[flips[index]] = labels[flips[index], :, ::-1]
+                labels = labels[:, window[0], window[1]]
                 loss = loss + config.label_weight * F.cross_entropy(logits, torch.from_numpy(labels.astype(np.int64)))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

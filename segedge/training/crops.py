@@ -60,17 +60,24 @@ def load_aspect_split(
 
 def random_crops(
     pairs: list[tuple[np.ndarray, np.ndarray]], indices: list[int], side: int, generator: torch.Generator | None = None,
+    p_whole: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One ``side x side`` crop of each chosen pair, at a random offset along its longer side
     (``generator`` is None: the centred crop). A pair whose shorter side is not ``side`` is
     first resized to it (bilinear for the image, nearest neighbour for the labels): the
     multi-scale training of :class:`~segedge.training.loop.TrainConfig` ``train_sizes``.
 
+    With probability ``p_whole`` (drawn per pair; only with a ``generator``) the "crop" is the
+    whole image resized to ``side x side``, its aspect not kept: the input of Matani & Singh's
+    Oxford-IIIT Pet protocol (every photo stretched to 128x128), so a model trained for
+    aspect-kept video frames still meets the article's benchmark input.
+
     Args:
         pairs: from :func:`load_aspect_split`.
         indices: which pairs, in batch order.
         side: crop side in pixels.
         generator: source of randomness.
+        p_whole: probability a pair is taken whole and stretched to the square, in [0, 1].
 
     Returns:
         images ``(N, 3, side, side)`` float32 and labels ``(N, side, side)`` int64.
@@ -80,6 +87,10 @@ def random_crops(
     for k, i in enumerate(indices):
         image, label = pairs[i]
         h, w = label.shape
+        if generator is not None and p_whole > 0 and float(torch.rand((), generator=generator)) < p_whole:
+            image = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA if side < min(h, w) else cv2.INTER_LINEAR)
+            label = cv2.resize(label, (side, side), interpolation=cv2.INTER_NEAREST)
+            h, w = side, side
         if min(h, w) != side:
             scale = side / min(h, w)
             size = (max(side, round(w * scale)), max(side, round(h * scale)))

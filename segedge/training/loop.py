@@ -88,6 +88,7 @@ class TrainConfig:
     encoder_lr_scale: float = 1.0  # the pretrained encoder's learning rate as a fraction of lr
     freeze_encoder_bn: bool = False  # keep the encoder's BatchNorm statistics (eval mode) while fine-tuning
     train_sizes: tuple[int, ...] = ()  # aspect models: each batch's crop side drawn from these (multi-scale); () = the input size
+    p_whole: float = 0.0  # aspect models: probability a crop at the smallest train size is the whole image stretched to the square (the article's input)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def __post_init__(self) -> None:
@@ -107,7 +108,7 @@ class TrainConfig:
             raise InputError(f"train_sizes must be at least 32 pixels, got {self.train_sizes}")
         if not 0 < self.encoder_lr_scale <= 1:
             raise InputError(f"encoder_lr_scale must lie in (0, 1], got {self.encoder_lr_scale}")
-        for name in ("p_onto_image", "p_recolour", "p_empty", "p_synthetic", "p_mesh", "p_scene_recolour"):
+        for name in ("p_onto_image", "p_recolour", "p_empty", "p_synthetic", "p_mesh", "p_scene_recolour", "p_whole"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
 
@@ -321,7 +322,9 @@ def train(
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             if aspect:
                 crop = sides[int(torch.randint(len(sides), (1,), generator=generator))] if len(sides) > 1 else side
-                x, y = random_crops(pairs, index.tolist(), crop, generator)
+                # the article's benchmark input (a whole photo stretched to 128x128) at the smallest size only:
+                # at the sizes seen live, shapes keep their aspect
+                x, y = random_crops(pairs, index.tolist(), crop, generator, config.p_whole if crop == min(sides) else 0.0)
             else:
                 x, y = torch.from_numpy(train_x[index.numpy()]), train_labels[index]
             x, y = augment(x, y, config, generator)

@@ -137,12 +137,65 @@ def test_mixed_precision_writes_the_model_it_scored(tmp_path, exported_onnx, cal
     held = held_out_set(pet_root, embedded.preprocess, limit=12, exclude=calibration)
     loose = mixed_precision(exported_onnx, tmp_path / "loose.onnx", calibration, held, max_drop=100.0)
     assert loose.met and loose.float_layers == [] and loose.steps == [(0, loose.drop)]
-    assert score_onnx(tmp_path / "loose.onnx", held) == loose.score
-    fp32 = score_onnx(exported_onnx, held)
-    assert loose.float_score == fp32
+    reference = fp32_classes(exported_onnx, held)
+    assert score_onnx(tmp_path / "loose.onnx", held, reference=reference) == loose.score
+    fp32 = score_onnx(exported_onnx, held, reference=reference)
+    assert loose.float_score == fp32 and fp32.agreement == 1.0
     assert loose.drop == pytest.approx(100 * (fp32.pixel_accuracy - loose.score.pixel_accuracy))
     with pytest.raises(InputError):
         mixed_precision(exported_onnx, tmp_path / "x.onnx", calibration, held, max_drop=-1)
+
+
+def fp32_classes(path, held):
+    from segedge.report.evaluate import predict_classes
+    from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(path) as runner:
+        return predict_classes(runner, held.images, 16)
+
+
+def test_mixed_precision_for_agreement_keeps_the_layers_that_move_pixels(tmp_path, exported_onnx, calibration, embedded, pet_root):
+    """--min-agreement: a bound the all-INT8 model meets keeps every layer INT8; an unreachable
+    one (100%) tries the scanned layers in the order of the agreement they win back and writes
+    the best model tried, whose agreement is the file's own and no lower than all-INT8's."""
+    from segedge.pipeline.sensitivity import sensitivity_scan
+
+    held = held_out_set(pet_root, embedded.preprocess, limit=12, exclude=calibration)
+    reference = fp32_classes(exported_onnx, held)
+    easy = mixed_precision(exported_onnx, tmp_path / "easy.onnx", calibration, held, max_drop=None, min_agreement=0.0)
+    assert easy.met and easy.float_layers == [] and 0.5 < easy.score.agreement < 1.0
+    layers = list(conv_layers(onnx.load(str(exported_onnx))))[:3]
+    ranking = sensitivity_scan(exported_onnx, calibration, held, layers=layers)
+    assert [r.agreement_recovered for r in ranking.layers] == [
+        pytest.approx(100 * (r.score.agreement - ranking.int8_score.agreement)) for r in ranking.layers]
+    hard = mixed_precision(exported_onnx, tmp_path / "hard.onnx", calibration, held, None, ranking=ranking, min_agreement=100.0)
+    gained = sorted((r for r in ranking.layers if r.agreement_recovered > 0), key=lambda r: -r.agreement_recovered)
+    assert not hard.met and hard.float_layers == [r.layer for r in gained][: len(hard.float_layers)]
+    assert len(hard.steps) == 1 + len(gained)
+    assert hard.score.agreement >= easy.score.agreement
+    assert score_onnx(tmp_path / "hard.onnx", held, reference=reference).agreement == hard.score.agreement
+    for bad in ({"max_drop": None}, {"max_drop": None, "min_agreement": 101.0}):
+        with pytest.raises(InputError):
+            mixed_precision(exported_onnx, tmp_path / "x.onnx", calibration, held, **bad)
+
+
+def test_tensorrt_form_is_scored_in_openvino(tmp_path, exported_onnx, calibration, embedded, pet_root):
+    """Held-out scores of a tensorrt-form INT8 model come from OpenVINO's integer kernels (as
+    --backend auto runs it on a CPU), not from ONNX Runtime's float convolutions."""
+    pytest.importorskip("openvino")
+    from segedge.report.evaluate import predict_classes
+    from segedge.runtime.openvino_runner import OpenVINORunner
+
+    held = held_out_set(pet_root, embedded.preprocess, limit=8, exclude=calibration)
+    quantize_int8(exported_onnx, tmp_path / "q.onnx", calibration)
+    reference = fp32_classes(exported_onnx, held)
+    with OpenVINORunner(tmp_path / "q.onnx") as runner:
+        openvino = predict_classes(runner, held.images, 16)
+    onnxruntime = fp32_classes(tmp_path / "q.onnx", held)
+    assert not np.array_equal(openvino, onnxruntime)  # the two runtimes differ on this file, so the test can tell them apart
+    score = score_onnx(tmp_path / "q.onnx", held, reference=reference)
+    assert score.agreement == pytest.approx(np.mean(openvino == reference))
+    assert score.pixel_accuracy == pytest.approx(np.mean(openvino == held.labels))
 
 
 def test_calibrate_cli_reports_cache_status(tmp_path, exported_onnx, pet_root, one_line_error):

@@ -175,6 +175,10 @@ def test_qat_config_refuses_nonsense():
         QatConfig(distill=False)
     with pytest.raises(InputError, match="epoch"):
         QatConfig(epochs=0)
+    with pytest.raises(InputError, match="crop"):
+        QatConfig(crop=16)
+    with pytest.raises(InputError, match="loss weights"):
+        QatConfig(hard_weight=-1.0)
 
 
 def test_calibrate_qat_cli_with_max_drop(native_onnx, embedded, pet_root, tmp_path):
@@ -192,7 +196,7 @@ def test_calibrate_qat_cli_with_max_drop(native_onnx, embedded, pet_root, tmp_pa
 
     held = held_out_set(pet_root, embedded.preprocess, "test", 4)
     drop = 100 * (score_onnx(native_onnx, held).pixel_accuracy - score_onnx(out, held).pixel_accuracy)
-    assert f"held-out pixel-accuracy drop after QAT: {drop:.2f} points (post-training: " in result.output, result.output
+    assert f"held-out after QAT: pixel-accuracy drop {drop:.2f} points, agreement with FP32 " in result.output, result.output
     with OnnxRuntimeRunner(out) as runner:
         assert runner.contract.calibration["qat"]["images"] == 8
         assert runner.contract.calibration["float_layers"] == []  # a 100-point bound keeps every layer INT8
