@@ -112,6 +112,12 @@ def _calibrate(model, output, calib_data, num_images, every, seed, method, perce
         from segedge.calibration.torch_graph import check_supported
 
         check_supported(source.model, model.path)  # before a minute of calibration
+        multiple = source.contract.size_multiple or 1
+        if qat_config.crop is not None and qat_config.crop % multiple:
+            raise InputError(f"--qat-crop {qat_config.crop} is not a multiple of {multiple}, the size multiple of {source.path.name}")
+        if qat_config.crop is not None and not source.contract.any_size:
+            raise InputError(f"--qat-crop needs a model exported for any input size; {source.path.name} takes only "
+                             f"{'x'.join(map(str, source.contract.input_size))}")
     calibration = load_calibration_sets(calib_data, config, num_images=num_images, seed=seed, every=every)
     console.print(f"calibration: {calibration.summary()}")
     if qat_config is not None:
@@ -185,16 +191,10 @@ def _calibrate_qat(source, output, calib_data, calibration, method, percentile, 
     from segedge.calibration.qat import QatData, quantization_aware_training, stored_ranges
     from segedge.calibration.quantize import quantize_int8
     from segedge.data.oxford_pet import is_pet_root
-    from segedge.errors import DataError, InputError
+    from segedge.errors import DataError
     from segedge.pipeline.sensitivity import held_out_set, mixed_precision, score_onnx, sensitivity_scan
 
     contract = source.contract.preprocess
-    multiple = source.contract.size_multiple or 1
-    if config.crop is not None and config.crop % multiple:
-        raise InputError(f"--qat-crop {config.crop} is not a multiple of {multiple}, the size multiple of {source.path.name}")
-    if config.crop is not None and not source.contract.any_size:
-        raise InputError(f"--qat-crop needs a model exported for any input size; {source.path.name} takes only "
-                         f"{'x'.join(map(str, source.contract.input_size))}")
     if config.label_weight > 0:
         from segedge.data.samples import DataSpec, load_arrays
 

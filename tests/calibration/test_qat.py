@@ -247,6 +247,8 @@ def test_report_and_bench_show_ptq_and_qat_side_by_side(native_onnx, cpu_ptq, cp
     (["--qat", "-1"], "--qat"),
     (["--qat", "1", "--qat-lr", "0"], "learning rate"),
     (["--qat", "1", "--label-weight", "1", "--calib-data", "VIDEO"], "Pet root"),
+    (["--qat", "1", "--qat-crop", "40"], "--qat-crop"),  # not a multiple of the size multiple (or a fixed-size export)
+    (["--qat", "1", "--min-agreement", "101"], "--min-agreement"),
 ])
 def test_calibrate_qat_wrong_input_is_one_line_exit_2(extra, words, native_onnx, pet_root, libby_video, tmp_path, one_line_error):
     extra = [str(libby_video) if e == "VIDEO" else e for e in extra]
