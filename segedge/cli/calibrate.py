@@ -100,7 +100,7 @@ def _calibrate(model, output, calib_data, num_images, every, seed, method, perce
     from segedge.onnx.artifact import open_onnx
     from segedge.pipeline.sensitivity import held_out_set, mixed_precision, plot_sensitivity, sensitivity_scan
     from segedge.report.drift import measure_latency
-    from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+    from segedge.runtime.factory import load_runner
 
     source = open_onnx(model)  # once: the graph (external weights inside), its I/O checked, its contract
     chosen = int8_target(source.contract, target, model)  # before calibrating
@@ -162,10 +162,12 @@ def _calibrate(model, output, calib_data, num_images, every, seed, method, perce
     if bounded:
         _print_mixed(amp)
         batch = held_out.images[:1]
-        with OnnxRuntimeRunner(source) as fp32_runner, OnnxRuntimeRunner(output) as mixed_runner:
+        # each on the runtime --backend auto gives it on a CPU (the tensorrt form: OpenVINO when installed)
+        with load_runner(source.path) as fp32_runner, load_runner(output) as mixed_runner:
             fp32 = measure_latency(fp32_runner, batch, runs=30)["p50"]
             mixed = measure_latency(mixed_runner, batch, runs=30)["p50"]
-        console.print(f"latency p50 (ONNX Runtime CPU, batch 1): FP32 {fp32:.1f} ms, this model {mixed:.1f} ms")
+            where = f"{fp32_runner.backend}, {mixed_runner.backend}"
+        console.print(f"latency p50 (CPU, batch 1; {where}): FP32 {fp32:.1f} ms, this model {mixed:.1f} ms")
         if not amp.met:
             raise typer.Exit(1)
     console.print(f"wrote {output}")

@@ -210,3 +210,19 @@ def test_calibrate_cli_reports_cache_status(tmp_path, exported_onnx, pet_root, o
     empty.mkdir()
     line = one_line_error(runner.invoke(app, ["calibrate", str(exported_onnx), "--calib-data", str(empty), "-o", str(tmp_path / "z.onnx")]))
     assert "no image" in line and not (tmp_path / "z.onnx").exists()
+
+
+def test_calibrate_cli_min_agreement(tmp_path, exported_onnx, pet_root):
+    """`calibrate --min-agreement`: a bound all-INT8 meets keeps every layer INT8 and exits 0;
+    an unreachable one keeps layers in float, writes the best model tried, says NOT within and
+    exits 1 (the "goal missed" code)."""
+    runner = CliRunner()
+    base = ["calibrate", str(exported_onnx), "--calib-data", str(pet_root), "--num-images", "4", "--eval-limit", "4",
+            "--cache", str(tmp_path / "c.json")]
+    easy = runner.invoke(app, [*base, "-o", str(tmp_path / "easy.onnx"), "--min-agreement", "0"])
+    assert easy.exit_code == 0, easy.output
+    assert "mixed precision: 0 layer(s) kept in float (none)" in easy.output and "within --min-agreement 0.0" in easy.output
+    hard = runner.invoke(app, [*base, "-o", str(tmp_path / "hard.onnx"), "--min-agreement", "100"])
+    assert hard.exit_code == 1, hard.output
+    assert "NOT within --min-agreement 100.0" in hard.output and "mixed precision: 0 layer(s)" not in hard.output
+    assert (tmp_path / "hard.onnx").exists() and "latency p50" in hard.output
