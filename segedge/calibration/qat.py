@@ -70,9 +70,6 @@ class QatConfig:
             are fixed, so the rounding is the same per pixel, and a step costs (crop / side)^2
             as much; None: whole images. A multiple of the model's size multiple.
         hflip: also train on horizontally flipped images (each epoch flips half, seeded).
-        optimizer: ``adam`` (each weight moves about ``lr`` per step whatever its gradient) or
-            ``sgd`` (momentum 0.9: a weight moves in proportion to its gradient, so weights
-            whose straight-through gradient is noise stay near their rounding).
         seed: shuffling and flips.
     """
 
@@ -85,7 +82,6 @@ class QatConfig:
     hard_weight: float = 0.0
     crop: int | None = None
     hflip: bool = True
-    optimizer: str = "adam"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -99,8 +95,6 @@ class QatConfig:
             raise InputError(f"the distillation temperature must be > 0, got {self.temperature}")
         if self.label_weight < 0 or self.hard_weight < 0:
             raise InputError(f"loss weights must be >= 0, got label {self.label_weight}, hard {self.hard_weight}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise InputError(f"unknown QAT optimizer {self.optimizer!r}; choose adam or sgd")
         if self.crop is not None and self.crop < 32:
             raise InputError(f"the QAT crop must be at least 32 pixels, got {self.crop}")
         if not self.distill and self.label_weight == 0:
@@ -246,10 +240,7 @@ def quantization_aware_training(
     input_name = source.inputs[0].name
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(student.parameters(), lr=config.lr, momentum=0.9)
-    else:
-        optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
     steps = math.ceil(len(data) / config.batch_size)
     started = time.perf_counter()
     losses: list[float] = []

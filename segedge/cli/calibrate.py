@@ -149,7 +149,8 @@ def _calibrate(model, output, calib_data, num_images, every, seed, method, perce
 
     if ranking is not None:
         table = Table(title=f"INT8 sensitivity ({chosen} form, {method.value}): FP32 {100 * ranking.float_score.pixel_accuracy:.2f}%, "
-                            f"all-INT8 {100 * ranking.int8_score.pixel_accuracy:.2f}% (drop {ranking.int8_drop:.2f} points)")
+                            f"all-INT8 {100 * ranking.int8_score.pixel_accuracy:.2f}% (drop {ranking.int8_drop:.2f} points, "
+                            f"agreement with FP32 {100 * ranking.int8_score.agreement:.3f}%)")
         for column in ("rank", "layer (kept in float)", "convs", "pixel acc", "mIoU", "points won back", "drop vs FP32",
                        "agreement vs FP32"):
             table.add_column(column, justify="left" if column.startswith("layer") else "right")

@@ -334,9 +334,8 @@ def mixed_precision(
     not given), re-scoring the mixed model each time, until the bounds hold. The order is by
     pixel-accuracy points won back with ``max_drop`` alone, by agreement points won back once
     ``min_agreement`` is given (the pixels INT8 moves are mostly not errors: near-tied
-    boundary pixels; segnet-lite0's first depthwise convolution, fed by a per-tensor scale
-    over channels of very different ranges, moves more of them than the other 60 layers
-    together, docs/benchmarks.md "QAT"). Only layers that won something back in the scan are
+    boundary pixels; segnet-lite0's first depthwise convolution moves far more of them than any
+    other layer, docs/benchmarks.md "QAT"). Only layers that won something back in the scan are
     tried; if the bounds still do not hold, the best model tried (the smallest shortfall) is
     written and ``met`` is ``False``.
 
