@@ -195,7 +195,7 @@ def _calibrate_qat(source, output, calib_data, calibration, method, percentile, 
     from segedge.calibration.quantize import quantize_int8
     from segedge.data.oxford_pet import is_pet_root
     from segedge.errors import DataError
-    from segedge.pipeline.sensitivity import held_out_set, mixed_precision, score_onnx, sensitivity_scan
+    from segedge.pipeline.sensitivity import float_reference, held_out_set, mixed_precision, score_onnx, sensitivity_scan
 
     contract = source.contract.preprocess
     if config.label_weight > 0:
@@ -246,12 +246,7 @@ def _calibrate_qat(source, output, calib_data, calibration, method, percentile, 
     console.print(f"wrote {output}: {q.target} form, {q.int8_convs} INT8 convolutions, {q.method} ranges of the post-training "
                   f"calibration" + (f", {len(q.float_layers)} layer(s) in float ({', '.join(q.float_layers)})" if q.float_layers else ""))
     if held_out is not None:
-        from segedge.report.evaluate import predict_classes
-        from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
-
-        with OnnxRuntimeRunner(source) as runner:
-            reference = predict_classes(runner, held_out.images, 16)
-        fp32 = amp.float_score if amp is not None else score_onnx(source, held_out)
+        reference, fp32 = float_reference(source, held_out)
         score = score_onnx(output, held_out, reference=reference)
         drop = 100.0 * (fp32.pixel_accuracy - score.pixel_accuracy)
         ptq_note = f" (post-training: {amp.drop:.2f} points, {amp.agreement:.3f}%)" if amp is not None else ""

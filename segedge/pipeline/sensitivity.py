@@ -138,6 +138,27 @@ def score_onnx(
     return Score(scores.truth.pixel_accuracy(), scores.truth.miou(), agreement)
 
 
+def float_reference(float_onnx: str | os.PathLike[str] | OnnxArtifact, data: EvalSet, batch_size: int = 16) -> tuple[np.ndarray, Score]:
+    """The float model's class map on ``data`` and its score, from one ONNX Runtime pass: the
+    reference every quantized variant's agreement is counted against.
+
+    Returns:
+        ``(N, H, W)`` int64 class indices and the float model's :class:`Score` (agreement 1.0).
+
+    Raises:
+        ModelFormatError: unreadable ONNX.
+    """
+    from segedge.report.evaluate import predict_classes
+    from segedge.report.metrics import ConfusionMatrix
+    from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(float_onnx) as runner:
+        reference = predict_classes(runner, data.images, batch_size)
+        matrix = ConfusionMatrix(len(runner.classes))
+    matrix.update(reference, data.labels)
+    return reference, Score(matrix.pixel_accuracy(), matrix.miou())
+
+
 def _points(a: float, b: float) -> float:
     """Difference in percentage points."""
     return 100.0 * (a - b)
@@ -234,14 +255,9 @@ class _Baseline:
 
     @classmethod
     def compute(cls, float_onnx, calibration, data, method, percentile, work: Path, target: str | None = None) -> "_Baseline":
-        from segedge.report.evaluate import predict_classes
-        from segedge.runtime.onnxruntime_runner import OnnxRuntimeRunner
-
         cache, candidate = work / "ranges.json", work / "candidate.onnx"
         source = float_onnx if isinstance(float_onnx, OnnxArtifact) else open_onnx(float_onnx)
-        with OnnxRuntimeRunner(source) as runner:
-            reference = predict_classes(runner, data.images, 16)
-        float_score = score_onnx(source, data, reference=reference)
+        reference, float_score = float_reference(source, data)
         quantize_int8(source, candidate, calibration, method, percentile, cache=cache, target=target)
         int8_score = score_onnx(candidate, data, reference=reference)
         return cls(source, calibration, data, method, percentile, cache, candidate, float_score, int8_score, target, reference)
@@ -292,7 +308,7 @@ class MixedPrecisionResult:
         score: score of the written model on the held-out data.
         float_score: score of the float model.
         drop: pixel-accuracy drop against the float model, in points.
-        met: whether ``drop <= max_drop``.
+        met: whether every bound given holds (``drop <= max_drop``, ``agreement >= min_agreement``).
         steps: ``(float layers, drop in points)`` for every model tried.
         min_agreement: the agreement bound asked for, in percent, or None.
     """
@@ -386,9 +402,10 @@ def mixed_precision(
                     progress("mixed precision (adding float layers)", k, len(order))
                 score = base.score_with_float(order[:k])
                 steps.append((k, _points(base.float_score.pixel_accuracy, score.pixel_accuracy)))
-                if shortfall(score) < best[0]:
-                    best = (shortfall(score), order[:k], score)
-                if shortfall(score) == 0:
+                missing = shortfall(score)
+                if missing < best[0]:
+                    best = (missing, order[:k], score)
+                if missing == 0:
                     break
         missing, float_layers, score = best
         base.quantize(Path(output), float_layers)
