@@ -66,6 +66,21 @@ def recipe_text(recipe: dict, amp: str) -> str:
     )
 
 
+def finish_text(recipe: dict) -> str:
+    """The second stage (``segedge train --finish``) as its run's TrainConfig recorded it, in words."""
+    pre = recipe.get("preprocess", {})
+    sizes = list(recipe.get("train_sizes") or [])
+    shares = ", ".join(f"{s} ({sizes.count(s)} in {len(sizes)})" for s in sorted(set(sizes)))
+    return (
+        f"`segedge train PET_ROOT --finish runs/lite/model.pt` (TrainConfig.for_model with finish=): the first stage's "
+        f"weights, a fresh Adam at lr {recipe.get('lr')} (encoder x{recipe.get('encoder_lr_scale')}, StepLR step "
+        f"{recipe.get('step_size')} gamma {recipe.get('gamma')}), {recipe.get('epochs')} epochs; crop sides drawn per batch "
+        f"from {shares}; with p={recipe.get('p_whole')} a crop at the smallest side is the whole photo stretched to the "
+        f"square (the article's benchmark input); images resized with {pre.get('interpolation')} interpolation "
+        f"(cv2.INTER_AREA averages pixels when shrinking: no aliasing); the rest as the first stage"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="model.pt of a finished `segedge train --model segnet-lite0` run")
@@ -87,8 +102,14 @@ def main() -> None:
     cockatoo = video_pet_fraction(args.model, args.videos / "cockatoo_1280x720.mp4")
     recipe = ckpt.meta.get("recipe", {})
     history = ckpt.meta.get("history", {}).get("epochs", [])
+    first = None  # a second-stage run (--finish): the first stage's record, from the checkpoint it started from
+    if recipe.get("init_from"):
+        start = load_checkpoint(recipe["init_from"]).meta
+        first = start.get("first_stage") or {"recipe": start.get("recipe", {}), "epochs_trained": start.get("epochs_trained"),
+                                             "minutes": start.get("minutes")}
     meta = {
         "recipe": recipe, "epochs_trained": ckpt.meta.get("epochs_trained"), "train_images": ckpt.meta.get("train_images"),
+        "first_stage": first, "minutes": sum(e.get("seconds", 0) for e in history) / 60 or None,
         "test_images": count, "data": "oxford-iiit-pet-sample (600 images, 3 breeds): trainval split for training, test for evaluation",
         "test_pixel_accuracy_128": article.pixel_accuracy(), f"test_pixel_accuracy_{own}": native.pixel_accuracy(),
         "davis_libby_object_iou": _mean(whole), "davis_libby_pet_iou": _mean(pet), "bikes_pet_fraction": bikes,
@@ -100,6 +121,17 @@ def main() -> None:
     seconds = sum(e.get("seconds", 0) for e in history)
     ran = sorted({e.get("amp", "off") for e in history}) or ["off"]
     amp = "/".join(ran) + (f" (`--amp {recipe.get('amp')}`)" if recipe.get("amp") not in ran else "")
+
+    def took(minutes) -> str:
+        return f", {minutes:.0f} minutes on 2 CPU cores" if minutes else ""
+
+    if first is None:
+        recipe_lines = f"{recipe_text(recipe, amp)}. {meta['epochs_trained']} epochs{took(seconds / 60)}."
+    else:
+        recipe_lines = (f"two stages. First, {recipe_text(first['recipe'], amp)}; {first['epochs_trained']} epochs"
+                        f"{took(first.get('minutes'))}. Second, {finish_text(recipe)}{took(seconds / 60)}.")
+    finish_command = (f"\nsegedge train {args.data} --finish runs/lite/model.pt -o runs/lite-finish" if first else "")
+    made_from = "runs/lite-finish/model.pt" if first else "runs/lite/model.pt"
 
     def figures(matrix) -> str:
         iou = matrix.iou_per_class()
@@ -138,7 +170,7 @@ video. Trained on 300 photos of 3 breeds: read "Where it fails" before relying o
   CVPR 2012; 600 real images of 3 breeds: Abyssinian, Bengal, american_bulldog, with official
   trimaps; CC BY-SA 4.0 per the dataset's site, annotations for research use). Trained on its
   `trainval` split ({meta['train_images']} images), evaluated on its `test` split ({count} images).
-- **Recipe**: {recipe_text(recipe, amp)}. {meta['epochs_trained']} epochs, {seconds / 60:.0f} minutes on 2 CPU cores.
+- **Recipe**: {recipe_lines}
 - **Test split of the sample** (PyTorch; every image resized to a square, as `segedge report --data` does):
   - at 128x128 (the article's input): {figures(article)};
   - at {own}x{own} (the model's own input size): {figures(native)}.
@@ -159,8 +191,8 @@ video. Trained on 300 photos of 3 breeds: read "Where it fails" before relying o
   but cats and dogs, so a bird can be called pet.
 
 ```bash
-segedge train {args.data} --model {NAME} -o runs/lite
-python scripts/make_embedded.py runs/lite/model.pt --data {args.data} --videos {args.videos} --gt-masks {args.gt_masks}
+segedge train {args.data} --model {NAME} -o runs/lite{finish_command}
+python scripts/make_embedded.py {made_from} --data {args.data} --videos {args.videos} --gt-masks {args.gt_masks}
 segedge run -s ../shared/data/video/davis_libby_854x480.mp4 --gt-masks ../shared/data/davis-libby/masks
 python scripts/video_iou.py segedge/models/weights/segnet-lite0.pt --video ../shared/data/video/davis_libby_854x480.mp4 \\
     --gt-masks ../shared/data/davis-libby/masks --data ../shared/data/oxford-iiit-pet-sample --test-sizes 128 \\
@@ -168,7 +200,7 @@ python scripts/video_iou.py segedge/models/weights/segnet-lite0.pt --video ../sh
 ```
 
 Deployed variants (ONNX FP32/FP16, INT8 in both target forms, OpenVINO) and their speed:
-docs/benchmarks.md, "SegNet-Lite0". Made {datetime.date.today().isoformat()} from `{args.model}`, a run of the first command.
+docs/benchmarks.md, "SegNet-Lite0". Made {datetime.date.today().isoformat()} from `{args.model}`, a run of the {"second" if first else "first"} command.
 """
     atomic_write_text(target.parent / "MODEL_CARD.md", card)
     print(f"wrote {target} and its model card: test pixel accuracy {100 * article.pixel_accuracy():.2f}% at 128, "

