@@ -82,6 +82,25 @@ def build_variants(segnet: str | None, work: Path, models: list[str]) -> list[Va
     return variants
 
 
+def with_resize(variant: Variant, interpolation: str, work: Path) -> Variant:
+    """The same artifact with its contract's image resize replaced (the resize's own cost in the live loop)."""
+    import json
+
+    from segedge.onnx.metadata import load_onnx, read_metadata, set_metadata
+    import onnx
+
+    model = load_onnx(variant.path)
+    metadata = read_metadata(model)
+    preprocess = json.loads(metadata["preprocess"])
+    if preprocess["interpolation"] == interpolation:
+        raise SystemExit(f"--resize-ablation {interpolation}: {variant.path} already resizes that way")
+    metadata["preprocess"] = json.dumps({**preprocess, "interpolation": interpolation}, sort_keys=True)
+    set_metadata(model, metadata)
+    path = work / f"{variant.path.stem}.{interpolation}.onnx"
+    onnx.save(model, path)
+    return Variant(variant.model, f"{variant.name}, {interpolation} resize (ablation)", path)
+
+
 def run(variant: Variant, video: Path, frames: int, out: Path, sample_rss: bool = False) -> tuple[float, list[tuple[float, float]], str]:
     """One ``segedge run``: (FPS it printed, [(seconds, RSS MB)] samples, the backend line)."""
     out.unlink(missing_ok=True)
@@ -123,6 +142,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=600, help="frames per run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument("--soak", type=int, default=5000, help="frames of the memory soak (0: none)")
+    parser.add_argument("--resize-ablation", metavar="INTERPOLATION", help="also run each INT8 tensorrt-form artifact with its contract's image resize replaced (e.g. linear)")
     parser.add_argument("--soak-variant", default="segnet-lite0:int8, tensorrt form", help="MODEL:NAME-PREFIX of the variant to soak")
     args = parser.parse_args()
     from rich.console import Console
@@ -137,6 +157,8 @@ def main() -> None:
     console.print(f"CPU: {cpu_info().describe()}; {os.cpu_count()} cores; video {video.name}, {args.frames} frames per run, {args.rounds} rounds")
     work = Path(tempfile.mkdtemp(prefix="segedge-e2e-"))
     variants = build_variants(args.segnet, work, args.models.split(","))
+    if args.resize_ablation:
+        variants += [with_resize(v, args.resize_ablation, work) for v in list(variants) if v.name.startswith("int8, tensorrt")]
     fps: dict[int, list[float]] = {i: [] for i in range(len(variants))}
     backends: dict[int, str] = {}
     for round_index in range(args.rounds):

@@ -1,7 +1,12 @@
 """Turn a finished segnet-lite0 training run into the embedded default model and its model card.
 
-    python scripts/make_embedded.py runs/lite/model.pt --data ../shared/data/oxford-iiit-pet-sample \\
+    segedge train ../shared/data/oxford-iiit-pet-sample --model segnet-lite0 -o runs/lite
+    segedge train ../shared/data/oxford-iiit-pet-sample --finish runs/lite/model.pt -o runs/lite-finish
+    python scripts/make_embedded.py runs/lite-finish/model.pt --data ../shared/data/oxford-iiit-pet-sample \\
         --videos ../shared/data/video --gt-masks ../shared/data/davis-libby/masks
+
+A second-stage run (``--finish``) records the checkpoint it started from; the card describes both
+stages, the first from that checkpoint's own record (so keep ``runs/lite/model.pt`` until this ran).
 
 Writes ``segedge/models/weights/segnet-lite0.pt`` (weights and deployment contract only, no
 optimiser state) and ``segedge/models/weights/MODEL_CARD.md``: the recipe as the run recorded
