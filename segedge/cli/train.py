@@ -25,7 +25,7 @@ def train_command(
     step_size: Annotated[Optional[int], typer.Option(min=1, help="StepLR period in epochs (article: 7).", show_default=False)] = None,
     gamma: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="StepLR decay (article: 0.7).", show_default=False)] = None,
     size: Annotated[Optional[int], typer.Option(min=16, help="Input size in pixels: the square input (article: 128), or for a model that keeps the frame's aspect (segnet-lite0: 320) the short side of every input; a multiple of the model's size multiple (16 for segnet, 32 for segnet-lite0).", show_default=False)] = None,
-    interpolation: Annotated[Optional[Interpolation], typer.Option(help="Image resize. Default: the model's (article: nearest; segnet-lite0: linear).", show_default=False)] = None,
+    interpolation: Annotated[Optional[Interpolation], typer.Option(help="Image resize. Default: the model's (article: nearest; segnet-lite0: linear; its --finish stage: area).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most N images per split (quick trials).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
