@@ -64,7 +64,8 @@ def random_crops(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One ``side x side`` crop of each chosen pair, at a random offset along its longer side
     (``generator`` is None: the centred crop). A pair whose shorter side is not ``side`` is
-    first resized to it (bilinear for the image, nearest neighbour for the labels): the
+    first resized to it (the image by area averaging when shrinking, bilinear when enlarging;
+    the labels by nearest neighbour): the
     multi-scale training of :class:`~segedge.training.loop.TrainConfig` ``train_sizes``.
 
     With probability ``p_whole`` (drawn per pair; only with a ``generator``) the "crop" is the
